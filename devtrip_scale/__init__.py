@@ -1,0 +1,3 @@
+"""devscale: size Kubernetes Deployments to their Prometheus load with the HPA's algorithm."""
+
+__version__ = "0.1.0"

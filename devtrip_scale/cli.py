@@ -1,0 +1,204 @@
+"""The `devscale` command line: flags → config → adapters → reconcile → output and exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+
+from devtrip_scale import __version__
+from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
+
+if TYPE_CHECKING:
+    from devtrip_scale.config import Settings
+
+app = typer.Typer(
+    help="Size Kubernetes Deployments to their Prometheus load with the HPA's algorithm.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check, show or start a configuration file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="DEVSCALE_CONFIG", help="The YAML configuration file.",
+                 dir_okay=False),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"devscale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """devscale reads load from Prometheus and sets Deployment replicas as the HPA would."""
+
+
+def _guard(debug: bool, body: Callable[[], int]) -> None:
+    """Run a command body; map devscale's errors to their exit codes, hide tracebacks."""
+    try:
+        code = body()
+    except DevscaleError as e:
+        err.print(f"devscale: {e}", style="red", markup=False)
+        if debug:
+            err.print(traceback.format_exc(), markup=False)
+        raise typer.Exit(int(e.exit_code)) from None
+    except KeyboardInterrupt:
+        err.print("devscale: interrupted", style="red")
+        raise typer.Exit(130) from None
+    except Exception as e:  # the last line of defence: one line, no traceback unless --debug
+        err.print(f"devscale: internal error: {type(e).__name__}: {e}", style="red", markup=False)
+        if debug:
+            err.print(traceback.format_exc(), markup=False)
+        else:
+            err.print("run again with --debug for the traceback", style="dim")
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+    raise typer.Exit(code)
+
+
+def _load(path: Path, namespace: str | None = None) -> Settings:
+    from devtrip_scale.config import load_config
+
+    return load_config(path, overrides={"namespace": namespace} if namespace else None)
+
+
+@app.command()
+def check(
+    config: ConfigOption = Path("devscale.yaml"),
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace of the targets (overrides the config and "
+        "$NAMESPACE).")] = None,
+    deployment: Annotated[list[str] | None, typer.Option(
+        "--deployment", "-d", help="Only this target Deployment (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Compute and show the decisions; change nothing.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", envvar="DEBUG", help="Add the PromQL, raw readings, timings and API calls "
+        "(also DEBUG=1).")] = False,
+    output: Annotated[Literal["table", "json"], typer.Option(
+        "--output", "-o", help="table for people, json for machines.")] = "table",
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG or "
+        "~/.kube/config).")] = None,
+    context: Annotated[str | None, typer.Option(
+        "--context", help="kubeconfig context to use.")] = None,
+    now: Annotated[datetime | None, typer.Option(
+        "--now", hidden=True, formats=["%Y-%m-%dT%H:%M:%S%z"],
+        help="Decide as if it were this time (for replays and tests).")] = None,
+) -> None:
+    """Run one pass: read the load, decide, scale, explain.
+
+    Exit codes: 0 success, 2 config error, 3 metrics unavailable, 4 Kubernetes API error,
+    5 partial failure (some Deployments failed), 1 internal error.
+    """
+
+    def body() -> int:
+        from devtrip_scale import render
+        from devtrip_scale.kube import connect
+        from devtrip_scale.kube.deployments import DeploymentTarget
+        from devtrip_scale.kube.history import ConfigMapHistory
+        from devtrip_scale.reconcile import run_check
+        from devtrip_scale.sources.prometheus import PrometheusSource
+        from devtrip_scale.trace import Trace
+
+        settings = _load(config, namespace)
+        trace = Trace()
+        api = connect(kubeconfig, context)
+        source = PrometheusSource(settings.prometheus.url,
+                                  timeout=settings.prometheus.timeout_seconds,
+                                  token=settings.prometheus_token(), trace=trace)
+        try:
+            report = run_check(
+                settings,
+                source,
+                DeploymentTarget(api, settings.namespace, trace),
+                ConfigMapHistory(api, settings.namespace, settings.history_configmap, trace),
+                now or datetime.now(UTC),
+                dry_run=dry_run,
+                only=tuple(deployment or ()),
+                trace=trace,
+            )
+        finally:
+            source.close()
+            api.close()
+        if output == "json":
+            print(render.to_json(report, debug=debug))
+        else:
+            Console(highlight=False).print(render.table(report))
+        if debug:
+            err.print(render.debug(report))
+        return int(report.exit_code)
+
+    _guard(debug, body)
+
+
+@config_app.command("validate")
+def config_validate(config: ConfigOption = Path("devscale.yaml")) -> None:
+    """Check a config file; errors name the file, line and field."""
+
+    def body() -> int:
+        settings = _load(config)
+        print(f"{config}: valid ({len(settings.targets)} target(s), "
+              f"{len(settings.metrics)} metric(s), namespace {settings.namespace})")
+        return 0
+
+    _guard(False, body)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = Path("devscale.yaml")) -> None:
+    """Print the effective config (file + environment) as YAML."""
+
+    def body() -> int:
+        import yaml
+
+        settings = _load(config)
+        data: dict[str, Any] = settings.model_dump(mode="json", by_alias=True)
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+        return 0
+
+    _guard(False, body)
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path(
+        "devscale.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config (the load-based example)."""
+
+    def body() -> int:
+        from importlib.resources import files
+
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists; pass --force to overwrite it")
+        path.write_text(files("devtrip_scale").joinpath("starter.yaml").read_text("utf-8"),
+                        encoding="utf-8")
+        print(f"wrote {path}; edit it, then run: devscale config validate -c {path}")
+        return 0
+
+    _guard(False, body)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="devscale")
+    sys.exit(0)  # pragma: no cover - typer exits first

@@ -1,0 +1,277 @@
+"""The typed configuration: YAML plus environment, validated once, errors naming file, line, field."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel, to_snake
+
+from devtrip_scale import models
+from devtrip_scale.errors import ConfigError
+from devtrip_scale.presets import PRESETS
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+
+
+class _Model(BaseModel):
+    """Frozen, unknown keys refused, snake_case or the HPA's camelCase accepted."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class ScalingPolicyModel(_Model):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800)
+
+
+class ScalingRulesModel(_Model):
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: tuple[ScalingPolicyModel, ...] | None = None
+    tolerance: float | None = Field(default=None, ge=0)
+
+    def to_rules(self, default: models.ScalingRules) -> models.ScalingRules:
+        return models.ScalingRules(
+            stabilization_window_seconds=(
+                default.stabilization_window_seconds
+                if self.stabilization_window_seconds is None
+                else self.stabilization_window_seconds
+            ),
+            select_policy=self.select_policy,
+            policies=(
+                default.policies
+                if self.policies is None
+                else tuple(
+                    models.ScalingPolicy(p.type, p.value, p.period_seconds) for p in self.policies
+                )
+            ),
+            tolerance=self.tolerance,
+        )
+
+
+class BehaviorModel(_Model):
+    scale_up: ScalingRulesModel = ScalingRulesModel()
+    scale_down: ScalingRulesModel = ScalingRulesModel()
+
+
+class ScalingModel(_Model):
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    behavior: BehaviorModel = BehaviorModel()
+    scale_up_cooldown_seconds: int = Field(default=0, ge=0)
+    scale_down_cooldown_seconds: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ScalingModel:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+
+class TargetValueModel(_Model):
+    type: Literal["Utilization", "Value", "AverageValue"]
+    value: float = Field(gt=0)
+
+
+class MetricModel(_Model):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    preset: str | None = None
+    query: str | None = Field(default=None, min_length=1)
+    window: str = "2m"
+    target: TargetValueModel
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetricModel:
+        if (self.preset is None) == (self.query is None):
+            raise ValueError("give exactly one of `preset` or `query`")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(
+                f"unknown preset {self.preset!r}; known: {', '.join(sorted(PRESETS))}"
+            )
+        if not _DURATION.match(self.window):
+            raise ValueError(f"window {self.window!r} is not a PromQL duration such as 2m or 30s")
+        return self
+
+    @property
+    def promql(self) -> str:
+        return PRESETS[self.preset] if self.preset is not None else str(self.query)
+
+
+class TargetModel(_Model):
+    deployment: str | None = None
+    selector: str | None = None
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TargetModel:
+        if (self.deployment is None) == (self.selector is None):
+            raise ValueError("give exactly one of `deployment` or `selector`")
+        if self.deployment is not None and not _DNS_LABEL.match(self.deployment):
+            raise ValueError(f"{self.deployment!r} is not a valid Deployment name")
+        return self
+
+
+class PrometheusModel(_Model):
+    url: str = "http://localhost:9090"
+    timeout_seconds: float = Field(default=10, gt=0, le=300)
+    bearer_token_env: str | None = None
+
+
+class Settings(_Model):
+    """The whole configuration file."""
+
+    namespace: str = "default"
+    prometheus: PrometheusModel = PrometheusModel()
+    scaling: ScalingModel = ScalingModel()
+    targets: tuple[TargetModel, ...] = Field(min_length=1)
+    metrics: tuple[MetricModel, ...] = Field(min_length=1)
+    history_configmap: str = "devscale-history"
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        _refuse_duplicates("metric name", [m.name for m in self.metrics])
+        _refuse_duplicates("deployment target", [t.deployment for t in self.targets if t.deployment])
+        _refuse_duplicates("selector target", [t.selector for t in self.targets if t.selector])
+        if not _DNS_LABEL.match(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} is not a valid namespace name")
+        for t in self.targets:
+            low = self.scaling.min_replicas if t.min_replicas is None else t.min_replicas
+            high = self.scaling.max_replicas if t.max_replicas is None else t.max_replicas
+            if low > high:
+                who = t.deployment or t.selector
+                raise ValueError(f"target {who}: minReplicas ({low}) is above maxReplicas ({high})")
+        return self
+
+    def policy_for(self, target: TargetModel | None) -> models.PolicySpec:
+        """The policy spec of one target: the global scaling block with its overrides."""
+        s = self.scaling
+        low = s.min_replicas if target is None or target.min_replicas is None else target.min_replicas
+        high = s.max_replicas if target is None or target.max_replicas is None else target.max_replicas
+        return models.PolicySpec(
+            min_replicas=low,
+            max_replicas=high,
+            tolerance=s.tolerance,
+            scale_up=s.behavior.scale_up.to_rules(models.HPA_DEFAULT_SCALE_UP),
+            scale_down=s.behavior.scale_down.to_rules(models.HPA_DEFAULT_SCALE_DOWN),
+            scale_up_cooldown_seconds=s.scale_up_cooldown_seconds,
+            scale_down_cooldown_seconds=s.scale_down_cooldown_seconds,
+        )
+
+    def prometheus_token(self) -> str | None:
+        """The bearer token, read from the environment variable the config names."""
+        name = self.prometheus.bearer_token_env
+        return os.environ.get(name) if name else None
+
+
+def _refuse_duplicates(what: str, items: list[str]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"duplicate {what} {item!r}")
+        seen.add(item)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read, override (environment, then `overrides`) and validate.
+
+    Every error names the file, the line and the field.
+    """
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping of settings")
+    data = {**_apply_env(data, env), **(overrides or {})}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        lines = _line_index(node) if node is not None else {}
+        raise ConfigError(_format_errors(path, e, lines)) from None
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    data = dict(data)
+    if env.get("NAMESPACE"):
+        data["namespace"] = env["NAMESPACE"]
+    if env.get("METRICS_SERVER"):
+        url = env["METRICS_SERVER"]
+        if "://" not in url:
+            url = f"http://{url}"
+        prom = data.get("prometheus")
+        data["prometheus"] = {**(prom if isinstance(prom, dict) else {}), "url": url}
+    return data
+
+
+def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+    """Map each key path of the YAML document to its 1-based line."""
+    index = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, str(key.value))
+            index.update(_line_index(value, sub))
+            index[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            index.update(_line_index(item, (*path, i)))
+    return index
+
+
+def _format_errors(path: Path, err: ValidationError, lines: dict[tuple[str | int, ...], int]) -> str:
+    errors = err.errors()
+    # pydantic adds "too short" for a list whose items failed; the item errors say more.
+    failed_parents = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    rows = []
+    for e in errors:
+        loc = tuple(e["loc"])
+        if e["type"] == "too_short" and any(p[: len(loc)] == loc for p in failed_parents):
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; `devscale config init` writes every key)"
+        rows.append((_nearest_line(loc, lines), _field(loc), msg))
+    out = [f"{path}: {len(rows)} error(s) in the config"]
+    out += [f"  {path}:{line}: {field}: {msg}" for line, field, msg in sorted(rows)]
+    return "\n".join(out)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _nearest_line(loc: tuple[Any, ...], lines: dict[tuple[str | int, ...], int]) -> int:
+    for n in range(len(loc), -1, -1):
+        key = loc[:n]
+        if key in lines:
+            return lines[key]
+        for convert in (to_camel, to_snake):
+            other = tuple(convert(p) if isinstance(p, str) else p for p in key)
+            if other in lines:
+                return lines[other]
+    return 1

@@ -1,0 +1,56 @@
+"""The DevscaleError hierarchy and the exit code each failure maps to."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of `devscale`, documented in the README."""
+
+    OK = 0
+    INTERNAL = 1
+    CONFIG = 2
+    METRICS = 3
+    KUBERNETES = 4
+    PARTIAL = 5
+
+
+class DevscaleError(Exception):
+    """Base of every error devscale reports to its user."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class ConfigError(DevscaleError):
+    """The configuration file or the environment is invalid."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class MetricsError(DevscaleError):
+    """Prometheus could not be queried, or answered something unusable."""
+
+    exit_code = ExitCode.METRICS
+
+
+class KubeError(DevscaleError):
+    """The Kubernetes API refused or failed a request."""
+
+    exit_code = ExitCode.KUBERNETES
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeForbidden(KubeError):
+    """403: the identity lacks an RBAC permission."""
+
+
+class KubeNotFound(KubeError):
+    """404: the object does not exist (any more)."""
+
+
+class KubeConflict(KubeError):
+    """409: the object changed since it was read."""

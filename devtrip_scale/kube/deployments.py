@@ -1,0 +1,62 @@
+"""DeploymentTarget: list target Deployments and write replicas through the scale subresource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, raise_api_error
+from devtrip_scale.ports import Workload
+from devtrip_scale.trace import Trace
+
+
+class DeploymentTarget:
+    """The Deployments of one namespace, read with one list call and scaled one PATCH each."""
+
+    def __init__(self, api_client: Any, namespace: str, trace: Trace | None = None) -> None:
+        from kubernetes import client
+
+        self._apps = client.AppsV1Api(api_client)
+        self._ns = namespace
+        self._trace = trace or Trace()
+
+    def list(self, selector: str | None) -> list[Workload]:
+        detail = f"list deployments -n {self._ns}" + (f" -l {selector}" if selector else "")
+        try:
+            with self._trace.span("kube", detail):
+                result = self._apps.list_namespaced_deployment(
+                    self._ns, label_selector=selector or "", _request_timeout=TIMEOUT
+                )
+        except Exception as e:
+            raise_api_error(e, "list", "deployments", self._ns)
+        return [_workload(d) for d in result.items]
+
+    def get(self, name: str) -> Workload:
+        try:
+            with self._trace.span("kube", f"get deployments/{name} -n {self._ns}"):
+                d = self._apps.read_namespaced_deployment(name, self._ns, _request_timeout=TIMEOUT)
+        except Exception as e:
+            raise_api_error(e, "get", "deployments", self._ns, name)
+        return _workload(d)
+
+    def scale(self, name: str, replicas: int, resource_version: str) -> None:
+        """Set spec.replicas, only if the Deployment is still at `resource_version` (else 409)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
+        try:
+            with self._trace.span("kube", f"patch deployments/{name}/scale -n {self._ns} "
+                                  f"replicas={replicas} resourceVersion={resource_version}"):
+                self._apps.patch_namespaced_deployment_scale(
+                    name, self._ns, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT
+                )
+        except Exception as e:
+            raise_api_error(e, "patch", "deployments/scale", self._ns, name)
+
+
+def _workload(d: Any) -> Workload:
+    meta = d.metadata
+    return Workload(
+        name=meta.name,
+        replicas=int(d.spec.replicas if d.spec.replicas is not None else 1),
+        resource_version=meta.resource_version,
+        labels=dict(meta.labels or {}),
+        annotations=dict(meta.annotations or {}),
+    )

@@ -1,0 +1,147 @@
+"""ConfigMapHistory: each Deployment's recent recommendations and scale events, in one ConfigMap."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from devtrip_scale.errors import KubeConflict, KubeNotFound
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, raise_api_error
+from devtrip_scale.models import History, Recommendation, ScaleEvent
+from devtrip_scale.trace import Trace
+
+CONFLICT_RETRIES = 3
+
+
+def encode(history: History) -> str:
+    """One Deployment's history as compact JSON."""
+    return json.dumps(
+        {
+            "recommendations": [[r.at.isoformat(), r.replicas] for r in history.recommendations],
+            "scaleEvents": [
+                [e.at.isoformat(), e.from_replicas, e.to_replicas] for e in history.scale_events
+            ],
+            "lastWritten": history.last_written,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode(text: str) -> History:
+    """Parse what `encode` wrote; raises ValueError on anything else."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    try:
+        recs = tuple(Recommendation(_when(at), int(n)) for at, n in data["recommendations"])
+        events = tuple(
+            ScaleEvent(_when(at), int(a), int(b)) for at, a, b in data["scaleEvents"]
+        )
+        last = data.get("lastWritten")
+        return History(recs, events, None if last is None else int(last))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"unexpected layout: {e}") from None
+
+
+def _when(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"timestamp without a zone: {text}")
+    return at
+
+
+class ConfigMapHistory:
+    """The history of all targets of a namespace, in the ConfigMap `name`, keyed by Deployment.
+
+    Read once at the start of a run and written once at its end with the resourceVersion read,
+    so two runners never lose each other's entries silently: on a conflict it reads again, keeps
+    the other writer's entries for Deployments it did not touch, and retries.
+    """
+
+    def __init__(self, api_client: Any, namespace: str, name: str,
+                 trace: Trace | None = None) -> None:
+        from kubernetes import client
+
+        self._core = client.CoreV1Api(api_client)
+        self._ns = namespace
+        self._name = name
+        self._trace = trace or Trace()
+        self._resource_version: str | None = None
+        self._exists = False
+
+    def load(self) -> tuple[dict[str, History], list[str]]:
+        """Every Deployment's history, and a warning for each entry that could not be read."""
+        data = self._read()
+        histories: dict[str, History] = {}
+        warnings: list[str] = []
+        for key, text in data.items():
+            try:
+                histories[key] = decode(text)
+            except ValueError as e:
+                warnings.append(
+                    f"history of {key} in ConfigMap {self._ns}/{self._name} is corrupt ({e}); "
+                    "treated as empty"
+                )
+        return histories, warnings
+
+    def save(self, histories: Mapping[str, History]) -> None:
+        """Write the given Deployments' histories, leaving the other keys as they are."""
+        encoded = {k: encode(h) for k, h in histories.items()}
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                self._write(encoded)
+                return
+            except KubeConflict:
+                self._read()
+        self._write(encoded)
+
+    def _read(self) -> dict[str, str]:
+        try:
+            with self._trace.span("kube", f"get configmaps/{self._name} -n {self._ns}"):
+                cm = self._core.read_namespaced_config_map(
+                    self._name, self._ns, _request_timeout=TIMEOUT
+                )
+        except Exception as e:
+            try:
+                raise_api_error(e, "get", "configmaps", self._ns, self._name)
+            except KubeNotFound:
+                self._exists, self._resource_version = False, None
+                return {}
+        self._exists = True
+        self._resource_version = cm.metadata.resource_version
+        return dict(cm.data or {})
+
+    def _write(self, encoded: Mapping[str, str]) -> None:
+        from kubernetes import client
+
+        if not self._exists:
+            body = client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(
+                    name=self._name,
+                    labels={"app.kubernetes.io/managed-by": "devscale"},
+                ),
+                data=dict(encoded),
+            )
+            try:
+                with self._trace.span("kube", f"create configmaps/{self._name} -n {self._ns}"):
+                    self._core.create_namespaced_config_map(
+                        self._ns, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT
+                    )
+            except Exception as e:
+                if getattr(e, "status", None) == 409:  # AlreadyExists: someone else created it
+                    raise KubeConflict("history ConfigMap created concurrently") from None
+                raise_api_error(e, "create", "configmaps", self._ns, self._name)
+            self._exists = True
+            return
+        patch = {"metadata": {"resourceVersion": self._resource_version}, "data": dict(encoded)}
+        try:
+            with self._trace.span("kube", f"patch configmaps/{self._name} -n {self._ns}"):
+                cm = self._core.patch_namespaced_config_map(
+                    self._name, self._ns, patch, field_manager=FIELD_MANAGER,
+                    _request_timeout=TIMEOUT,
+                )
+        except Exception as e:
+            raise_api_error(e, "patch", "configmaps", self._ns, self._name)
+        self._resource_version = cm.metadata.resource_version

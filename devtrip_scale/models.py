@@ -1,0 +1,163 @@
+"""Frozen values shared by every layer: policy spec, readings, history and decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+MetricType = Literal["Utilization", "Value", "AverageValue"]
+PolicyType = Literal["Pods", "Percent"]
+SelectPolicy = Literal["Max", "Min", "Disabled"]
+Action = Literal["scale_up", "scale_down", "none", "hold"]
+Reason = Literal[
+    "ScalingDisabled",
+    "TooManyReplicas",
+    "TooFewReplicas",
+    "NoMetrics",
+    "MissingMetrics",
+    "ScaleUpStabilized",
+    "ScaleDownStabilized",
+    "ScaleUpCooldown",
+    "ScaleDownCooldown",
+    "ScaleUpLimit",
+    "ScaleDownLimit",
+    "WithinTolerance",
+    "DesiredWithinRange",
+]
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """One HPA rate policy: at most `value` pods (or percent) per `period_seconds`."""
+
+    type: PolicyType
+    value: int
+    period_seconds: int
+
+
+@dataclass(frozen=True)
+class ScalingRules:
+    """The HPA's `scaleUp` or `scaleDown` block, defaults already applied."""
+
+    stabilization_window_seconds: int
+    select_policy: SelectPolicy
+    policies: tuple[ScalingPolicy, ...]
+    tolerance: float | None = None
+
+    @property
+    def longest_period(self) -> int:
+        return max((p.period_seconds for p in self.policies), default=0)
+
+
+HPA_DEFAULT_SCALE_UP = ScalingRules(
+    stabilization_window_seconds=0,
+    select_policy="Max",
+    policies=(ScalingPolicy("Percent", 100, 15), ScalingPolicy("Pods", 4, 15)),
+)
+HPA_DEFAULT_SCALE_DOWN = ScalingRules(
+    stabilization_window_seconds=300,
+    select_policy="Max",
+    policies=(ScalingPolicy("Percent", 100, 15),),
+)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Everything the policy needs to know about one target's limits and behaviour."""
+
+    min_replicas: int
+    max_replicas: int
+    tolerance: float = 0.1
+    scale_up: ScalingRules = HPA_DEFAULT_SCALE_UP
+    scale_down: ScalingRules = HPA_DEFAULT_SCALE_DOWN
+    scale_up_cooldown_seconds: int = 0
+    scale_down_cooldown_seconds: int = 0
+
+    @property
+    def memory_seconds(self) -> int:
+        """How far back the history must reach for every window, period and cooldown."""
+        return max(
+            self.scale_up.stabilization_window_seconds,
+            self.scale_down.stabilization_window_seconds,
+            self.scale_up.longest_period,
+            self.scale_down.longest_period,
+            self.scale_up_cooldown_seconds,
+            self.scale_down_cooldown_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class MetricReading:
+    """One metric's reading for one Deployment; `value` None means no usable reading."""
+
+    name: str
+    type: MetricType
+    target: float
+    value: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a run saw of one Deployment: its replicas and its readings."""
+
+    deployment: str
+    current_replicas: int
+    readings: tuple[MetricReading, ...]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """An un-limited recommendation made at `at`, kept for stabilisation windows."""
+
+    at: datetime
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """A replica change devscale made at `at`, kept for rate policies and cooldowns."""
+
+    at: datetime
+    from_replicas: int
+    to_replicas: int
+
+
+@dataclass(frozen=True)
+class History:
+    """What earlier runs left for one Deployment."""
+
+    recommendations: tuple[Recommendation, ...] = ()
+    scale_events: tuple[ScaleEvent, ...] = ()
+    last_written: int | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One metric's proposal: its reading against its target and the replicas it asks for."""
+
+    name: str
+    type: MetricType
+    target: float
+    reading: float | None
+    replicas: int | None
+    within_tolerance: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's verdict for one Deployment, with the rule that shaped it."""
+
+    deployment: str
+    current_replicas: int
+    desired_replicas: int
+    recommendation: int | None
+    action: Action
+    reason: Reason
+    message: str
+    proposals: tuple[Proposal, ...] = ()
+    deciding_metric: str | None = None
+    held_until: datetime | None = None
+    limits: tuple[str, ...] = field(default=())

@@ -1,0 +1,314 @@
+"""The Kubernetes HPA's (autoscaling/v2) replica arithmetic as pure functions: no I/O, no clock.
+
+`decide(observation, spec, history, now)` is devscale's public library API. `check`, the in-cluster
+loop and `simulate` all call it, so one set of readings gives one answer wherever it runs. It
+follows `pkg/controller/podautoscaler` of Kubernetes:
+
+1. each metric proposes replicas (`replica_calculator.go`): Utilization and Value give
+   ceil(current × reading / target), AverageValue gives ceil(total / target); a usage ratio within
+   the tolerance band (default 10 %, per direction if `scaleUp.tolerance`/`scaleDown.tolerance`
+   are set) proposes the current count;
+2. the highest proposal wins; when some metrics have no reading the others may scale up but never
+   down, and with no reading at all the replicas are held (`computeReplicasForMetrics`);
+3. a target with 0 replicas and min > 0 is left alone; one outside [min, max] is brought inside;
+4. stabilisation: scale up takes the lowest recommendation of the scale-up window, scale down the
+   highest of the scale-down window; an entry exactly as old as a window is outside it
+   (`stabilizeRecommendationWithBehaviors`);
+5. devscale's optional cooldowns: no scale in a direction within N s of the last scale event;
+6. rate policies measured from the replicas at the start of each period, found by undoing the
+   scale events inside it, selected with Max/Min/Disabled, then the clamp to [min, max]
+   (`convertDesiredReplicasWithBehaviorRate`).
+
+`remember(history, decision, ...)` returns the history the next run needs (pure too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from devtrip_scale.models import (
+    Action,
+    Decision,
+    History,
+    MetricReading,
+    Observation,
+    PolicySpec,
+    Proposal,
+    Reason,
+    Recommendation,
+    ScaleEvent,
+    ScalingRules,
+)
+
+INT32_MAX = 2**31 - 1
+
+
+def propose(reading: MetricReading, current: int, spec: PolicySpec) -> Proposal:
+    """One metric's replica proposal, as the HPA's replica calculator makes it."""
+    if reading.value is None:
+        return Proposal(reading.name, reading.type, reading.target, None, None, error=reading.error)
+    up_tol = _tolerance(spec.scale_up, spec.tolerance)
+    down_tol = _tolerance(spec.scale_down, spec.tolerance)
+    if reading.type == "Utilization":
+        # The HPA truncates utilisation to whole percent (metrics/utilization.go).
+        usage = float(math.floor(reading.value))
+        ratio = usage / reading.target
+        wanted = math.ceil(ratio * current)
+    elif reading.type == "Value":
+        ratio = _milli(reading.value) / _milli(reading.target)
+        wanted = math.ceil(ratio * current)
+    else:  # AverageValue: the total divided by the target per replica
+        total, per_pod = _milli(reading.value), _milli(reading.target)
+        ratio = total / (per_pod * current) if current else math.inf
+        wanted = math.ceil(total / per_pod)
+    within = (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
+    replicas = current if within else min(wanted, INT32_MAX)
+    return Proposal(reading.name, reading.type, reading.target, reading.value, replicas, within)
+
+
+def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) -> Decision:
+    """Decide the replicas of one Deployment from its readings, its history and `now`.
+
+    `obs.current_replicas` is the scale subresource's `spec.replicas`; `history` holds the earlier
+    runs' recommendations and scale events (an empty history is a first sync); `now` is the
+    decision time, timezone-aware. The result carries the final replicas, the un-limited
+    recommendation, every metric's proposal and the rule that limited the result, named as the
+    HPA names its conditions (`ScaleUpLimit`, `TooFewReplicas`, `ScaleDownStabilized`, …).
+    """
+    current = obs.current_replicas
+    proposals = tuple(propose(r, current, spec) for r in obs.readings)
+
+    def verdict(desired: int, reason: Reason, message: str, **kw: object) -> Decision:
+        action: Action = "none"
+        if desired > current:
+            action = "scale_up"
+        elif desired < current:
+            action = "scale_down"
+        elif reason in ("NoMetrics", "MissingMetrics"):
+            action = "hold"
+        return Decision(
+            deployment=obs.deployment,
+            current_replicas=current,
+            desired_replicas=desired,
+            action=action,
+            reason=reason,
+            message=message,
+            proposals=proposals,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    if current == 0 and spec.min_replicas != 0:
+        return verdict(0, "ScalingDisabled", "the target has 0 replicas: scaling is disabled",
+                       recommendation=None)
+    if current > spec.max_replicas:
+        return verdict(spec.max_replicas, "TooManyReplicas",
+                       f"current replicas above maxReplicas {spec.max_replicas}",
+                       recommendation=None)
+    if current < spec.min_replicas:
+        return verdict(spec.min_replicas, "TooFewReplicas",
+                       f"current replicas below minReplicas {spec.min_replicas}",
+                       recommendation=None)
+
+    valid = [p for p in proposals if p.replicas is not None]
+    if not valid:
+        return verdict(current, "NoMetrics", "no metric has a reading: replicas held",
+                       recommendation=None)
+    best = max(valid, key=lambda p: p.replicas or 0)
+    wanted = best.replicas or 0
+    missing = [p.name for p in proposals if p.replicas is None]
+    if missing and wanted < current:
+        return verdict(current, "MissingMetrics",
+                       f"no reading for {', '.join(missing)}: not scaling down on partial data",
+                       recommendation=None, deciding_metric=best.name)
+
+    limits: list[str] = []
+    stabilized, held_until = _stabilize(current, wanted, spec, history.recommendations, now)
+    value, reason, message = stabilized, _none_reason(proposals, best), ""
+    if stabilized != wanted:
+        reason = "ScaleUpStabilized" if wanted >= current else "ScaleDownStabilized"
+        window = (spec.scale_up if reason == "ScaleUpStabilized" else spec.scale_down)
+        message = (f"{window.stabilization_window_seconds}s "
+                   f"{'scale-up' if reason == 'ScaleUpStabilized' else 'scale-down'} "
+                   f"stabilization window holds {stabilized}")
+        limits.append(reason)
+
+    value, cooled = _cooldown(current, value, spec, history.scale_events, now)
+    if cooled:
+        reason, message = cooled
+        limits.append(reason)
+        held_until = None
+
+    final, rate_reason, rate_message = _rate_limit(current, value, spec, history.scale_events, now)
+    if final != value:
+        reason, message = rate_reason, rate_message
+        limits.append(rate_reason)
+    if not message:
+        message = _plain_message(reason, best, wanted)
+    return verdict(final, reason, message, recommendation=wanted, deciding_metric=best.name,
+                   held_until=held_until if reason.endswith("Stabilized") else None,
+                   limits=tuple(limits))
+
+
+def remember(history: History, decision: Decision, spec: PolicySpec, now: datetime,
+             *, written: int | None) -> History:
+    """The history after this run: its recommendation and, if it wrote, its scale event.
+
+    `written` is the replica count devscale wrote this run (None when it wrote nothing). Entries
+    older than the longest window, period or cooldown are dropped, so the history stays bounded.
+    """
+    recs = list(history.recommendations)
+    if not recs and decision.recommendation is not None:
+        recs.append(Recommendation(now, decision.current_replicas))  # the first sync's seed
+    if decision.recommendation is not None:
+        recs.append(Recommendation(now, decision.recommendation))
+    events = list(history.scale_events)
+    last_written = history.last_written
+    if written is not None and written != decision.current_replicas:
+        events.append(ScaleEvent(now, decision.current_replicas, written))
+        last_written = written
+    cutoff = now - timedelta(seconds=spec.memory_seconds)
+    return History(
+        recommendations=tuple(r for r in recs if r.at > cutoff or r is recs[-1]),
+        scale_events=tuple(e for e in events if e.at > cutoff),
+        last_written=last_written,
+    )
+
+
+def _tolerance(rules: ScalingRules, default: float) -> float:
+    return default if rules.tolerance is None else rules.tolerance
+
+
+def _milli(value: float) -> int:
+    """The HPA compares quantities in milli-units; so does devscale."""
+    return round(value * 1000)
+
+
+def _none_reason(proposals: Iterable[Proposal], best: Proposal) -> Reason:
+    return "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
+
+
+def _plain_message(reason: Reason, best: Proposal, wanted: int) -> str:
+    if reason == "WithinTolerance":
+        return f"{best.name} is within the tolerance of its target"
+    return f"{best.name} asks for {wanted}"
+
+
+def _stabilize(current: int, wanted: int, spec: PolicySpec,
+               recs: tuple[Recommendation, ...], now: datetime) -> tuple[int, datetime | None]:
+    """Bound `wanted` by the recommendations inside the windows; say until when it holds."""
+    if not recs:
+        recs = (Recommendation(now, current),)  # first sync: as the HPA seeds its window
+    up_window = spec.scale_up.stabilization_window_seconds
+    down_window = spec.scale_down.stabilization_window_seconds
+    up_cut, down_cut = now - timedelta(seconds=up_window), now - timedelta(seconds=down_window)
+    up = min([wanted, *(r.replicas for r in recs if r.at > up_cut)])
+    down = max([wanted, *(r.replicas for r in recs if r.at > down_cut)])
+    result = min(max(current, up), down)
+    held_until: datetime | None = None
+    if result < wanted:
+        lower = [r.at for r in recs if r.at > up_cut and r.replicas < wanted]
+        held_until = max(lower) + timedelta(seconds=up_window) if lower else None
+    elif result > wanted:
+        higher = [r.at for r in recs if r.at > down_cut and r.replicas > wanted]
+        held_until = max(higher) + timedelta(seconds=down_window) if higher else None
+    return result, held_until
+
+
+def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEvent, ...],
+              now: datetime) -> tuple[int, tuple[Reason, str] | None]:
+    if not events or value == current:
+        return value, None
+    last = max(e.at for e in events)
+    if value > current and spec.scale_up_cooldown_seconds:
+        if last > now - timedelta(seconds=spec.scale_up_cooldown_seconds):
+            until = last + timedelta(seconds=spec.scale_up_cooldown_seconds)
+            return current, ("ScaleUpCooldown",
+                             f"scale-up cooldown of {spec.scale_up_cooldown_seconds}s after the "
+                             f"last scale event, until {until.isoformat()}")
+    if value < current and spec.scale_down_cooldown_seconds:
+        if last > now - timedelta(seconds=spec.scale_down_cooldown_seconds):
+            until = last + timedelta(seconds=spec.scale_down_cooldown_seconds)
+            return current, ("ScaleDownCooldown",
+                             f"scale-down cooldown of {spec.scale_down_cooldown_seconds}s after "
+                             f"the last scale event, until {until.isoformat()}")
+    return value, None
+
+
+def _changed_in_period(period: int, events: tuple[ScaleEvent, ...], now: datetime,
+                       up: bool) -> int:
+    cutoff = now - timedelta(seconds=period)
+    return sum(
+        abs(e.to_replicas - e.from_replicas)
+        for e in events
+        if e.at > cutoff and (e.to_replicas > e.from_replicas) == up
+    )
+
+
+def _period_start(current: int, period: int, events: tuple[ScaleEvent, ...],
+                  now: datetime) -> int:
+    added = _changed_in_period(period, events, now, up=True)
+    removed = _changed_in_period(period, events, now, up=False)
+    return current - added + removed
+
+
+def scale_up_limit(current: int, rules: ScalingRules, events: tuple[ScaleEvent, ...],
+                   now: datetime) -> int:
+    """`calculateScaleUpLimitWithScalingRules`: the most replicas the policies allow now."""
+    if rules.select_policy == "Disabled":
+        return current
+    proposals = []
+    for p in rules.policies:
+        start = _period_start(current, p.period_seconds, events, now)
+        if p.type == "Pods":
+            proposals.append(start + p.value)
+        else:
+            proposals.append(math.ceil(start * (1 + p.value / 100)))
+    if not proposals:
+        return INT32_MAX
+    return min(proposals) if rules.select_policy == "Min" else max(proposals)
+
+
+def scale_down_limit(current: int, rules: ScalingRules, events: tuple[ScaleEvent, ...],
+                     now: datetime) -> int:
+    """`calculateScaleDownLimitWithBehaviors`: the fewest replicas the policies allow now."""
+    if rules.select_policy == "Disabled":
+        return current
+    proposals = []
+    for p in rules.policies:
+        start = _period_start(current, p.period_seconds, events, now)
+        if p.type == "Pods":
+            proposals.append(start - p.value)
+        else:
+            proposals.append(int(start * (1 - p.value / 100)))
+    if not proposals:
+        return 0
+    return max(proposals) if rules.select_policy == "Min" else min(proposals)
+
+
+def _rate_limit(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEvent, ...],
+                now: datetime) -> tuple[int, Reason, str]:
+    if value > current:
+        limit = max(scale_up_limit(current, spec.scale_up, events, now), current)
+        if spec.max_replicas > limit:
+            if value > limit:
+                why = ("scale-up is disabled (selectPolicy: Disabled)"
+                       if spec.scale_up.select_policy == "Disabled"
+                       else f"scale-up rate policies allow at most {limit} now")
+                return limit, "ScaleUpLimit", why
+        elif value > spec.max_replicas:
+            return spec.max_replicas, "TooManyReplicas", (
+                f"{value} wanted, capped at maxReplicas {spec.max_replicas}")
+    elif value < current:
+        limit = min(scale_down_limit(current, spec.scale_down, events, now), current)
+        if spec.min_replicas < limit:
+            if value < limit:
+                why = ("scale-down is disabled (selectPolicy: Disabled)"
+                       if spec.scale_down.select_policy == "Disabled"
+                       else f"scale-down rate policies allow no fewer than {limit} now")
+                return limit, "ScaleDownLimit", why
+        elif value < spec.min_replicas:
+            return spec.min_replicas, "TooFewReplicas", (
+                f"{value} wanted, raised to minReplicas {spec.min_replicas}")
+    return value, "DesiredWithinRange", ""

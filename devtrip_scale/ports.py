@@ -1,0 +1,71 @@
+"""The protocols reconcile talks through: metrics in, replicas and history in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from devtrip_scale.models import History
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One metric to read for all targets at once."""
+
+    name: str
+    promql: str
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric's readings: per Deployment, or one shared value; or why there are none."""
+
+    name: str
+    values: Mapping[str, float] = field(default_factory=dict)
+    shared: float | None = None
+    error: str | None = None
+    unusable: Mapping[str, str] = field(default_factory=dict)
+
+    def reading_for(self, deployment: str) -> tuple[float | None, str | None]:
+        """The value for one Deployment, or None with the reason it has none."""
+        if self.error is not None:
+            return None, self.error
+        if deployment in self.values:
+            return self.values[deployment], None
+        if deployment in self.unusable:
+            return None, self.unusable[deployment]
+        if self.shared is not None:
+            return self.shared, None
+        return None, "no series for this Deployment (absent or stale)"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A target Deployment as read from the API server."""
+
+    name: str
+    replicas: int
+    resource_version: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+class MetricsSource(Protocol):
+    def fetch(self, queries: Sequence[MetricQuery]) -> list[MetricResult]: ...
+
+    def close(self) -> None: ...
+
+
+class ReplicaTarget(Protocol):
+    def list(self, selector: str | None) -> list[Workload]: ...
+
+    def get(self, name: str) -> Workload: ...
+
+    def scale(self, name: str, replicas: int, resource_version: str) -> None: ...
+
+
+class HistoryStore(Protocol):
+    def load(self) -> tuple[dict[str, History], list[str]]: ...
+
+    def save(self, histories: Mapping[str, History]) -> None: ...

@@ -1,0 +1,128 @@
+"""A check's report as a rich table, a JSON document and `--debug` detail (pure, no I/O)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from devtrip_scale.models import Decision, Proposal
+from devtrip_scale.reconcile import CheckReport, TargetResult
+
+_UNITS = {"Utilization": "%", "Value": "", "AverageValue": ""}
+
+
+def fmt_number(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) and abs(value) < 1e15 else f"{value:.3g}"
+
+
+def proposal_text(p: Proposal) -> str:
+    unit = _UNITS[p.type]
+    target = f"{fmt_number(p.target)}{unit}"
+    if p.type == "AverageValue":
+        target += "/replica"
+    if p.reading is None:
+        return f"{p.name}: no reading ({p.error or 'missing'}) / {target}"
+    asks = f"→ {p.replicas}" + (" (within tolerance)" if p.within_tolerance else "")
+    return f"{p.name}: {fmt_number(p.reading)}{unit} / {target} {asks}"
+
+
+def action_text(result: TargetResult, dry_run: bool) -> str:
+    if result.error is not None:
+        return "failed"
+    d = result.decision
+    if d is None or d.desired_replicas == d.current_replicas:
+        return "hold" if d is not None and d.action == "hold" else "none"
+    verb = "scaled" if result.applied else ("would scale" if dry_run else "not scaled")
+    return f"{verb} {'up' if d.action == 'scale_up' else 'down'}"
+
+
+def explanation(d: Decision) -> str:
+    text = f"{d.reason}: {d.message}"
+    if d.held_until is not None:
+        text += f" (until {d.held_until.isoformat(timespec='seconds')})"
+    return text
+
+
+def table(report: CheckReport) -> RenderableType:
+    title = f"devscale check — namespace {report.namespace}" + (" (dry run)" if report.dry_run else "")
+    t = Table(title=title, title_justify="left", show_lines=True)
+    for column in ("Deployment", "Replicas", "Metrics (reading / target → replicas)", "Action",
+                   "Reason"):
+        t.add_column(column, overflow="fold")
+    for r in report.results:
+        d = r.decision
+        if d is None:
+            t.add_row(r.deployment, "?", "", "failed", Text(r.error or "", style="red"))
+            continue
+        replicas = f"{d.current_replicas} → {d.desired_replicas}"
+        metrics = "\n".join(proposal_text(p) for p in d.proposals)
+        reason = explanation(d) + (f"\nerror: {r.error}" if r.error else "")
+        t.add_row(d.deployment, replicas, metrics, action_text(r, report.dry_run), reason)
+    parts: list[RenderableType] = [t]
+    for name, error in report.metric_errors.items():
+        parts.append(Text(f"metric {name}: {error}", style="yellow"))
+    for warning in report.warnings:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
+    if not report.results:
+        parts.append(Text("no target Deployment found", style="yellow"))
+    return Group(*parts)
+
+
+def debug(report: CheckReport) -> RenderableType:
+    t = Table(title="debug: requests in order", title_justify="left")
+    for column in ("kind", "request", "ms", "outcome"):
+        t.add_column(column, overflow="fold")
+    for e in report.trace.entries:
+        t.add_row(e.kind, e.detail, f"{e.millis:.1f}", e.outcome)
+    return t
+
+
+def to_dict(report: CheckReport) -> dict[str, Any]:
+    """The JSON document of `check --output json` (stable keys, camelCase like the API)."""
+    return {
+        "namespace": report.namespace,
+        "dryRun": report.dry_run,
+        "time": report.started_at.isoformat(),
+        "exitCode": int(report.exit_code),
+        "deployments": [_result_dict(r, report.dry_run) for r in report.results],
+        "metricErrors": report.metric_errors,
+        "warnings": report.warnings,
+        "queries": [{"metric": q.name, "promql": q.promql} for q in report.queries],
+    }
+
+
+def to_json(report: CheckReport, *, debug: bool = False) -> str:
+    data = to_dict(report)
+    if debug:
+        data["trace"] = [
+            {"kind": e.kind, "request": e.detail, "ms": round(e.millis, 2), "outcome": e.outcome}
+            for e in report.trace.entries
+        ]
+    return json.dumps(data, indent=2)
+
+
+def _result_dict(r: TargetResult, dry_run: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": r.deployment, "action": action_text(r, dry_run),
+                           "applied": r.applied, "error": r.error}
+    d = r.decision
+    if d is not None:
+        out.update(
+            currentReplicas=d.current_replicas,
+            desiredReplicas=d.desired_replicas,
+            recommendation=d.recommendation,
+            reason=d.reason,
+            message=d.message,
+            decidingMetric=d.deciding_metric,
+            heldUntil=d.held_until.isoformat() if d.held_until else None,
+            limits=list(d.limits),
+            metrics=[
+                {"name": p.name, "type": p.type, "target": p.target, "reading": p.reading,
+                 "replicas": p.replicas, "withinTolerance": p.within_tolerance, "error": p.error}
+                for p in d.proposals
+            ],
+        )
+    return out

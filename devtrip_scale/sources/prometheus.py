@@ -1,0 +1,120 @@
+"""PrometheusSource: one instant query per metric, every answer checked before it becomes a reading."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from devtrip_scale.ports import MetricQuery, MetricResult
+from devtrip_scale.trace import Trace
+
+
+class PrometheusSource:
+    """Reads metrics from Prometheus's HTTP API through prometheus-api-client.
+
+    Each query's result must carry one series per Deployment (label `deployment`); a single series
+    without that label is shared by every target (a queue's depth, say). Empty results, NaN and
+    ±Inf are missing readings, never zero.
+    """
+
+    def __init__(self, url: str, *, timeout: float, token: str | None = None,
+                 trace: Trace | None = None) -> None:
+        # Imported here: keeps `devscale --help` and `config validate` fast.
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        # One quick retry on connection errors only: a dead Prometheus must cost seconds, not
+        # the library's default backoff storm.
+        retry = Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.1)
+        self._timeout = timeout
+        self._url = url
+        self._trace = trace or Trace()
+        self._client = PrometheusConnect(url=url, headers=headers, retry=retry, timeout=timeout)
+
+    def fetch(self, queries: Sequence[MetricQuery]) -> list[MetricResult]:
+        return [self._query(q) for q in queries]
+
+    def close(self) -> None:
+        self._client._session.close()
+
+    def _query(self, q: MetricQuery) -> MetricResult:
+        import requests
+        from prometheus_api_client import PrometheusApiClientException
+
+        params = {"timeout": f"{self._timeout:g}s"}
+        try:
+            with self._trace.span("promql", f"{q.name}: {q.promql}") as entry:
+                raw = self._client.custom_query(q.promql, params=params)
+                entry.outcome = f"{len(raw) if isinstance(raw, list) else 0} series"
+        except PrometheusApiClientException as e:
+            return MetricResult(q.name, error=f"Prometheus refused the query: {_short(e)}")
+        except requests.Timeout:
+            return MetricResult(
+                q.name, error=f"Prometheus at {self._url} did not answer within {self._timeout:g}s"
+            )
+        except requests.ConnectionError:
+            return MetricResult(q.name, error=f"cannot connect to Prometheus at {self._url}")
+        except (requests.RequestException, ValueError) as e:
+            return MetricResult(q.name, error=f"unusable answer from Prometheus: {_short(e)}")
+        return parse_result(q.name, raw)
+
+
+def parse_result(name: str, raw: Any) -> MetricResult:
+    """Turn `data.result` of an instant query into readings, checking its shape and values."""
+    if _is_scalar(raw):
+        value = _number(raw[1])
+        if value is None:
+            return MetricResult(name, error=f"the query returned {raw[1]}, not a number")
+        return MetricResult(name, shared=value)
+    if not isinstance(raw, list):
+        return MetricResult(name, error="the query returned neither a vector nor a scalar")
+    if not raw:
+        return MetricResult(name, error="the query returned no series (absent or stale data)")
+    values: dict[str, float] = {}
+    unusable: dict[str, str] = {}
+    unlabelled: list[float | None] = []
+    for series in raw:
+        labels = series.get("metric", {}) if isinstance(series, dict) else {}
+        sample = series.get("value") if isinstance(series, dict) else None
+        if not isinstance(sample, list) or len(sample) != 2:
+            return MetricResult(name, error="the query returned a series without a value")
+        value = _number(sample[1])
+        deployment = labels.get("deployment")
+        if deployment is None:
+            unlabelled.append(value)
+            continue
+        if deployment in values or deployment in unusable:
+            return MetricResult(name, error=f"several series for deployment {deployment!r}; "
+                                "aggregate with sum by (deployment)")
+        if value is None:
+            unusable[deployment] = f"the reading is {sample[1]}"
+        else:
+            values[deployment] = value
+    if len(unlabelled) > 1:
+        return MetricResult(name, error="several series without a `deployment` label; "
+                            "aggregate with sum by (deployment)")
+    shared = unlabelled[0] if unlabelled else None
+    if unlabelled and shared is None:
+        return MetricResult(name, values=values, unusable=unusable,
+                            error=None if values else "the reading is not a number")
+    return MetricResult(name, values=values, shared=shared, unusable=unusable)
+
+
+def _is_scalar(raw: Any) -> bool:
+    return (isinstance(raw, list) and len(raw) == 2
+            and isinstance(raw[0], int | float) and isinstance(raw[1], str))
+
+
+def _number(text: object) -> float | None:
+    try:
+        value = float(str(text))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
