@@ -141,7 +141,9 @@ def check(
         if output == "json":
             print(render.to_json(report, debug=debug))
         else:
-            Console(highlight=False).print(render.table(report))
+            # Not a terminal (cron log, CI): wide enough that rows do not fold.
+            width = None if sys.stdout.isatty() else 200
+            Console(highlight=False, width=width).print(render.table(report))
         if debug:
             err.print(render.debug(report))
         return int(report.exit_code)

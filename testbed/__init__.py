@@ -1,0 +1,1 @@
+"""The real servers devscale's integration tests and sandbox run on loopback."""

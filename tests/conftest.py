@@ -1,0 +1,152 @@
+"""Shared fixtures: a fixed clock, and the real test bed (Prometheus, kube-apiserver) on loopback.
+
+The servers start once per session, on first use, so the unit tier (`-m "not integration"`)
+needs none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed.controlplane import ControlPlane
+from testbed.exporter import SyntheticExporter
+from testbed.prometheus import Prometheus
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+# Rate window the tests use: short, so a new series reads right after a few scrapes.
+TEST_WINDOW = "5s"
+SETTLE_SECONDS = 7.0
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
+
+
+@pytest.fixture(scope="session")
+def exporter() -> Iterator[SyntheticExporter]:
+    ex = SyntheticExporter()
+    yield ex
+    ex.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(exporter: SyntheticExporter, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Prometheus]:
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), exporter.port).start()
+    yield prom
+    prom.stop()
+
+
+@pytest.fixture(scope="session")
+def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_kubeconfig(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return controlplane.kubeconfig(tmp_path_factory.mktemp("kube") / "admin.yaml")
+
+
+@pytest.fixture(scope="session")
+def kube(admin_kubeconfig: Path) -> Iterator[Any]:
+    from devtrip_scale.kube import connect
+
+    api = connect(str(admin_kubeconfig))
+    yield api
+    api.close()
+
+
+@dataclass
+class Cluster:
+    """Test-side helpers on the real API server, as the admin."""
+
+    api: Any
+    namespace: str
+
+    def deployment(self, name: str, replicas: int, labels: dict[str, str] | None = None,
+                   annotations: dict[str, str] | None = None) -> None:
+        from kubernetes import client
+
+        labels = {"app": name, **(labels or {})}
+        body = client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=annotations),
+            spec=client.V1DeploymentSpec(
+                replicas=replicas,
+                selector=client.V1LabelSelector(match_labels={"app": name}),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels={"app": name}),
+                    spec=client.V1PodSpec(containers=[client.V1Container(
+                        name="app", image="registry.invalid/app:1")]),
+                ),
+            ),
+        )
+        client.AppsV1Api(self.api).create_namespaced_deployment(self.namespace, body)
+
+    def replicas(self, name: str) -> int:
+        from kubernetes import client
+
+        scale = client.AppsV1Api(self.api).read_namespaced_deployment_scale(name, self.namespace)
+        return int(scale.spec.replicas)
+
+    def set_replicas(self, name: str, replicas: int) -> None:
+        from kubernetes import client
+
+        client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
+            name, self.namespace, {"spec": {"replicas": replicas}})
+
+
+@pytest.fixture
+def cluster(kube: Any) -> Iterator[Cluster]:
+    """A fresh namespace on the real API server, deleted afterwards."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=name, labels={"created-by": "devscale-tests"})))
+    yield Cluster(kube, name)
+    core.delete_namespace(name)
+
+
+def write_config(path: Path, namespace: str, prometheus_url: str, metrics: list[dict[str, Any]],
+                 targets: list[dict[str, Any]], **scaling: Any) -> Path:
+    doc = {
+        "namespace": namespace,
+        "prometheus": {"url": prometheus_url, "timeout_seconds": 5},
+        "targets": targets,
+        "scaling": scaling,
+        "metrics": metrics,
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`devscale ARGS` as a separate process, as cron would run it."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("NAMESPACE", "METRICS_SERVER", "DEBUG")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "devtrip_scale", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=ROOT)
+
+
+def settle() -> None:
+    """Let Prometheus scrape new series for a full test rate window."""
+    time.sleep(SETTLE_SECONDS)
