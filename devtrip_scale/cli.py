@@ -145,7 +145,7 @@ def check(
             width = None if sys.stdout.isatty() else 200
             Console(highlight=False, width=width).print(render.table(report))
         if debug:
-            err.print(render.debug(report))
+            err.print(render.debug(report), markup=False, soft_wrap=True)
         return int(report.exit_code)
 
     _guard(debug, body)

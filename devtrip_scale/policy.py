@@ -207,12 +207,13 @@ def _stabilize(current: int, wanted: int, spec: PolicySpec,
     down = max([wanted, *(r.replicas for r in recs if r.at > down_cut)])
     result = min(max(current, up), down)
     held_until: datetime | None = None
+    # Held at `result` until the last recommendation that pins it there leaves its window.
     if result < wanted:
-        lower = [r.at for r in recs if r.at > up_cut and r.replicas < wanted]
-        held_until = max(lower) + timedelta(seconds=up_window) if lower else None
+        pins = [r.at for r in recs if r.at > up_cut and r.replicas <= result]
+        held_until = max(pins) + timedelta(seconds=up_window) if pins else None
     elif result > wanted:
-        higher = [r.at for r in recs if r.at > down_cut and r.replicas > wanted]
-        held_until = max(higher) + timedelta(seconds=down_window) if higher else None
+        pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
+        held_until = max(pins) + timedelta(seconds=down_window) if pins else None
     return result, held_until
 
 

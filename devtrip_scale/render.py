@@ -72,13 +72,12 @@ def table(report: CheckReport) -> RenderableType:
     return Group(*parts)
 
 
-def debug(report: CheckReport) -> RenderableType:
-    t = Table(title="debug: requests in order", title_justify="left")
-    for column in ("kind", "request", "ms", "outcome"):
-        t.add_column(column, overflow="fold")
+def debug(report: CheckReport) -> str:
+    """One line per request, in order: copyable PromQL and API calls with their timings."""
+    lines = ["debug: requests in order"]
     for e in report.trace.entries:
-        t.add_row(e.kind, e.detail, f"{e.millis:.1f}", e.outcome)
-    return t
+        lines.append(f"  [{e.kind} {e.millis:7.1f} ms {e.outcome}] {e.detail}")
+    return "\n".join(lines)
 
 
 def to_dict(report: CheckReport) -> dict[str, Any]:

@@ -58,7 +58,10 @@ class PrometheusSource:
             return MetricResult(q.name, error=f"cannot connect to Prometheus at {self._url}")
         except (requests.RequestException, ValueError) as e:
             return MetricResult(q.name, error=f"unusable answer from Prometheus: {_short(e)}")
-        return parse_result(q.name, raw)
+        result = parse_result(q.name, raw)
+        with self._trace.span("reading", f"{q.name}: {_summary(result)}"):
+            pass
+        return result
 
 
 def parse_result(name: str, raw: Any) -> MetricResult:
@@ -113,6 +116,16 @@ def _number(text: object) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def _summary(result: MetricResult, most: int = 20) -> str:
+    parts = [f"{k}={v:g}" for k, v in list(result.values.items())[:most]]
+    parts += [f"{k}: {why}" for k, why in list(result.unusable.items())[:most]]
+    if result.shared is not None:
+        parts.append(f"(all)={result.shared:g}")
+    more = len(result.values) + len(result.unusable) - most
+    return ", ".join(parts) + (f", … {more} more" if more > 0 else "") if parts else (
+        result.error or "nothing")
 
 
 def _short(e: BaseException) -> str:
