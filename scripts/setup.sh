@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything devscale and its test bed need on a fresh Debian machine (idempotent):
+# Debian's prometheus, Go (if missing), the Python package with its test extras, and the Go
+# build of the test control plane (cached in ~/.cache/devscale, reused when unchanged).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v go >/dev/null || need_apt+=(golang-go)
+command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+
+echo "building the test control plane (first time: a few minutes)..."
+python3 -m testbed.controlplane build
