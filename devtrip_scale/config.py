@@ -1,4 +1,4 @@
-"""The typed configuration: YAML plus environment, validated once, errors naming file, line, field."""
+"""The typed config: YAML plus environment, validated once; errors name file, line, field."""
 
 from __future__ import annotations
 
@@ -144,7 +144,8 @@ class Settings(_Model):
     @model_validator(mode="after")
     def _unique(self) -> Settings:
         _refuse_duplicates("metric name", [m.name for m in self.metrics])
-        _refuse_duplicates("deployment target", [t.deployment for t in self.targets if t.deployment])
+        _refuse_duplicates("deployment target",
+                           [t.deployment for t in self.targets if t.deployment])
         _refuse_duplicates("selector target", [t.selector for t in self.targets if t.selector])
         if not _DNS_LABEL.match(self.namespace):
             raise ValueError(f"namespace {self.namespace!r} is not a valid namespace name")
@@ -159,8 +160,10 @@ class Settings(_Model):
     def policy_for(self, target: TargetModel | None) -> models.PolicySpec:
         """The policy spec of one target: the global scaling block with its overrides."""
         s = self.scaling
-        low = s.min_replicas if target is None or target.min_replicas is None else target.min_replicas
-        high = s.max_replicas if target is None or target.max_replicas is None else target.max_replicas
+        low = s.min_replicas if target is None or target.min_replicas is None \
+            else target.min_replicas
+        high = s.max_replicas if target is None or target.max_replicas is None \
+            else target.max_replicas
         return models.PolicySpec(
             min_replicas=low,
             max_replicas=high,
@@ -226,7 +229,10 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
-def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+Path_ = tuple[str | int, ...]
+
+
+def _line_index(node: yaml.Node, path: Path_ = ()) -> dict[Path_, int]:
     """Map each key path of the YAML document to its 1-based line."""
     index = {path: node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
@@ -240,7 +246,7 @@ def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple
     return index
 
 
-def _format_errors(path: Path, err: ValidationError, lines: dict[tuple[str | int, ...], int]) -> str:
+def _format_errors(path: Path, err: ValidationError, lines: dict[Path_, int]) -> str:
     errors = err.errors()
     # pydantic adds "too short" for a list whose items failed; the item errors say more.
     failed_parents = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}

@@ -219,22 +219,17 @@ def _stabilize(current: int, wanted: int, spec: PolicySpec,
 
 def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEvent, ...],
               now: datetime) -> tuple[int, tuple[Reason, str] | None]:
+    """devscale's extra: no scale in a direction within N s of the last scale event."""
     if not events or value == current:
         return value, None
-    last = max(e.at for e in events)
-    if value > current and spec.scale_up_cooldown_seconds:
-        if last > now - timedelta(seconds=spec.scale_up_cooldown_seconds):
-            until = last + timedelta(seconds=spec.scale_up_cooldown_seconds)
-            return current, ("ScaleUpCooldown",
-                             f"scale-up cooldown of {spec.scale_up_cooldown_seconds}s after the "
-                             f"last scale event, until {until.isoformat()}")
-    if value < current and spec.scale_down_cooldown_seconds:
-        if last > now - timedelta(seconds=spec.scale_down_cooldown_seconds):
-            until = last + timedelta(seconds=spec.scale_down_cooldown_seconds)
-            return current, ("ScaleDownCooldown",
-                             f"scale-down cooldown of {spec.scale_down_cooldown_seconds}s after "
-                             f"the last scale event, until {until.isoformat()}")
-    return value, None
+    up = value > current
+    seconds = spec.scale_up_cooldown_seconds if up else spec.scale_down_cooldown_seconds
+    until = max(e.at for e in events) + timedelta(seconds=seconds)
+    if not seconds or until <= now:
+        return value, None
+    reason: Reason = "ScaleUpCooldown" if up else "ScaleDownCooldown"
+    return current, (reason, f"{'scale-up' if up else 'scale-down'} cooldown of {seconds}s "
+                             f"after the last scale event, until {until.isoformat()}")
 
 
 def _changed_in_period(period: int, events: tuple[ScaleEvent, ...], now: datetime,

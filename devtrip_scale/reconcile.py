@@ -1,4 +1,4 @@
-"""One pass over all targets: read metrics, decide, write replicas and history, through ports only."""
+"""One pass over all targets: read metrics, decide, write replicas and history, via ports only."""
 
 from __future__ import annotations
 

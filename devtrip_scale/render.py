@@ -48,7 +48,9 @@ def explanation(d: Decision) -> str:
 
 
 def table(report: CheckReport) -> RenderableType:
-    title = f"devscale check — namespace {report.namespace}" + (" (dry run)" if report.dry_run else "")
+    title = f"devscale check — namespace {report.namespace}"
+    if report.dry_run:
+        title += " (dry run)"
     t = Table(title=title, title_justify="left", show_lines=True)
     for column in ("Deployment", "Replicas", "Metrics (reading / target → replicas)", "Action",
                    "Reason"):

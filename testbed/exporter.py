@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -55,7 +56,7 @@ class SyntheticExporter:
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.port = free_port()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)  # type: ignore[arg-type]
+        registry.register(self)
         self._server, self._thread = start_http_server(self.port, "127.0.0.1", registry)
 
     def stop(self) -> None:
@@ -138,7 +139,7 @@ def _buckets_for_p95(p95: float) -> list[tuple[str, float]]:
     (L, U]; linear interpolation gives L + (U - L)(0.95 - a)/(1 - a) = p95.
     """
     bounds = [0.0, *LATENCY_BUCKETS]
-    for lower, upper in zip(bounds, bounds[1:], strict=False):
+    for lower, upper in pairwise(bounds):
         if lower < p95 <= upper:
             r = (p95 - lower) / (upper - lower)
             if r > 0.95:

@@ -60,7 +60,8 @@ def raise_api_error(e: Exception, verb: str, resource: str, namespace: str,
                 status=status,
             ) from None
         if status == 404:
-            raise KubeNotFound(f"{what} not found in namespace {namespace}", status=status) from None
+            raise KubeNotFound(f"{what} not found in namespace {namespace}",
+                               status=status) from None
         if status == 409:
             raise KubeConflict(
                 f"conflict on {verb} {what} in namespace {namespace}: {message}", status=status

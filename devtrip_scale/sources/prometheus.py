@@ -1,4 +1,4 @@
-"""PrometheusSource: one instant query per metric, every answer checked before it becomes a reading."""
+"""PrometheusSource: one instant query per metric, each answer checked before it is a reading."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class PrometheusSource:
 
     def _query(self, q: MetricQuery) -> MetricResult:
         import requests
-        from prometheus_api_client import PrometheusApiClientException
+        from prometheus_api_client.exceptions import PrometheusApiClientException
 
         params = {"timeout": f"{self._timeout:g}s"}
         try:
