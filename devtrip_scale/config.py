@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel, to_snake
 
 from devtrip_scale import models
@@ -93,16 +100,24 @@ class MetricModel(_Model):
     window: str = "2m"
     target: TargetValueModel
 
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str | None) -> str | None:
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        return preset
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, window: str) -> str:
+        if not _DURATION.match(window):
+            raise ValueError(f"{window!r} is not a PromQL duration such as 2m or 30s")
+        return window
+
     @model_validator(mode="after")
     def _one_source(self) -> MetricModel:
         if (self.preset is None) == (self.query is None):
             raise ValueError("give exactly one of `preset` or `query`")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(
-                f"unknown preset {self.preset!r}; known: {', '.join(sorted(PRESETS))}"
-            )
-        if not _DURATION.match(self.window):
-            raise ValueError(f"window {self.window!r} is not a PromQL duration such as 2m or 30s")
         return self
 
     @property

@@ -1,0 +1,70 @@
+"""In-memory stand-ins for the ports, for reconcile and CLI tests that need no servers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from devtrip_scale.errors import KubeConflict, KubeError
+from devtrip_scale.models import History
+from devtrip_scale.ports import MetricQuery, MetricResult, Workload
+
+
+@dataclass
+class StaticSource:
+    results: dict[str, MetricResult]
+    queries: list[MetricQuery] = field(default_factory=list)
+
+    def fetch(self, queries: Sequence[MetricQuery]) -> list[MetricResult]:
+        self.queries.extend(queries)
+        return [self.results.get(q.name, MetricResult(q.name, error="no data")) for q in queries]
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeDeployments:
+    replicas: dict[str, int]
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    conflicts: int = 0
+    fail: dict[str, KubeError] = field(default_factory=dict)
+    writes: list[tuple[str, int, str]] = field(default_factory=list)
+    version: int = 1
+
+    def _workload(self, name: str) -> Workload:
+        return Workload(name, self.replicas[name], str(self.version), self.labels.get(name, {}))
+
+    def list(self, selector: str | None) -> list[Workload]:
+        names = sorted(self.replicas)
+        if selector:
+            key, _, value = selector.partition("=")
+            names = [n for n in names if self.labels.get(n, {}).get(key) == value]
+        return [self._workload(n) for n in names]
+
+    def get(self, name: str) -> Workload:
+        return self._workload(name)
+
+    def scale(self, name: str, replicas: int, resource_version: str) -> None:
+        self.writes.append((name, replicas, resource_version))
+        if name in self.fail:
+            raise self.fail[name]
+        if self.conflicts:
+            self.conflicts -= 1
+            self.version += 1
+            raise KubeConflict("the object has been modified")
+        self.replicas[name] = replicas
+        self.version += 1
+
+
+@dataclass
+class MemoryHistory:
+    stored: dict[str, History] = field(default_factory=dict)
+    saves: int = 0
+
+    def load(self) -> tuple[dict[str, History], list[str]]:
+        return dict(self.stored), []
+
+    def save(self, histories: Mapping[str, History]) -> None:
+        self.saves += 1
+        self.stored.update(histories)

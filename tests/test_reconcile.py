@@ -1,0 +1,150 @@
+"""reconcile.run_check over in-memory ports: no-op, scale up/down, partial metrics, dry run vs
+real, conflicts re-decided, one target's failure isolated, exit codes, history carried."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from devtrip_scale.config import Settings
+from devtrip_scale.errors import ExitCode, KubeForbidden
+from devtrip_scale.ports import MetricResult
+from devtrip_scale.reconcile import run_check
+from tests.conftest import NOW
+from tests.fakes import FakeDeployments, MemoryHistory, StaticSource
+
+
+def settings(**scaling: object) -> Settings:
+    return Settings.model_validate({
+        "namespace": "devtrip",
+        "targets": [{"selector": "tier=api"}, {"deployment": "worker", "maxReplicas": 3}],
+        "scaling": {"minReplicas": 1, "maxReplicas": 10,
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}, **scaling},
+        "metrics": [
+            {"name": "cpu", "preset": "cpu_utilization",
+             "target": {"type": "Utilization", "value": 70}},
+            {"name": "jobs", "query": "sum(q{namespace=\"{namespace}\"})",
+             "target": {"type": "AverageValue", "value": 1}},
+        ],
+    })
+
+
+def deployments() -> FakeDeployments:
+    return FakeDeployments({"api": 2, "web": 4, "worker": 1},
+                           labels={"api": {"tier": "api"}, "web": {"tier": "api"}})
+
+
+def test_scales_each_target_and_batches_one_query_per_metric() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 140, "web": 70}),
+                           "jobs": MetricResult("jobs", shared=5)})
+    kube, history = deployments(), MemoryHistory()
+    report = run_check(settings(), source, kube, history, NOW)
+    assert [q.name for q in source.queries] == ["cpu", "jobs"]
+    assert 'namespace="devtrip"' in source.queries[1].promql
+    # api: cpu asks 4, jobs (shared) asks 5 → 5; web: jobs 5 > cpu 4; worker: capped at its own max 3
+    assert kube.replicas == {"api": 5, "web": 5, "worker": 3}
+    assert report.exit_code == ExitCode.OK
+    assert set(history.stored) == {"api", "web", "worker"}
+    assert history.stored["worker"].last_written == 3
+
+
+def test_dry_run_writes_neither_replicas_nor_history() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 140}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube, history = deployments(), MemoryHistory()
+    report = run_check(settings(), source, kube, history, NOW, dry_run=True)
+    assert kube.writes == [] and history.saves == 0
+    assert {r.deployment: r.decision.desired_replicas for r in report.results
+            if r.decision} == {"api": 4, "web": 4, "worker": 1}
+
+
+def test_missing_metric_for_one_deployment_holds_only_that_one() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 10},
+                                               unusable={"web": "the reading is NaN"}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = deployments()
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    assert kube.replicas["web"] == 4          # NaN: not shrunk
+    assert kube.replicas["api"] == 1          # both metrics read: shrinks
+    assert report.exit_code == ExitCode.OK
+    web = next(r for r in report.results if r.deployment == "web")
+    assert web.decision is not None and web.decision.reason == "MissingMetrics"
+
+
+def test_a_failed_query_is_the_metrics_exit_code_and_never_shrinks() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", error="cannot connect to Prometheus"),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = deployments()
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    assert kube.writes == []
+    assert report.exit_code == ExitCode.METRICS
+    assert report.metric_errors == {"cpu": "cannot connect to Prometheus"}
+
+
+def test_conflict_reads_again_and_decides_again() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 140}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = FakeDeployments({"api": 2}, labels={"api": {"tier": "api"}}, conflicts=2)
+    s = Settings.model_validate({**settings().model_dump(by_alias=True),
+                                 "targets": [{"deployment": "api"}]})
+    report = run_check(s, source, kube, MemoryHistory(), NOW)
+    assert [w[2] for w in kube.writes] == ["1", "2", "3"]   # each try on the fresh version
+    assert kube.replicas["api"] == 4 and report.exit_code == ExitCode.OK
+
+
+def test_conflict_gives_up_after_three_tries() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 140}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = FakeDeployments({"api": 2, "web": 2}, labels={"api": {"tier": "api"}},
+                           conflicts=3)
+    s = Settings.model_validate({**settings().model_dump(by_alias=True),
+                                 "targets": [{"deployment": "api"}]})
+    report = run_check(s, source, kube, MemoryHistory(), NOW)
+    assert len(kube.writes) == 3
+    assert report.exit_code == ExitCode.KUBERNETES
+    assert "gave up after 3 attempts" in (report.results[0].error or "")
+
+
+def test_one_failure_does_not_stop_the_others_and_is_partial() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 140, "web": 140}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = deployments()
+    kube.fail["api"] = KubeForbidden("forbidden: cannot patch deployments/scale/api")
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    assert kube.replicas["web"] == 8
+    assert report.exit_code == ExitCode.PARTIAL
+
+
+@pytest.mark.parametrize(("only", "expected"), [(("web",), ["web"]),
+                                                (("nope",), ["nope"])])
+def test_only_narrows_and_reports_unknown_names(only: tuple[str, ...],
+                                                expected: list[str]) -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    report = run_check(settings(), source, deployments(), MemoryHistory(), NOW, only=only)
+    assert [r.deployment for r in report.results] == expected
+    if only == ("nope",):
+        assert "not a target" in (report.results[0].error or "")
+
+
+def test_missing_named_deployment_is_a_failed_target() -> None:
+    source = StaticSource({"cpu": MetricResult("cpu", values={}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = FakeDeployments({"api": 2}, labels={"api": {"tier": "api"}})
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    failed = [r for r in report.results if r.error]
+    assert [r.deployment for r in failed] == ["worker"]
+    assert report.exit_code == ExitCode.PARTIAL
+
+
+def test_history_carries_the_scale_down_window_across_runs() -> None:
+    s = settings(behavior={"scaleDown": {"stabilizationWindowSeconds": 300}})
+    kube, history = deployments(), MemoryHistory()
+    low = StaticSource({"cpu": MetricResult("cpu", values={"api": 20, "web": 70}),
+                        "jobs": MetricResult("jobs", shared=0)})
+    for offset in (0, 120, 299):
+        run_check(s, low, kube, history, NOW + timedelta(seconds=offset))
+        assert kube.replicas["api"] == 2    # seeded window holds 2 for 300 s
+    run_check(s, low, kube, history, NOW + timedelta(seconds=420))
+    assert kube.replicas["api"] == 1
