@@ -42,7 +42,7 @@ def test_scales_each_target_and_batches_one_query_per_metric() -> None:
     report = run_check(settings(), source, kube, history, NOW)
     assert [q.name for q in source.queries] == ["cpu", "jobs"]
     assert 'namespace="devtrip"' in source.queries[1].promql
-    # api: cpu asks 4, jobs (shared) asks 5 → 5; web: jobs 5 > cpu 4; worker: capped at its own max 3
+    # api: cpu asks 4, the shared jobs 5 → 5; web: jobs 5 > cpu 4; worker: its own max of 3
     assert kube.replicas == {"api": 5, "web": 5, "worker": 3}
     assert report.exit_code == ExitCode.OK
     assert set(history.stored) == {"api", "web", "worker"}
