@@ -115,15 +115,20 @@ def check(
         from devtrip_scale.kube.deployments import DeploymentTarget
         from devtrip_scale.kube.history import ConfigMapHistory
         from devtrip_scale.reconcile import run_check
+        from devtrip_scale.sources import RoutedSource
+        from devtrip_scale.sources.http_json import HttpJsonSource
         from devtrip_scale.sources.prometheus import PrometheusSource
         from devtrip_scale.trace import Trace
 
         settings = _load(config, namespace)
         trace = Trace()
         api = connect(kubeconfig, context)
-        source = PrometheusSource(settings.prometheus.url,
-                                  timeout=settings.prometheus.timeout_seconds,
-                                  token=settings.prometheus_token(), trace=trace)
+        timeout = settings.prometheus.timeout_seconds
+        source = RoutedSource(
+            PrometheusSource(settings.prometheus.url, timeout=timeout,
+                             token=settings.prometheus_token(), trace=trace),
+            HttpJsonSource(timeout=timeout, trace=trace),
+        )
         try:
             report = run_check(
                 settings,

@@ -93,10 +93,19 @@ class TargetValueModel(_Model):
     value: float = Field(gt=0)
 
 
+class HttpMetricModel(_Model):
+    """A value read from an HTTP endpoint that answers JSON, e.g. GET /metrics/waiting-jobs."""
+
+    url: str = Field(pattern=r"^https?://")
+    field: str | None = Field(default=None, description="dotted path to the number, e.g. "
+                              "queues.jobs.waiting; unset: the body is the number")
+
+
 class MetricModel(_Model):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     preset: str | None = None
     query: str | None = Field(default=None, min_length=1)
+    http: HttpMetricModel | None = None
     window: str = "2m"
     target: TargetValueModel
 
@@ -116,13 +125,16 @@ class MetricModel(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> MetricModel:
-        if (self.preset is None) == (self.query is None):
-            raise ValueError("give exactly one of `preset` or `query`")
+        if sum(x is not None for x in (self.preset, self.query, self.http)) != 1:
+            raise ValueError("give exactly one of `preset`, `query` or `http`")
         return self
 
     @property
     def promql(self) -> str:
-        return PRESETS[self.preset] if self.preset is not None else str(self.query)
+        """The PromQL template of a preset or query metric ("" for an http metric)."""
+        if self.preset is not None:
+            return PRESETS[self.preset]
+        return self.query or ""
 
 
 class TargetModel(_Model):

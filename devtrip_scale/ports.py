@@ -11,10 +11,12 @@ from devtrip_scale.models import History
 
 @dataclass(frozen=True)
 class MetricQuery:
-    """One metric to read for all targets at once."""
+    """One metric to read for all targets at once: a PromQL query, or a JSON endpoint's field."""
 
     name: str
-    promql: str
+    promql: str = ""
+    url: str | None = None
+    field: str | None = None
 
 
 @dataclass(frozen=True)

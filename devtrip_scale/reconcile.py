@@ -60,7 +60,8 @@ class CheckReport:
 def metric_queries(settings: Settings) -> list[MetricQuery]:
     """The PromQL of every metric, placeholders filled: one query per metric for all targets."""
     return [
-        MetricQuery(m.name, render(m.promql, namespace=settings.namespace, window=m.window))
+        MetricQuery(m.name, url=m.http.url, field=m.http.field) if m.http is not None
+        else MetricQuery(m.name, render(m.promql, namespace=settings.namespace, window=m.window))
         for m in settings.metrics
     ]
 

@@ -72,7 +72,7 @@ BROKEN = [
     ("unknown-preset", VALID.replace("cpu_utilization", "cpu"), 6, "unknown preset 'cpu'"),
     ("preset-and-query", VALID.replace("    preset: cpu_utilization\n",
                                        "    preset: cpu_utilization\n    query: up\n"), 5,
-     "exactly one of `preset` or `query`"),
+     "exactly one of `preset`, `query` or `http`"),
     ("duplicate-target", VALID.replace("  - deployment: api\n",
                                        "  - deployment: api\n  - deployment: api\n"), 1,
      "duplicate deployment target 'api'"),

@@ -230,3 +230,37 @@ def test_in_process_runner_and_debug_output(cluster: Cluster, exporter: Syntheti
     assert "container_memory_working_set_bytes" in text      # the PromQL
     assert f"list deployments -n {cluster.namespace}" in text  # the API calls
     assert cluster.replicas("api") == 3
+
+
+def test_queue_depth_from_a_json_endpoint(cluster: Cluster, prometheus: Prometheus,
+                                          admin_kubeconfig: Path, tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Queue(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"queue": "jobs", "waiting": 2}).encode()
+            self.send_response(200 if self.path == "/metrics/waiting-jobs" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Queue)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics/waiting-jobs"
+    cluster.deployment("worker", 1)
+    cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url,
+                       [{"name": "waiting_jobs", "http": {"url": url, "field": "waiting"},
+                         "target": {"type": "AverageValue", "value": 1}}],
+                       [{"deployment": "worker"}], minReplicas=1, maxReplicas=3)
+    try:
+        code, doc = check(cfg, admin_kubeconfig)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, doc
+    assert cluster.replicas("worker") == 2
+    assert doc["deployments"][0]["metrics"][0]["reading"] == 2
