@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -51,8 +52,13 @@ def _root(
     """devscale reads load from Prometheus and sets Deployment replicas as the HPA would."""
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: the lease is released on the way out
+
+
 def _guard(debug: bool, body: Callable[[], int]) -> None:
     """Run a command body; map devscale's errors to their exit codes, hide tracebacks."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = body()
     except DevscaleError as e:
@@ -62,7 +68,7 @@ def _guard(debug: bool, body: Callable[[], int]) -> None:
         raise typer.Exit(int(e.exit_code)) from None
     except KeyboardInterrupt:
         err.print("devscale: interrupted", style="red")
-        raise typer.Exit(130) from None
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as e:  # the last line of defence: one line, no traceback unless --debug
         err.print(f"devscale: internal error: {type(e).__name__}: {e}", style="red", markup=False)
         if debug:
@@ -106,14 +112,16 @@ def check(
     """Run one pass: read the load, decide, scale, explain.
 
     Exit codes: 0 success, 2 config error, 3 metrics unavailable, 4 Kubernetes API error,
-    5 partial failure (some Deployments failed), 1 internal error.
+    5 partial failure (some Deployments failed), 6 another run holds the lock, 1 internal error.
     """
 
     def body() -> int:
         from devtrip_scale import render
         from devtrip_scale.kube import connect
         from devtrip_scale.kube.deployments import DeploymentTarget
+        from devtrip_scale.kube.events import EventRecorder
         from devtrip_scale.kube.history import ConfigMapHistory
+        from devtrip_scale.kube.lease import LeaseLock
         from devtrip_scale.reconcile import run_check
         from devtrip_scale.sources import RoutedSource
         from devtrip_scale.sources.http_json import HttpJsonSource
@@ -129,7 +137,10 @@ def check(
                              token=settings.prometheus_token(), trace=trace),
             HttpJsonSource(timeout=timeout, trace=trace),
         )
+        lock = LeaseLock(api, settings.namespace, trace=trace)
         try:
+            if not dry_run:  # one writer at a time; a dry run writes nothing
+                lock.acquire()
             report = run_check(
                 settings,
                 source,
@@ -139,8 +150,10 @@ def check(
                 dry_run=dry_run,
                 only=tuple(deployment or ()),
                 trace=trace,
+                events=EventRecorder(api, settings.namespace, trace),
             )
         finally:
+            lock.release()
             source.close()
             api.close()
         if output == "json":

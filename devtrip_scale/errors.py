@@ -14,6 +14,8 @@ class ExitCode(IntEnum):
     METRICS = 3
     KUBERNETES = 4
     PARTIAL = 5
+    LOCKED = 6
+    INTERRUPTED = 130
 
 
 class DevscaleError(Exception):
@@ -42,6 +44,12 @@ class KubeError(DevscaleError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class LeaseHeld(DevscaleError):
+    """Another devscale run holds the namespace's Lease: this run changes nothing."""
+
+    exit_code = ExitCode.LOCKED
 
 
 class KubeForbidden(KubeError):

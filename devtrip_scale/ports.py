@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from devtrip_scale.models import History
 
@@ -51,6 +51,7 @@ class Workload:
     resource_version: str
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    uid: str = ""
 
 
 class MetricsSource(Protocol):
@@ -65,6 +66,15 @@ class ReplicaTarget(Protocol):
     def get(self, name: str) -> Workload: ...
 
     def scale(self, name: str, replicas: int, resource_version: str) -> None: ...
+
+    def other_scalers(self) -> dict[str, str]:
+        """Deployment name → the HPA (or KEDA ScaledObject) that already scales it."""
+        ...
+
+
+class EventSink(Protocol):
+    def record(self, workload: Workload, type_: Literal["Normal", "Warning"], reason: str,
+               message: str) -> None: ...
 
 
 class HistoryStore(Protocol):

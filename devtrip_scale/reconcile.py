@@ -11,6 +11,7 @@ from devtrip_scale.config import Settings, TargetModel
 from devtrip_scale.errors import ExitCode, KubeConflict, KubeError
 from devtrip_scale.models import Decision, History, MetricReading, Observation, PolicySpec
 from devtrip_scale.ports import (
+    EventSink,
     HistoryStore,
     MetricQuery,
     MetricResult,
@@ -22,6 +23,11 @@ from devtrip_scale.presets import render
 from devtrip_scale.trace import Trace
 
 WRITE_RETRIES = 3
+PAUSED = "devscale.devtrip.io/paused"
+ARGO_MARKS = ("argocd.argoproj.io/tracking-id", "app.kubernetes.io/instance")
+GITOPS_FIX = ("if a GitOps tool manages this Deployment, make it ignore /spec/replicas "
+              "(Argo CD: ignoreDifferences with jsonPointers [/spec/replicas] and the sync "
+              "option RespectIgnoreDifferences=true), or leave replicas out of the manifest")
 
 
 @dataclass
@@ -32,6 +38,8 @@ class TargetResult:
     decision: Decision | None = None
     applied: bool = False
     error: str | None = None
+    skipped: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,9 +74,8 @@ def metric_queries(settings: Settings) -> list[MetricQuery]:
     ]
 
 
-def resolve_targets(settings: Settings, deployments: ReplicaTarget,
-                    only: Collection[str] = ()) -> tuple[list[tuple[Workload, TargetModel]],
-                                                         list[TargetResult]]:
+def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collection[str] = ()
+                    ) -> tuple[list[tuple[Workload, TargetModel]], list[TargetResult]]:
     """The Deployments the config names, each with the config entry that selected it.
 
     Named Deployments that do not exist, and `only` names that are not targets, come back as
@@ -80,18 +87,19 @@ def resolve_targets(settings: Settings, deployments: ReplicaTarget,
     if by_name:
         everything = {w.name: w for w in deployments.list(None)}
         for t in by_name:
-            if t.deployment in everything:
-                found[str(t.deployment)] = (everything[str(t.deployment)], t)
+            name = str(t.deployment)
+            if name in everything:
+                found[name] = (everything[name], t)
             else:
-                missing.append(TargetResult(str(t.deployment), error=(
-                    f"deployment {t.deployment} not found in namespace {settings.namespace}")))
+                missing.append(TargetResult(name, error=(
+                    f"deployment {name} not found in namespace {settings.namespace}")))
     for t in settings.targets:
         if t.selector:
             for w in deployments.list(t.selector):
                 found.setdefault(w.name, (w, t))
     if only:
         for name in only:
-            if name not in found:
+            if name not in found and all(m.deployment != name for m in missing):
                 missing.append(TargetResult(name, error=(
                     f"--deployment {name} is not a target of this config "
                     f"in namespace {settings.namespace}")))
@@ -110,6 +118,18 @@ def observe(workload: Workload, settings: Settings, results: list[MetricResult])
     return Observation(workload.name, workload.replicas, tuple(readings))
 
 
+@dataclass
+class _Run:
+    """The ports and settings one pass works with."""
+
+    settings: Settings
+    deployments: ReplicaTarget
+    events: EventSink | None
+    now: datetime
+    dry_run: bool
+    report: CheckReport
+
+
 def run_check(
     settings: Settings,
     source: MetricsSource,
@@ -120,22 +140,30 @@ def run_check(
     dry_run: bool = False,
     only: Collection[str] = (),
     trace: Trace | None = None,
+    events: EventSink | None = None,
 ) -> CheckReport:
     """Read → decide → act for every target. One target's failure does not stop the others."""
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     targets, missing = resolve_targets(settings, deployments, only)
+    scalers = _other_scalers(deployments, report) if targets else {}
     report.queries = metric_queries(settings)
     results = source.fetch(report.queries)
     report.metric_errors = {r.name: r.error for r in results if r.error is not None}
     histories, problems = history.load()
     report.warnings.extend(problems)
 
+    run = _Run(settings, deployments, events, now, dry_run, report)
     updated: dict[str, History] = {}
     for workload, target in targets:
-        spec = settings.policy_for(target)
-        result, new_history = _one_target(workload, spec, settings, results, deployments,
-                                          histories.get(workload.name, History()), now, dry_run)
+        past = histories.get(workload.name, History())
+        result = TargetResult(workload.name)
         report.results.append(result)
+        if _skip(workload, scalers, result):
+            _event(run, workload, "Warning" if workload.name in scalers else "Normal",
+                   "ScalingSkipped", str(result.skipped))
+            continue
+        new_history = _one_target(run, workload, settings.policy_for(target), results, past,
+                                  result)
         if new_history is not None:
             updated[workload.name] = new_history
     report.results.extend(missing)
@@ -147,32 +175,77 @@ def run_check(
     return report
 
 
-def _one_target(workload: Workload, spec: PolicySpec, settings: Settings,
-                results: list[MetricResult], deployments: ReplicaTarget, past: History,
-                now: datetime, dry_run: bool) -> tuple[TargetResult, History | None]:
-    result = TargetResult(workload.name)
+def _other_scalers(deployments: ReplicaTarget, report: CheckReport) -> dict[str, str]:
+    try:
+        return deployments.other_scalers()
+    except KubeError as e:
+        report.warnings.append(f"cannot tell whether an HPA also scales these Deployments: {e}")
+        return {}
+
+
+def _skip(workload: Workload, scalers: dict[str, str], result: TargetResult) -> bool:
+    if workload.annotations.get(PAUSED, "").lower() == "true":
+        result.skipped = f"paused by the annotation {PAUSED}: \"true\""
+    elif workload.name in scalers:
+        result.skipped = (f"already scaled by {scalers[workload.name]}; devscale does not fight "
+                          "it (remove one of the two)")
+    return result.skipped is not None
+
+
+def _one_target(run: _Run, workload: Workload, spec: PolicySpec, results: list[MetricResult],
+                past: History, result: TargetResult) -> History | None:
+    if past.last_written is not None and past.last_written != workload.replicas:
+        result.warnings.append(
+            f"replicas are {workload.replicas}, but devscale last wrote {past.last_written}: "
+            f"someone or something reset them; {GITOPS_FIX}")
     for attempt in range(WRITE_RETRIES):
-        decision = policy.decide(observe(workload, settings, results), spec, past, now)
+        decision = policy.decide(observe(workload, run.settings, results), spec, past, run.now)
         result.decision = decision
-        if dry_run or decision.desired_replicas == decision.current_replicas:
-            return result, policy.remember(past, decision, spec, now, written=None)
+        if run.dry_run or decision.desired_replicas == decision.current_replicas:
+            return policy.remember(past, decision, spec, run.now, written=None)
         try:
-            deployments.scale(workload.name, decision.desired_replicas, workload.resource_version)
+            run.deployments.scale(workload.name, decision.desired_replicas,
+                                  workload.resource_version)
         except KubeConflict as e:
-            if attempt + 1 == WRITE_RETRIES:
+            if attempt + 1 < WRITE_RETRIES:
+                try:
+                    workload = run.deployments.get(workload.name)
+                    continue
+                except KubeError as again:
+                    result.error = str(again)
+            else:
                 result.error = (f"{e}; gave up after {WRITE_RETRIES} attempts: something else "
                                 "keeps changing this Deployment")
-                return result, None
-            try:
-                workload = deployments.get(workload.name)
-            except KubeError as again:
-                result.error = str(again)
-                return result, None
-            continue
+            _event(run, workload, "Warning", "ScaleFailed", result.error or "")
+            return None
         except KubeError as e:
             result.error = str(e)
-            return result, policy.remember(past, decision, spec, now, written=None)
+            _event(run, workload, "Warning", "ScaleFailed", f"could not scale to "
+                   f"{decision.desired_replicas}: {e}")
+            return policy.remember(past, decision, spec, run.now, written=None)
         result.applied = True
-        return result, policy.remember(past, decision, spec, now,
-                                       written=decision.desired_replicas)
-    return result, None  # pragma: no cover - the loop always returns
+        if any(mark in workload.annotations or mark in workload.labels for mark in ARGO_MARKS):
+            result.warnings.append(f"Argo CD tracks this Deployment and may revert the change; "
+                                   f"{GITOPS_FIX}")
+        _event(run, workload, "Normal", "Scaled", scaled_message(decision))
+        return policy.remember(past, decision, spec, run.now, written=decision.desired_replicas)
+    return None  # pragma: no cover - the loop always returns
+
+
+def scaled_message(d: Decision) -> str:
+    """`Scaled from 2 to 4: cpu 140 against a target of 70 (DesiredWithinRange)`."""
+    deciding = next((p for p in d.proposals if p.name == d.deciding_metric), None)
+    why = ""
+    if deciding is not None and deciding.reading is not None:
+        why = f": {deciding.name} {deciding.reading:g} against a target of {deciding.target:g}"
+    return f"Scaled from {d.current_replicas} to {d.desired_replicas}{why} ({d.reason})"
+
+
+def _event(run: _Run, workload: Workload, type_: str, reason: str, message: str) -> None:
+    if run.events is None or run.dry_run:
+        return
+    try:
+        run.events.record(workload, "Warning" if type_ == "Warning" else "Normal", reason,
+                          message)
+    except KubeError as e:
+        run.report.warnings.append(f"event not recorded on deployment/{workload.name}: {e}")

@@ -33,6 +33,8 @@ def proposal_text(p: Proposal) -> str:
 def action_text(result: TargetResult, dry_run: bool) -> str:
     if result.error is not None:
         return "failed"
+    if result.skipped is not None:
+        return "skipped"
     d = result.decision
     if d is None or d.desired_replicas == d.current_replicas:
         return "hold" if d is not None and d.action == "hold" else "none"
@@ -58,13 +60,17 @@ def table(report: CheckReport) -> RenderableType:
     for r in report.results:
         d = r.decision
         if d is None:
-            t.add_row(r.deployment, "?", "", "failed", Text(r.error or "", style="red"))
+            why = r.error or r.skipped or ""
+            t.add_row(r.deployment, "", "", action_text(r, report.dry_run),
+                      Text(why, style="red" if r.error else "yellow"))
             continue
         replicas = f"{d.current_replicas} → {d.desired_replicas}"
         metrics = "\n".join(proposal_text(p) for p in d.proposals)
         reason = explanation(d) + (f"\nerror: {r.error}" if r.error else "")
         t.add_row(d.deployment, replicas, metrics, action_text(r, report.dry_run), reason)
     parts: list[RenderableType] = [t]
+    for r in report.results:
+        parts += [Text(f"warning: {r.deployment}: {w}", style="yellow") for w in r.warnings]
     for name, error in report.metric_errors.items():
         parts.append(Text(f"metric {name}: {error}", style="yellow"))
     for warning in report.warnings:
@@ -108,7 +114,8 @@ def to_json(report: CheckReport, *, debug: bool = False) -> str:
 
 def _result_dict(r: TargetResult, dry_run: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.deployment, "action": action_text(r, dry_run),
-                           "applied": r.applied, "error": r.error}
+                           "applied": r.applied, "error": r.error, "skipped": r.skipped,
+                           "warnings": r.warnings}
     d = r.decision
     if d is not None:
         out.update(

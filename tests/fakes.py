@@ -31,9 +31,12 @@ class FakeDeployments:
     fail: dict[str, KubeError] = field(default_factory=dict)
     writes: list[tuple[str, int, str]] = field(default_factory=list)
     version: int = 1
+    scalers: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def _workload(self, name: str) -> Workload:
-        return Workload(name, self.replicas[name], str(self.version), self.labels.get(name, {}))
+        return Workload(name, self.replicas[name], str(self.version), self.labels.get(name, {}),
+                        self.annotations.get(name, {}))
 
     def list(self, selector: str | None) -> list[Workload]:
         names = sorted(self.replicas)
@@ -45,6 +48,9 @@ class FakeDeployments:
     def get(self, name: str) -> Workload:
         return self._workload(name)
 
+    def other_scalers(self) -> dict[str, str]:
+        return dict(self.scalers)
+
     def scale(self, name: str, replicas: int, resource_version: str) -> None:
         self.writes.append((name, replicas, resource_version))
         if name in self.fail:
@@ -55,6 +61,14 @@ class FakeDeployments:
             raise KubeConflict("the object has been modified")
         self.replicas[name] = replicas
         self.version += 1
+
+
+@dataclass
+class RecordedEvents:
+    events: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def record(self, workload: Workload, type_: str, reason: str, message: str) -> None:
+        self.events.append((workload.name, type_, reason, message))
 
 
 @dataclass

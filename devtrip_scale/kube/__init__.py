@@ -25,8 +25,9 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
 
     if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
-            config.load_incluster_config()
-            return client.ApiClient()
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            return _client(cfg)
         except ConfigException as e:
             raise KubeError(f"in-cluster Kubernetes config is unusable: {e}") from None
     path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
@@ -40,6 +41,18 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
     except (ConfigException, ValueError, TypeError, OSError) as e:
         where = f"context {context!r} of {path}" if context else path
         raise KubeError(f"cannot use kubeconfig {where}: {e}") from None
+    return _client(cfg)
+
+
+def _client(cfg: Any) -> Any:
+    """An ApiClient that reconnects once, quickly, and never retries a read.
+
+    A hung API server then costs one read timeout, not the client's default four.
+    """
+    from kubernetes import client
+    from urllib3.util.retry import Retry
+
+    cfg.retries = Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.1)
     return client.ApiClient(cfg)
 
 

@@ -38,6 +38,24 @@ class DeploymentTarget:
             raise_api_error(e, "get", "deployments", self._ns, name)
         return _workload(d)
 
+    def other_scalers(self) -> dict[str, str]:
+        """Deployments of the namespace that an HPA (KEDA's included) already targets."""
+        from kubernetes import client
+
+        api = client.AutoscalingV2Api(self._apps.api_client)
+        try:
+            with self._trace.span("kube", f"list horizontalpodautoscalers -n {self._ns}"):
+                hpas = api.list_namespaced_horizontal_pod_autoscaler(
+                    self._ns, _request_timeout=TIMEOUT).items
+        except Exception as e:
+            raise_api_error(e, "list", "horizontalpodautoscalers", self._ns)
+        return {
+            h.spec.scale_target_ref.name: describe_scaler(h)
+            for h in hpas
+            if h.spec.scale_target_ref.kind == "Deployment"
+            and (h.spec.scale_target_ref.api_version or "apps/v1").startswith("apps/")
+        }
+
     def scale(self, name: str, replicas: int, resource_version: str) -> None:
         """Set spec.replicas, only if the Deployment is still at `resource_version` (else 409)."""
         body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
@@ -51,6 +69,17 @@ class DeploymentTarget:
             raise_api_error(e, "patch", "deployments/scale", self._ns, name)
 
 
+def describe_scaler(hpa: Any) -> str:
+    """How to name an HPA to a person: KEDA's are named after their ScaledObject."""
+    name = hpa.metadata.name
+    keda = (hpa.metadata.labels or {}).get("scaledobject.keda.sh/name")
+    if keda is None and name.startswith("keda-hpa-"):
+        keda = name.removeprefix("keda-hpa-")
+    if keda is not None:
+        return f"KEDA ScaledObject {keda} (through HorizontalPodAutoscaler {name})"
+    return f"HorizontalPodAutoscaler {name}"
+
+
 def _workload(d: Any) -> Workload:
     meta = d.metadata
     return Workload(
@@ -59,4 +88,5 @@ def _workload(d: Any) -> Workload:
         resource_version=meta.resource_version,
         labels=dict(meta.labels or {}),
         annotations=dict(meta.annotations or {}),
+        uid=meta.uid or "",
     )

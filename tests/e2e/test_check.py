@@ -191,6 +191,11 @@ def test_forbidden_scale_names_verb_and_resource(
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
             {"apiGroups": [""], "resources": ["configmaps"],
              "verbs": ["get", "create", "patch"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "verbs": ["get", "create", "update"]},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+             "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         ]})
     rbac.create_namespaced_role_binding(cluster.namespace, {
         "metadata": {"name": "devscale-without-scale"},

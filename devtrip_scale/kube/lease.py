@@ -1,0 +1,149 @@
+"""LeaseLock: the per-namespace coordination.k8s.io/v1 Lease that keeps two runners from scaling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devtrip_scale.errors import KubeConflict, KubeError, KubeNotFound, LeaseHeld
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, raise_api_error
+from devtrip_scale.trace import Trace
+
+LEASE_NAME = "devscale-lock"
+SKEW_SECONDS = 5
+
+
+def micro_time(at: datetime) -> str:
+    """A MicroTime the API server accepts: six fractional digits and a zone, always."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class LeaseLock:
+    """Create or take over the Lease; refuse while another holder's lease is live.
+
+    Expiry is judged by the holder's own `leaseDurationSeconds` plus a skew margin. Every write
+    carries the resourceVersion read, so two runners racing for an expired lease cannot both win.
+    """
+
+    def __init__(self, api_client: Any, namespace: str, *, identity: str | None = None,
+                 duration_seconds: int = 60, name: str = LEASE_NAME,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 trace: Trace | None = None) -> None:
+        from kubernetes import client
+
+        self._api = client.CoordinationV1Api(api_client)
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity or new_identity()
+        self.duration = duration_seconds
+        self._clock = clock
+        self._trace = trace or Trace()
+        self._resource_version: str | None = None
+        self._transitions = 0
+        self._acquired_at: datetime | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._resource_version is not None
+
+    def acquire(self) -> None:
+        """Take the lease or raise LeaseHeld naming the live holder."""
+        now = self._clock()
+        try:
+            lease = self._call("get", lambda: self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=TIMEOUT))
+        except KubeNotFound:
+            try:
+                self._write("create", now, now, transitions=0, resource_version=None)
+            except KubeConflict:
+                raise LeaseHeld(f"Lease {self.namespace}/{self.name} was just created by another "
+                                "devscale run; skipping this one") from None
+            return
+        spec = lease.spec
+        holder = spec.holder_identity
+        if holder and holder != self.identity:
+            renewed = spec.renew_time or spec.acquire_time
+            duration = spec.lease_duration_seconds or self.duration
+            if renewed is not None:
+                expires = renewed + timedelta(seconds=duration + SKEW_SECONDS)
+                if expires > now:
+                    since = spec.acquire_time.isoformat() if spec.acquire_time else "unknown"
+                    raise LeaseHeld(
+                        f"another devscale run holds Lease {self.namespace}/{self.name}: "
+                        f"{holder}, since {since}, live until {expires.isoformat()}; "
+                        "skipping this run (it changes nothing)")
+        transitions = (spec.lease_transitions or 0) + (1 if holder != self.identity else 0)
+        acquired = now if holder != self.identity else (spec.acquire_time or now)
+        try:
+            self._write("update", acquired, now, transitions=transitions,
+                        resource_version=lease.metadata.resource_version)
+        except KubeConflict:
+            raise LeaseHeld(f"another devscale run took Lease {self.namespace}/{self.name} at "
+                            "the same moment; skipping this run") from None
+
+    def renew(self) -> None:
+        """Extend the lease; raises LeaseHeld if someone else took it meanwhile."""
+        if self._acquired_at is None:
+            raise LeaseHeld("the lease is not held")
+        try:
+            self._write("update", self._acquired_at, self._clock(),
+                        transitions=self._transitions, resource_version=self._resource_version)
+        except KubeConflict:
+            self._resource_version = None
+            raise LeaseHeld(f"lost Lease {self.namespace}/{self.name} to another run") from None
+
+    def release(self) -> None:
+        """Give the lease up (holder cleared) so the next run need not wait for expiry."""
+        if not self.held:
+            return
+        body = {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": self.name, "resourceVersion": self._resource_version},
+            "spec": {"leaseDurationSeconds": self.duration,
+                     "leaseTransitions": self._transitions},
+        }
+        # Taken over or gone: either way no longer ours, and it expires by itself.
+        with contextlib.suppress(KubeError):
+            self._call("update", lambda: self._api.replace_namespaced_lease(
+                self.name, self.namespace, body, field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT))
+        self._resource_version = None
+
+    def _write(self, verb: str, acquired: datetime, renewed: datetime, *, transitions: int,
+               resource_version: str | None) -> None:
+        metadata: dict[str, Any] = {"name": self.name,
+                                    "labels": {"app.kubernetes.io/managed-by": "devscale"}}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
+            "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
+                     "acquireTime": micro_time(acquired), "renewTime": micro_time(renewed),
+                     "leaseTransitions": transitions},
+        }
+        if verb == "create":
+            result = self._call("create", lambda: self._api.create_namespaced_lease(
+                self.namespace, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT))
+        else:
+            result = self._call("update", lambda: self._api.replace_namespaced_lease(
+                self.name, self.namespace, body, field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT))
+        self._resource_version = result.metadata.resource_version
+        self._transitions = transitions
+        self._acquired_at = acquired
+
+    def _call(self, verb: str, request: Callable[[], Any]) -> Any:
+        try:
+            with self._trace.span("kube", f"{verb} leases/{self.name} -n {self.namespace}"):
+                return request()
+        except Exception as e:
+            raise_api_error(e, verb, "leases", self.namespace, self.name)
