@@ -170,16 +170,56 @@ def check(
 
 
 @config_app.command("validate")
-def config_validate(config: ConfigOption = Path("devscale.yaml")) -> None:
+def config_validate(
+    config: ConfigOption = Path("devscale.yaml"),
+    online: Annotated[bool, typer.Option(
+        "--online", help="Also run every metric's query on Prometheus to check it is accepted "
+        "and returns data.")] = False,
+) -> None:
     """Check a config file; errors name the file, line and field."""
 
     def body() -> int:
         settings = _load(config)
+        if online:
+            _validate_online(config, settings)
         print(f"{config}: valid ({len(settings.targets)} target(s), "
-              f"{len(settings.metrics)} metric(s), namespace {settings.namespace})")
+              f"{len(settings.metrics)} metric(s), namespace {settings.namespace})"
+              + (", every query accepted by Prometheus" if online else ""))
         return 0
 
     _guard(False, body)
+
+
+def _validate_online(path: Path, settings: Settings) -> None:
+    from devtrip_scale.config import field_line
+    from devtrip_scale.reconcile import metric_queries
+    from devtrip_scale.sources import RoutedSource
+    from devtrip_scale.sources.http_json import HttpJsonSource
+    from devtrip_scale.sources.prometheus import PrometheusSource
+
+    timeout = settings.prometheus.timeout_seconds
+    source = RoutedSource(
+        PrometheusSource(settings.prometheus.url, timeout=timeout,
+                         token=settings.prometheus_token()),
+        HttpJsonSource(timeout=timeout))
+    try:
+        results = source.fetch(metric_queries(settings))
+    finally:
+        source.close()
+    problems = []
+    for i, (metric, result) in enumerate(zip(settings.metrics, results, strict=True)):
+        if result.error is None:
+            continue
+        key = "http" if metric.http else ("preset" if metric.preset else "query")
+        where = f"{path}:{field_line(path, ('metrics', i, key))}: metrics[{i}].{key}"
+        if result.error.startswith("the query returned no series"):
+            err.print(f"warning: {where}: accepted, but no data yet ({result.error})",
+                      style="yellow", markup=False)
+        else:
+            problems.append(f"  {where}: {result.error}")
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} metric(s) failed on "
+                          f"{settings.prometheus.url}\n" + "\n".join(problems))
 
 
 @config_app.command("show")

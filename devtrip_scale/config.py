@@ -168,20 +168,35 @@ class Settings(_Model):
     metrics: tuple[MetricModel, ...] = Field(min_length=1)
     history_configmap: str = "devscale-history"
 
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str) -> str:
+        if not _DNS_LABEL.match(namespace):
+            raise ValueError(f"{namespace!r} is not a valid namespace name")
+        return namespace
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: tuple[MetricModel, ...]) -> tuple[MetricModel, ...]:
+        _refuse_duplicates("metric name", [m.name for m in metrics])
+        return metrics
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: tuple[TargetModel, ...]) -> tuple[TargetModel, ...]:
+        _refuse_duplicates("deployment target", [t.deployment for t in targets if t.deployment])
+        _refuse_duplicates("selector target", [t.selector for t in targets if t.selector])
+        return targets
+
     @model_validator(mode="after")
-    def _unique(self) -> Settings:
-        _refuse_duplicates("metric name", [m.name for m in self.metrics])
-        _refuse_duplicates("deployment target",
-                           [t.deployment for t in self.targets if t.deployment])
-        _refuse_duplicates("selector target", [t.selector for t in self.targets if t.selector])
-        if not _DNS_LABEL.match(self.namespace):
-            raise ValueError(f"namespace {self.namespace!r} is not a valid namespace name")
-        for t in self.targets:
+    def _target_ranges(self) -> Settings:
+        for i, t in enumerate(self.targets):
             low = self.scaling.min_replicas if t.min_replicas is None else t.min_replicas
             high = self.scaling.max_replicas if t.max_replicas is None else t.max_replicas
             if low > high:
-                who = t.deployment or t.selector
-                raise ValueError(f"target {who}: minReplicas ({low}) is above maxReplicas ({high})")
+                # A leading field path lets the error name its line (see _format_errors).
+                raise ValueError(f"targets[{i}]: minReplicas ({low}) is above maxReplicas "
+                                 f"({high}) of the scaling block")
         return self
 
     def policy_for(self, target: TargetModel | None) -> models.PolicySpec:
@@ -205,6 +220,12 @@ class Settings(_Model):
         """The bearer token, read from the environment variable the config names."""
         name = self.prometheus.bearer_token_env
         return os.environ.get(name) if name else None
+
+
+def field_line(path: Path, loc: tuple[str | int, ...]) -> int:
+    """The line of a field in a config file that has already loaded (for later checks)."""
+    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    return _nearest_line(loc, _line_index(node)) if node is not None else 1
 
 
 def _refuse_duplicates(what: str, items: list[str]) -> None:
@@ -283,12 +304,23 @@ def _format_errors(path: Path, err: ValidationError, lines: dict[Path_, int]) ->
         if e["type"] == "too_short" and any(p[: len(loc)] == loc for p in failed_parents):
             continue
         msg = e["msg"].removeprefix("Value error, ")
+        if not loc and (lead := _LEADING_PATH.match(msg)):
+            loc = _parse_path(lead.group(1))
+            msg = msg[lead.end():]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; `devscale config init` writes every key)"
         rows.append((_nearest_line(loc, lines), _field(loc), msg))
     out = [f"{path}: {len(rows)} error(s) in the config"]
     out += [f"  {path}:{line}: {field}: {msg}" for line, field, msg in sorted(rows)]
     return "\n".join(out)
+
+
+_LEADING_PATH = re.compile(r"^([A-Za-z_]+(?:\[\d+\]|\.[A-Za-z_]+)*): ")
+
+
+def _parse_path(text: str) -> tuple[str | int, ...]:
+    """`targets[0].min` → ("targets", 0, "min")."""
+    return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[A-Za-z_]+|\d+", text))
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -52,7 +52,7 @@ def _client(cfg: Any) -> Any:
     from kubernetes import client
     from urllib3.util.retry import Retry
 
-    cfg.retries = Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.1)
+    cfg.retries = Retry(total=1, connect=1, read=False, status=0, other=0, backoff_factor=0.1)
     return client.ApiClient(cfg)
 
 

@@ -26,8 +26,9 @@ class PrometheusSource:
 
         headers = {"Authorization": f"Bearer {token}"} if token else None
         # One quick retry on connection errors only: a dead Prometheus must cost seconds, not
-        # the library's default backoff storm.
-        retry = Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.1)
+        # the library's default backoff storm. read=False re-raises a read timeout as one
+        # (read=0 would wrap it in MaxRetryError, which requests reports as a connection error).
+        retry = Retry(total=1, connect=1, read=False, status=0, other=0, backoff_factor=0.1)
         self._timeout = timeout
         self._url = url
         self._trace = trace or Trace()
@@ -43,7 +44,7 @@ class PrometheusSource:
         import requests
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
-        params = {"timeout": f"{self._timeout:g}s"}
+        params = {"timeout": f"{self._timeout:g}"}  # float seconds: Prometheus rejects "0.5s"
         try:
             with self._trace.span("promql", f"{q.name}: {q.promql}") as entry:
                 raw = self._client.custom_query(q.promql, params=params)
