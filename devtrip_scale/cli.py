@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check, show or start a configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+notify_app = typer.Typer(help="Check the notification channels.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -112,7 +114,8 @@ def check(
     """Run one pass: read the load, decide, scale, explain.
 
     Exit codes: 0 success, 2 config error, 3 metrics unavailable, 4 Kubernetes API error,
-    5 partial failure (some Deployments failed), 6 another run holds the lock, 1 internal error.
+    5 partial failure (some Deployments failed), 6 another run holds the lock, 7 a notification
+    failed (the scaling stands), 1 internal error.
     """
 
     def body() -> int:
@@ -122,6 +125,7 @@ def check(
         from devtrip_scale.kube.events import EventRecorder
         from devtrip_scale.kube.history import ConfigMapHistory
         from devtrip_scale.kube.lease import LeaseLock
+        from devtrip_scale.notify.channels import notifiers_from
         from devtrip_scale.reconcile import run_check
         from devtrip_scale.sources import RoutedSource
         from devtrip_scale.sources.http_json import HttpJsonSource
@@ -129,6 +133,7 @@ def check(
         from devtrip_scale.trace import Trace
 
         settings = _load(config, namespace)
+        notifiers = notifiers_from(settings)
         trace = Trace()
         api = connect(kubeconfig, context)
         timeout = settings.prometheus.timeout_seconds
@@ -151,6 +156,7 @@ def check(
                 only=tuple(deployment or ()),
                 trace=trace,
                 events=EventRecorder(api, settings.namespace, trace),
+                notifiers=notifiers,
             )
         finally:
             lock.release()
@@ -254,6 +260,35 @@ def config_init(
                         encoding="utf-8")
         print(f"wrote {path}; edit it, then run: devscale config validate -c {path}")
         return 0
+
+    _guard(False, body)
+
+
+@notify_app.command("test")
+def notify_test(config: ConfigOption = Path("devscale.yaml")) -> None:
+    """Send a sample message to every configured channel and say what happened."""
+
+    def body() -> int:
+        from devtrip_scale.notify import Notice
+        from devtrip_scale.notify.channels import notifiers_from
+
+        settings = _load(config)
+        notifiers = notifiers_from(settings)
+        if not notifiers:
+            raise ConfigError(f"{config}: no channel is configured: set "
+                              f"${settings.notify.slack.webhook_env} for Slack, or add "
+                              "notify.email with recipients (or $EMAIL_RECIPIENTS)")
+        sample = Notice("test", "info", "test", "devscale test message",
+                        f"sent by `devscale notify test` for namespace {settings.namespace}")
+        failed = 0
+        for notifier in notifiers:
+            try:
+                notifier.send(settings.namespace, [sample])
+                print(f"{notifier.name}: sent")
+            except DevscaleError as e:
+                failed += 1
+                err.print(f"{notifier.name}: failed: {e}", style="red", markup=False)
+        return int(ExitCode.NOTIFY) if failed else 0
 
     _guard(False, body)
 

@@ -158,6 +158,47 @@ class PrometheusModel(_Model):
     bearer_token_env: str | None = None
 
 
+NotifyKind = Literal["scaled", "capacity_exhausted", "held", "failed", "recovered"]
+
+
+class SlackModel(_Model):
+    """Slack incoming webhook; enabled when the env var it names holds the URL."""
+
+    webhook_env: str = "SLACK_WEBHOOK"
+    kinds: tuple[NotifyKind, ...] = ("scaled", "capacity_exhausted", "held", "failed",
+                                     "recovered")
+    timeout_seconds: float = Field(default=5, gt=0, le=60)
+
+
+class EmailModel(_Model):
+    """SMTP delivery; recipients from the file or $EMAIL_RECIPIENTS (comma separated)."""
+
+    smtp_host: str = Field(min_length=1)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str = Field(min_length=3, pattern=r"@")
+    recipients: tuple[str, ...] = ()
+    ca_file: str | None = None
+    kinds: tuple[NotifyKind, ...] = ("capacity_exhausted", "failed", "recovered")
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+
+    @field_validator("recipients")
+    @classmethod
+    def _addresses(cls, recipients: tuple[str, ...]) -> tuple[str, ...]:
+        for r in recipients:
+            if "@" not in r:
+                raise ValueError(f"{r!r} is not an email address")
+        return recipients
+
+
+class NotifyModel(_Model):
+    quiet_minutes: float = Field(default=30, ge=0)
+    slack: SlackModel = SlackModel()
+    email: EmailModel | None = None
+
+
 class Settings(_Model):
     """The whole configuration file."""
 
@@ -167,6 +208,7 @@ class Settings(_Model):
     targets: tuple[TargetModel, ...] = Field(min_length=1)
     metrics: tuple[MetricModel, ...] = Field(min_length=1)
     history_configmap: str = "devscale-history"
+    notify: NotifyModel = NotifyModel()
 
     @field_validator("namespace")
     @classmethod
@@ -268,6 +310,11 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     data = dict(data)
     if env.get("NAMESPACE"):
         data["namespace"] = env["NAMESPACE"]
+    if env.get("EMAIL_RECIPIENTS") and isinstance(data.get("notify"), dict) and \
+            isinstance(data["notify"].get("email"), dict):
+        recipients = [r.strip() for r in env["EMAIL_RECIPIENTS"].split(",") if r.strip()]
+        data["notify"] = {**data["notify"], "email": {**data["notify"]["email"],
+                                                      "recipients": recipients}}
     if env.get("METRICS_SERVER"):
         url = env["METRICS_SERVER"]
         if "://" not in url:

@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     KUBERNETES = 4
     PARTIAL = 5
     LOCKED = 6
+    NOTIFY = 7
     INTERRUPTED = 130
 
 
@@ -50,6 +51,16 @@ class LeaseHeld(DevscaleError):
     """Another devscale run holds the namespace's Lease: this run changes nothing."""
 
     exit_code = ExitCode.LOCKED
+
+
+class NotifyError(DevscaleError):
+    """A notification channel failed; the scaling it reports on stands."""
+
+    exit_code = ExitCode.NOTIFY
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class KubeForbidden(KubeError):

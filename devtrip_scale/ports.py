@@ -78,6 +78,10 @@ class EventSink(Protocol):
 
 
 class HistoryStore(Protocol):
+    """Per-Deployment history plus one opaque `notes` text (the notification state)."""
+
+    notes: str | None
+
     def load(self) -> tuple[dict[str, History], list[str]]: ...
 
-    def save(self, histories: Mapping[str, History]) -> None: ...
+    def save(self, histories: Mapping[str, History], notes: str | None = None) -> None: ...

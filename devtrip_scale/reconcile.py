@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from devtrip_scale import policy
 from devtrip_scale.config import Settings, TargetModel
 from devtrip_scale.errors import ExitCode, KubeConflict, KubeError
 from devtrip_scale.models import Decision, History, MetricReading, Observation, PolicySpec
+from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, notices_for, select
 from devtrip_scale.ports import (
     EventSink,
     HistoryStore,
@@ -54,6 +55,8 @@ class CheckReport:
     metric_errors: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     trace: Trace = field(default_factory=Trace)
+    notified: list[Notice] = field(default_factory=list)
+    notify_failures: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -62,6 +65,8 @@ class CheckReport:
             return ExitCode.PARTIAL if len(failed) < len(self.results) else ExitCode.KUBERNETES
         if self.metric_errors:
             return ExitCode.METRICS
+        if self.notify_failures:
+            return ExitCode.NOTIFY
         return ExitCode.OK
 
 
@@ -141,8 +146,13 @@ def run_check(
     only: Collection[str] = (),
     trace: Trace | None = None,
     events: EventSink | None = None,
+    notifiers: Sequence[Notifier] = (),
 ) -> CheckReport:
-    """Read → decide → act for every target. One target's failure does not stop the others."""
+    """Read → decide → act → tell for every target.
+
+    One target's failure does not stop the others; notifications go out after the scaling and
+    their failure changes no scaling outcome.
+    """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     targets, missing = resolve_targets(settings, deployments, only)
     scalers = _other_scalers(deployments, report) if targets else {}
@@ -167,12 +177,30 @@ def run_check(
         if new_history is not None:
             updated[workload.name] = new_history
     report.results.extend(missing)
-    if updated and not dry_run:
+    notes = _tell(settings, report, history.notes, notifiers) if not dry_run else None
+    if (updated or notes is not None) and not dry_run:
         try:
-            history.save(updated)
+            history.save(updated, notes)
         except KubeError as e:
             report.warnings.append(f"history not saved: {e}")
     return report
+
+
+def _tell(settings: Settings, report: CheckReport, notes: str | None,
+          notifiers: Sequence[Notifier]) -> str | None:
+    """Send what is new since the quiet period; return the notification state to keep."""
+    if not notifiers:
+        return None
+    try:
+        state = NotifyState.decode(notes)
+    except (ValueError, KeyError, TypeError):
+        report.warnings.append("notification state was corrupt; starting afresh")
+        state = NotifyState()
+    quiet = timedelta(minutes=settings.notify.quiet_minutes)
+    send, new_state = select(notices_for(report), state, report.started_at, quiet)
+    report.notified = send
+    report.notify_failures = fan_out(settings.namespace, send, notifiers)
+    return new_state.encode()
 
 
 def _other_scalers(deployments: ReplicaTarget, report: CheckReport) -> dict[str, str]:

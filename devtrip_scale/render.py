@@ -75,6 +75,11 @@ def table(report: CheckReport) -> RenderableType:
         parts.append(Text(f"metric {name}: {error}", style="yellow"))
     for warning in report.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
+    if report.notified:
+        parts.append(Text(f"notified: {len(report.notified)} notice(s): "
+                          + "; ".join(n.title for n in report.notified)))
+    for failure in report.notify_failures:
+        parts.append(Text(f"notification failed: {failure} (the scaling stands)", style="red"))
     if not report.results:
         parts.append(Text("no target Deployment found", style="yellow"))
     return Group(*parts)
@@ -98,7 +103,11 @@ def to_dict(report: CheckReport) -> dict[str, Any]:
         "deployments": [_result_dict(r, report.dry_run) for r in report.results],
         "metricErrors": report.metric_errors,
         "warnings": report.warnings,
-        "queries": [{"metric": q.name, "promql": q.promql} for q in report.queries],
+        "queries": [{"metric": q.name, "promql": q.promql} if q.url is None
+                    else {"metric": q.name, "url": q.url} for q in report.queries],
+        "notified": [{"kind": n.kind, "severity": n.severity, "title": n.title,
+                      "deployment": n.deployment} for n in report.notified],
+        "notifyFailures": report.notify_failures,
     }
 
 

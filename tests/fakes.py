@@ -75,10 +75,13 @@ class RecordedEvents:
 class MemoryHistory:
     stored: dict[str, History] = field(default_factory=dict)
     saves: int = 0
+    notes: str | None = None
 
     def load(self) -> tuple[dict[str, History], list[str]]:
         return dict(self.stored), []
 
-    def save(self, histories: Mapping[str, History]) -> None:
+    def save(self, histories: Mapping[str, History], notes: str | None = None) -> None:
         self.saves += 1
         self.stored.update(histories)
+        if notes is not None:
+            self.notes = notes

@@ -13,6 +13,7 @@ from devtrip_scale.models import History, Recommendation, ScaleEvent
 from devtrip_scale.trace import Trace
 
 CONFLICT_RETRIES = 3
+NOTES_KEY = ".notifications"   # not a Deployment name: those never start with a dot
 
 
 def encode(history: History) -> str:
@@ -70,12 +71,14 @@ class ConfigMapHistory:
         self._trace = trace or Trace()
         self._resource_version: str | None = None
         self._exists = False
+        self.notes: str | None = None
 
     def load(self) -> tuple[dict[str, History], list[str]]:
         """Every Deployment's history, and a warning for each entry that could not be read."""
         data = self._read()
         histories: dict[str, History] = {}
         warnings: list[str] = []
+        self.notes = data.pop(NOTES_KEY, None)
         for key, text in data.items():
             try:
                 histories[key] = decode(text)
@@ -86,9 +89,11 @@ class ConfigMapHistory:
                 )
         return histories, warnings
 
-    def save(self, histories: Mapping[str, History]) -> None:
-        """Write the given Deployments' histories, leaving the other keys as they are."""
+    def save(self, histories: Mapping[str, History], notes: str | None = None) -> None:
+        """Write the given Deployments' histories (and notes), leaving other keys as they are."""
         encoded = {k: encode(h) for k, h in histories.items()}
+        if notes is not None:
+            encoded[NOTES_KEY] = notes
         for _ in range(CONFLICT_RETRIES):
             try:
                 self._write(encoded)

@@ -1,0 +1,131 @@
+"""What is worth telling after a run, the quiet period that keeps it from repeating, and fan-out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from devtrip_scale.reconcile import CheckReport, TargetResult
+
+Kind = Literal["scaled", "capacity_exhausted", "held", "failed", "recovered", "test"]
+Severity = Literal["info", "warning", "critical"]
+KINDS: tuple[Kind, ...] = ("scaled", "capacity_exhausted", "held", "failed", "recovered", "test")
+CONDITIONS: tuple[Kind, ...] = ("capacity_exhausted", "held", "failed")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing worth telling, with the key that identifies it for the quiet period."""
+
+    kind: Kind
+    severity: Severity
+    key: str
+    title: str
+    text: str
+    deployment: str | None = None
+
+
+class Notifier(Protocol):
+    name: str
+    kinds: frozenset[Kind]
+
+    def send(self, namespace: str, notices: Sequence[Notice]) -> None: ...
+
+
+@dataclass
+class NotifyState:
+    """Across runs: when each key was last sent, and which conditions are still open."""
+
+    last_sent: dict[str, datetime] = field(default_factory=dict)
+    active: dict[str, str] = field(default_factory=dict)   # key → title, for "resolved"
+
+    def encode(self) -> str:
+        return json.dumps({"lastSent": {k: v.isoformat() for k, v in self.last_sent.items()},
+                           "active": self.active}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> NotifyState:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls({k: datetime.fromisoformat(v) for k, v in data["lastSent"].items()},
+                   dict(data["active"]))
+
+
+def notices_for(report: CheckReport) -> list[Notice]:
+    """Every notice a run's report warrants (pure)."""
+    notices: list[Notice] = []
+    for r in report.results:
+        notices.extend(_for_target(r, report.dry_run))
+    for metric, error in report.metric_errors.items():
+        notices.append(Notice("failed", "critical", f"failed:metric:{metric}",
+                              f"metric {metric} could not be read", error))
+    return notices
+
+
+def _for_target(r: TargetResult, dry_run: bool) -> Iterable[Notice]:
+    name, d = r.deployment, r.decision
+    if r.error is not None:
+        yield Notice("failed", "critical", f"failed:{name}", f"{name}: scaling failed", r.error,
+                     name)
+    if d is None:
+        return
+    if r.applied and not dry_run:
+        direction = "up" if d.desired_replicas > d.current_replicas else "down"
+        deciding = next((p for p in d.proposals if p.name == d.deciding_metric), None)
+        why = ""
+        if deciding is not None and deciding.reading is not None:
+            why = f"{deciding.name} {deciding.reading:g} against a target of {deciding.target:g}"
+        yield Notice("scaled", "info", f"scaled:{name}:{direction}",
+                     f"{name} scaled {direction}: {d.current_replicas} → {d.desired_replicas}",
+                     f"{why} ({d.reason})" if why else d.reason, name)
+    wanted = d.recommendation
+    if wanted is not None and d.desired_replicas < wanted and d.reason == "TooManyReplicas":
+        yield Notice("capacity_exhausted", "critical", f"capacity_exhausted:{name}",
+                     f"{name} needs {wanted} replicas but its maximum is {d.desired_replicas}",
+                     f"{d.deciding_metric} asks for {wanted}; raise maxReplicas or add "
+                     "capacity", name)
+    if d.reason in ("MissingMetrics", "NoMetrics"):
+        yield Notice("held", "warning", f"held:{name}", f"{name} held at {d.current_replicas}: "
+                     "metrics missing", d.message, name)
+
+
+def select(notices: Sequence[Notice], state: NotifyState, now: datetime,
+           quiet: timedelta) -> tuple[list[Notice], NotifyState]:
+    """Drop what was sent within the quiet period; add "resolved" for conditions that cleared.
+
+    Returns the notices to send and the state to keep (pure).
+    """
+    current = {n.key: n for n in notices if n.kind in CONDITIONS}
+    resolved = [Notice("recovered", "info", f"recovered:{key}", f"resolved: {title}",
+                       "the condition has cleared", key.split(":", 1)[-1] or None)
+                for key, title in state.active.items() if key not in current]
+    send = [n for n in notices
+            if n.key not in state.last_sent or now - state.last_sent[n.key] >= quiet]
+    send += resolved
+    last_sent = {k: t for k, t in state.last_sent.items() if now - t < quiet}
+    last_sent.update({n.key: now for n in send})
+    for n in resolved:   # a condition that clears may be told again at once when it returns
+        last_sent.pop(n.key.removeprefix("recovered:"), None)
+    return send, NotifyState(last_sent, {k: n.title for k, n in current.items()})
+
+
+def fan_out(namespace: str, notices: Sequence[Notice],
+            notifiers: Sequence[Notifier]) -> list[str]:
+    """Send each channel what its routing asks for; one failing channel does not stop others."""
+    from devtrip_scale.errors import NotifyError
+
+    failures = []
+    for notifier in notifiers:
+        mine = [n for n in notices if n.kind in notifier.kinds]
+        if not mine:
+            continue
+        try:
+            notifier.send(namespace, mine)
+        except NotifyError as e:
+            failures.append(f"{notifier.name}: {e}")
+    return failures
