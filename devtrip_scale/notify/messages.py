@@ -72,8 +72,8 @@ def email_text(namespace: str, notices: Sequence[Notice]) -> str:
         lines.append(f"- [{n.severity}] {n.title}")
         if n.text:
             lines.append(f"  {n.text}")
-    lines += ["", "Details: devscale status, or the Deployment's Events "
-              "(kubectl describe deployment NAME)."]
+    lines += ["", "Details: the Deployment's Events (kubectl describe deployment NAME), "
+              "or devscale check --dry-run."]
     return "\n".join(lines) + "\n"
 
 
