@@ -50,6 +50,7 @@ class LeaseLock:
         self._resource_version: str | None = None
         self._transitions = 0
         self._acquired_at: datetime | None = None
+        self._attempted = False
 
     @property
     def held(self) -> bool:
@@ -58,6 +59,7 @@ class LeaseLock:
     def acquire(self) -> None:
         """Take the lease or raise LeaseHeld naming the live holder."""
         now = self._clock()
+        self._attempted = True
         try:
             lease = self._call("get", lambda: self._api.read_namespaced_lease(
                 self.name, self.namespace, _request_timeout=TIMEOUT))
@@ -102,21 +104,31 @@ class LeaseLock:
             raise LeaseHeld(f"lost Lease {self.namespace}/{self.name} to another run") from None
 
     def release(self) -> None:
-        """Give the lease up (holder cleared) so the next run need not wait for expiry."""
-        if not self.held:
+        """Give the lease up (holder cleared) so the next run need not wait for expiry.
+
+        It reads the lease back rather than trusting what it knows: an interrupt can land after
+        the API server stored our write but before we saw its answer.
+        """
+        if not self._attempted:
             return
-        body = {
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": self.name, "resourceVersion": self._resource_version},
-            "spec": {"leaseDurationSeconds": self.duration,
-                     "leaseTransitions": self._transitions},
-        }
-        # Taken over or gone: either way no longer ours, and it expires by itself.
+        # Taken over, gone or unreachable: either way not ours to clear; it expires by itself.
         with contextlib.suppress(KubeError):
+            lease = self._call("get", lambda: self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=TIMEOUT))
+            if lease.spec.holder_identity != self.identity:
+                return
+            body = {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name,
+                             "resourceVersion": lease.metadata.resource_version},
+                "spec": {"leaseDurationSeconds": lease.spec.lease_duration_seconds,
+                         "leaseTransitions": lease.spec.lease_transitions or 0},
+            }
             self._call("update", lambda: self._api.replace_namespaced_lease(
                 self.name, self.namespace, body, field_manager=FIELD_MANAGER,
                 _request_timeout=TIMEOUT))
         self._resource_version = None
+        self._attempted = False
 
     def _write(self, verb: str, acquired: datetime, renewed: datetime, *, transitions: int,
                resource_version: str | None) -> None:

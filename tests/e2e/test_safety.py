@@ -141,8 +141,9 @@ def test_the_lease_is_released_on_sigterm(cluster: Cluster, exporter: SyntheticE
         except client.ApiException:
             pass
         time.sleep(0.1)
+    time.sleep(0.5)                      # well inside the run: waiting on Prometheus
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=20)
+    proc.communicate(timeout=20)
     hung.close()
     assert proc.returncode == 130
     assert api.read_namespaced_lease("devscale-lock", cluster.namespace).spec.holder_identity \
