@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 MetricType = Literal["Utilization", "Value", "AverageValue"]
 PolicyType = Literal["Pods", "Percent"]
@@ -87,9 +87,12 @@ class PolicySpec:
         )
 
 
-@dataclass(frozen=True)
-class MetricReading:
-    """One metric's reading for one Deployment; `value` None means no usable reading."""
+class MetricReading(NamedTuple):
+    """One metric's reading for one Deployment; `value` None means no usable reading.
+
+    The per-step values are NamedTuples: immutable like the frozen dataclasses, and several
+    times cheaper to build, which a 172,800-step replay notices.
+    """
 
     name: str
     type: MetricType
@@ -107,16 +110,14 @@ class Observation:
     readings: tuple[MetricReading, ...]
 
 
-@dataclass(frozen=True)
-class Recommendation:
+class Recommendation(NamedTuple):
     """An un-limited recommendation made at `at`, kept for stabilisation windows."""
 
     at: datetime
     replicas: int
 
 
-@dataclass(frozen=True)
-class ScaleEvent:
+class ScaleEvent(NamedTuple):
     """A replica change devscale made at `at`, kept for rate policies and cooldowns."""
 
     at: datetime
@@ -133,8 +134,7 @@ class History:
     last_written: int | None = None
 
 
-@dataclass(frozen=True)
-class Proposal:
+class Proposal(NamedTuple):
     """One metric's proposal: its reading against its target and the replicas it asks for."""
 
     name: str

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from devtrip_scale.models import (
     Action,
@@ -43,29 +44,34 @@ from devtrip_scale.models import (
 )
 
 INT32_MAX = 2**31 - 1
+_Timed = TypeVar("_Timed", Recommendation, ScaleEvent)
 
 
 def propose(reading: MetricReading, current: int, spec: PolicySpec) -> Proposal:
     """One metric's replica proposal, as the HPA's replica calculator makes it."""
-    if reading.value is None:
-        return Proposal(reading.name, reading.type, reading.target, None, None, error=reading.error)
-    up_tol = _tolerance(spec.scale_up, spec.tolerance)
-    down_tol = _tolerance(spec.scale_down, spec.tolerance)
+    return _propose(reading, current, _tolerance(spec.scale_up, spec.tolerance),
+                    _tolerance(spec.scale_down, spec.tolerance))
+
+
+def _propose(reading: MetricReading, current: int, up_tol: float, down_tol: float) -> Proposal:
+    value = reading.value
+    if value is None:
+        return Proposal(reading.name, reading.type, reading.target, None, None, False,
+                        reading.error)
     if reading.type == "Utilization":
         # The HPA truncates utilisation to whole percent (metrics/utilization.go).
-        usage = float(math.floor(reading.value))
-        ratio = usage / reading.target
+        ratio = math.floor(value) / reading.target
         wanted = math.ceil(ratio * current)
     elif reading.type == "Value":
-        ratio = _milli(reading.value) / _milli(reading.target)
+        ratio = _milli(value) / _milli(reading.target)
         wanted = math.ceil(ratio * current)
     else:  # AverageValue: the total divided by the target per replica
-        total, per_pod = _milli(reading.value), _milli(reading.target)
+        total, per_pod = _milli(value), _milli(reading.target)
         ratio = total / (per_pod * current) if current else math.inf
         wanted = math.ceil(total / per_pod)
     within = (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
     replicas = current if within else min(wanted, INT32_MAX)
-    return Proposal(reading.name, reading.type, reading.target, reading.value, replicas, within)
+    return Proposal(reading.name, reading.type, reading.target, value, replicas, within)
 
 
 def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) -> Decision:
@@ -78,7 +84,9 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     HPA names its conditions (`ScaleUpLimit`, `TooFewReplicas`, `ScaleDownStabilized`, …).
     """
     current = obs.current_replicas
-    proposals = tuple(propose(r, current, spec) for r in obs.readings)
+    up_tol = _tolerance(spec.scale_up, spec.tolerance)
+    down_tol = _tolerance(spec.scale_down, spec.tolerance)
+    proposals = tuple(_propose(r, current, up_tol, down_tol) for r in obs.readings)
 
     def verdict(desired: int, reason: Reason, message: str, **kw: object) -> Decision:
         action: Action = "none"
@@ -111,13 +119,17 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
                        f"current replicas below minReplicas {spec.min_replicas}",
                        recommendation=None)
 
-    valid = [p for p in proposals if p.replicas is not None]
-    if not valid:
+    best: Proposal | None = None
+    missing: list[str] = []
+    for p in proposals:  # the highest proposal wins; the first of equals names the metric
+        if p.replicas is None:
+            missing.append(p.name)
+        elif best is None or p.replicas > (best.replicas or 0):
+            best = p
+    if best is None:
         return verdict(current, "NoMetrics", "no metric has a reading: replicas held",
                        recommendation=None)
-    best = max(valid, key=lambda p: p.replicas or 0)
     wanted = best.replicas or 0
-    missing = [p.name for p in proposals if p.replicas is None]
     if missing and wanted < current:
         return verdict(current, "MissingMetrics",
                        f"no reading for {', '.join(missing)}: not scaling down on partial data",
@@ -156,24 +168,31 @@ def remember(history: History, decision: Decision, spec: PolicySpec, now: dateti
     """The history after this run: its recommendation and, if it wrote, its scale event.
 
     `written` is the replica count devscale wrote this run (None when it wrote nothing). Entries
-    older than the longest window, period or cooldown are dropped, so the history stays bounded.
+    older than the longest window, period or cooldown are dropped, so the history stays bounded;
+    the newest recommendation is always kept.
     """
-    recs = list(history.recommendations)
-    if not recs and decision.recommendation is not None:
-        recs.append(Recommendation(now, decision.current_replicas))  # the first sync's seed
+    recs = history.recommendations
     if decision.recommendation is not None:
-        recs.append(Recommendation(now, decision.recommendation))
-    events = list(history.scale_events)
+        if not recs:
+            recs = (Recommendation(now, decision.current_replicas),)  # the first sync's seed
+        recs = (*recs, Recommendation(now, decision.recommendation))
+    events = history.scale_events
     last_written = history.last_written
     if written is not None and written != decision.current_replicas:
-        events.append(ScaleEvent(now, decision.current_replicas, written))
+        events = (*events, ScaleEvent(now, decision.current_replicas, written))
         last_written = written
     cutoff = now - timedelta(seconds=spec.memory_seconds)
-    return History(
-        recommendations=tuple(r for r in recs if r.at > cutoff or r is recs[-1]),
-        scale_events=tuple(e for e in events if e.at > cutoff),
-        last_written=last_written,
-    )
+    return History(_newer(recs, cutoff, keep_last=True), _newer(events, cutoff), last_written)
+
+
+def _newer(entries: tuple[_Timed, ...], cutoff: datetime, *, keep_last: bool = False
+           ) -> tuple[_Timed, ...]:
+    """Entries after `cutoff`; they are in time order, so only a prefix can have aged out."""
+    start = 0
+    last = len(entries) - 1 if keep_last else len(entries)
+    while start < last and entries[start].at <= cutoff:
+        start += 1
+    return entries[start:] if start else entries
 
 
 def _tolerance(rules: ScalingRules, default: float) -> float:
@@ -203,18 +222,21 @@ def _stabilize(current: int, wanted: int, spec: PolicySpec,
     up_window = spec.scale_up.stabilization_window_seconds
     down_window = spec.scale_down.stabilization_window_seconds
     up_cut, down_cut = now - timedelta(seconds=up_window), now - timedelta(seconds=down_window)
-    up = min([wanted, *(r.replicas for r in recs if r.at > up_cut)])
-    down = max([wanted, *(r.replicas for r in recs if r.at > down_cut)])
+    up = down = wanted
+    for at, replicas in recs:
+        if at > up_cut and replicas < up:
+            up = replicas
+        if at > down_cut and replicas > down:
+            down = replicas
     result = min(max(current, up), down)
-    held_until: datetime | None = None
+    if result == wanted:
+        return result, None
     # Held at `result` until the last recommendation that pins it there leaves its window.
     if result < wanted:
         pins = [r.at for r in recs if r.at > up_cut and r.replicas <= result]
-        held_until = max(pins) + timedelta(seconds=up_window) if pins else None
-    elif result > wanted:
-        pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
-        held_until = max(pins) + timedelta(seconds=down_window) if pins else None
-    return result, held_until
+        return result, (max(pins) + timedelta(seconds=up_window) if pins else None)
+    pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
+    return result, (max(pins) + timedelta(seconds=down_window) if pins else None)
 
 
 def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEvent, ...],
