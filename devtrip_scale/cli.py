@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -15,9 +16,11 @@ from rich.console import Console
 
 from devtrip_scale import __version__
 from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
+from devtrip_scale.ports import MetricQuery
 
 if TYPE_CHECKING:
     from devtrip_scale.config import Settings
+    from devtrip_scale.recording import Recording
 
 app = typer.Typer(
     help="Size Kubernetes Deployments to their Prometheus load with the HPA's algorithm.",
@@ -79,6 +82,11 @@ def _guard(debug: bool, body: Callable[[], int]) -> None:
             err.print("run again with --debug for the traceback", style="dim")
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
     raise typer.Exit(code)
+
+
+def _out() -> Console:
+    """Standard output; not a terminal (cron log, CI, a pipe): wide enough that rows don't fold."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _load(path: Path, namespace: str | None = None) -> Settings:
@@ -165,9 +173,7 @@ def check(
         if output == "json":
             print(render.to_json(report, debug=debug))
         else:
-            # Not a terminal (cron log, CI): wide enough that rows do not fold.
-            width = None if sys.stdout.isatty() else 200
-            Console(highlight=False, width=width).print(render.table(report))
+            _out().print(render.table(report))
         if debug:
             err.print(render.debug(report), markup=False, soft_wrap=True)
         return int(report.exit_code)
@@ -262,6 +268,123 @@ def config_init(
         return 0
 
     _guard(False, body)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 30s, 2m, 1h or 7d") \
+            from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{text!r} must be positive")
+    return timedelta(seconds=seconds)
+
+
+@app.command()
+def simulate(
+    config: ConfigOption = Path("devscale.yaml"),
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Recorded load: timestamp[,deployment][,replicas],<metric>… per row.",
+        dir_okay=False)] = None,
+    from_prometheus: Annotated[bool, typer.Option(
+        "--from-prometheus", help="Read the load with range queries of the config's own "
+        "metric queries (one per metric).")] = False,
+    since: Annotated[str, typer.Option(help="With --from-prometheus: how far back.")] = "1d",
+    step: Annotated[str, typer.Option(help="With --from-prometheus: the resolution.")] = "30s",
+    interval: Annotated[str, typer.Option(
+        help="How often the check runs: 2m from cron, the loop's --interval, …")] = "2m",
+    ready_delay: Annotated[str, typer.Option(
+        "--ready-delay", help="Time a new pod takes to become ready.")] = "0s",
+    start_replicas: Annotated[int | None, typer.Option(
+        "--start-replicas", min=0, help="Replicas at the start (default: the recording's, "
+        "else minReplicas).")] = None,
+    deployment: Annotated[str | None, typer.Option(
+        "--deployment", "-d", help="Whose load a CSV without a deployment column is; with one, "
+        "only this Deployment.")] = None,
+    compare: Annotated[Path | None, typer.Option(
+        "--compare", help="A second config, run on the same load and shown beside the first.",
+        dir_okay=False)] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Write a chart of replicas against load (.png or .svg).")] = None,
+    output: Annotated[Literal["table", "json"], typer.Option("--output", "-o")] = "table",
+) -> None:
+    """Replay recorded load through the same policy as `check`: replicas, cost, fit."""
+
+    def body() -> int:
+        from devtrip_scale import simreport
+        from devtrip_scale.simulate import Options
+        from devtrip_scale.simulate import simulate as replay
+
+        if (csv is None) == (not from_prometheus):
+            raise ConfigError("give exactly one of --csv FILE or --from-prometheus")
+        settings = _load(config)
+        configs = [(config.name, settings)]
+        if compare is not None:
+            other = _load(compare)
+            if [m.name for m in other.metrics] != [m.name for m in settings.metrics]:
+                raise ConfigError(f"--compare {compare}: its metrics must be the same as "
+                                  f"{config}'s to replay the same load")
+            configs.append((compare.name if compare.name != config.name else str(compare),
+                            other))
+        recording = _recording(settings, csv, deployment, since, step)
+        options = Options(parse_duration(interval), _zero_or(ready_delay), start_replicas)
+        runs = [(label, replay(recording, s, options)) for label, s in configs]
+        if output == "json":
+            print(json.dumps(simreport.to_dict(runs), indent=2))
+        else:
+            out = _out()
+            out.print(simreport.summary(runs))
+            out.print(simreport.timelines(runs))
+        if plot is not None:
+            simreport.plot(runs, plot)
+            err.print(f"wrote {plot}")
+        return 0
+
+    _guard(False, body)
+
+
+def _zero_or(text: str) -> timedelta:
+    return timedelta(0) if text.strip() in ("0", "0s") else parse_duration(text)
+
+
+def _recording(settings: Settings, csv: Path | None, deployment: str | None, since: str,
+               step: str) -> Recording:
+    from devtrip_scale.reconcile import metric_queries
+    from devtrip_scale.recording import from_matrix, load_csv
+    from devtrip_scale.sources.prometheus import PrometheusSource
+
+    names = [m.name for m in settings.metrics]
+    if csv is not None:
+        recording = load_csv(csv, names, deployment)
+    else:
+        if any(m.http for m in settings.metrics):
+            raise ConfigError("--from-prometheus cannot replay http metrics; record them to CSV")
+        end = datetime.now(UTC)
+        start = end - parse_duration(since)
+        resolution = parse_duration(step).total_seconds()
+        source = PrometheusSource(settings.prometheus.url,
+                                  timeout=settings.prometheus.timeout_seconds,
+                                  token=settings.prometheus_token())
+        try:
+            matrices = {q.name: source.fetch_range(q, start, end, resolution)
+                        for q in metric_queries(settings)}
+            replicas = source.fetch_range(MetricQuery(
+                "replicas", f'kube_deployment_spec_replicas{{namespace="{settings.namespace}"}}'),
+                start, end, resolution)
+        finally:
+            source.close()
+        named = [t.deployment for t in settings.targets if t.deployment]
+        recording = from_matrix(matrices, replicas, names, named)
+    if deployment is not None:
+        recording.series = {k: v for k, v in recording.series.items() if k == deployment}
+    if not recording.series:
+        raise ConfigError("the recording holds no Deployment to replay"
+                          + (f" named {deployment}" if deployment else ""))
+    return recording
 
 
 @notify_app.command("test")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from devtrip_scale.errors import MetricsError
 from devtrip_scale.ports import MetricQuery, MetricResult
 from devtrip_scale.trace import Trace
 
@@ -39,6 +41,23 @@ class PrometheusSource:
 
     def close(self) -> None:
         self._client._session.close()
+
+    def fetch_range(self, query: MetricQuery, start: datetime, end: datetime,
+                    step_seconds: float) -> list[dict[str, Any]]:
+        """A range query's matrix (for `simulate`); raises MetricsError naming the metric."""
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        try:
+            with self._trace.span("promql", f"range {query.name}: {query.promql}"):
+                result = self._client.custom_query_range(
+                    query.promql, start_time=start, end_time=end, step=f"{step_seconds:g}",
+                    params={"timeout": f"{self._timeout:g}"})
+        except (PrometheusApiClientException, requests.RequestException, ValueError) as e:
+            raise MetricsError(f"range query of metric {query.name} failed: {_short(e)}") from None
+        if not isinstance(result, list):
+            raise MetricsError(f"range query of metric {query.name} returned no matrix")
+        return result
 
     def _query(self, q: MetricQuery) -> MetricResult:
         import requests
