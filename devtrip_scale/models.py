@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
@@ -146,8 +146,7 @@ class Proposal(NamedTuple):
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The policy's verdict for one Deployment, with the rule that shaped it."""
 
     deployment: str
@@ -160,4 +159,4 @@ class Decision:
     proposals: tuple[Proposal, ...] = ()
     deciding_metric: str | None = None
     held_until: datetime | None = None
-    limits: tuple[str, ...] = field(default=())
+    limits: tuple[str, ...] = ()

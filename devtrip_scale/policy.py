@@ -88,7 +88,9 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     down_tol = _tolerance(spec.scale_down, spec.tolerance)
     proposals = tuple(_propose(r, current, up_tol, down_tol) for r in obs.readings)
 
-    def verdict(desired: int, reason: Reason, message: str, **kw: object) -> Decision:
+    def verdict(desired: int, reason: Reason, message: str, recommendation: int | None,
+                deciding_metric: str | None = None, held_until: datetime | None = None,
+                limits: tuple[str, ...] = ()) -> Decision:
         action: Action = "none"
         if desired > current:
             action = "scale_up"
@@ -96,16 +98,8 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
             action = "scale_down"
         elif reason in ("NoMetrics", "MissingMetrics"):
             action = "hold"
-        return Decision(
-            deployment=obs.deployment,
-            current_replicas=current,
-            desired_replicas=desired,
-            action=action,
-            reason=reason,
-            message=message,
-            proposals=proposals,
-            **kw,  # type: ignore[arg-type]
-        )
+        return Decision(obs.deployment, current, desired, recommendation, action, reason,
+                        message, proposals, deciding_metric, held_until, limits)
 
     if current == 0 and spec.min_replicas != 0:
         return verdict(0, "ScalingDisabled", "the target has 0 replicas: scaling is disabled",

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "== ruff"; python3 -m ruff check devtrip_scale testbed tests
+echo "== ruff"; python3 -m ruff check devtrip_scale testbed tests bench examples
 echo "== mypy"; python3 -m mypy
 echo "== pytest"
 set +e
