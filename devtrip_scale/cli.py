@@ -8,8 +8,9 @@ import sys
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -35,6 +36,13 @@ notify_app = typer.Typer(help="Check the notification channels.", no_args_is_hel
 app.add_typer(notify_app, name="notify")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Output(StrEnum):
+    """How `check` and `simulate` print their result."""
+
+    table = "table"
+    json = "json"
 
 ConfigOption = Annotated[
     Path,
@@ -108,8 +116,8 @@ def check(
     debug: Annotated[bool, typer.Option(
         "--debug", envvar="DEBUG", help="Add the PromQL, raw readings, timings and API calls "
         "(also DEBUG=1).")] = False,
-    output: Annotated[Literal["table", "json"], typer.Option(
-        "--output", "-o", help="table for people, json for machines.")] = "table",
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table for people, json for machines.")] = Output.table,
     kubeconfig: Annotated[str | None, typer.Option(
         "--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG or "
         "~/.kube/config).")] = None,
@@ -170,7 +178,7 @@ def check(
             lock.release()
             source.close()
             api.close()
-        if output == "json":
+        if output is Output.json:
             print(render.to_json(report, debug=debug))
         else:
             _out().print(render.table(report))
@@ -270,6 +278,84 @@ def config_init(
     _guard(False, body)
 
 
+@app.command()
+def run(
+    config: ConfigOption = Path("devscale.yaml"),
+    interval: Annotated[str, typer.Option(help="Time between passes.")] = "60s",
+    lease_duration: Annotated[str | None, typer.Option(
+        "--lease-duration", help="How long the leader's Lease lasts unrenewed (default: "
+        "3 × interval, at least 15s); a follower takes over within it.")] = None,
+    listen: Annotated[str, typer.Option(
+        help="host:port of /healthz and /metrics.")] = "0.0.0.0:8080",
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
+    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig")] = None,
+    context: Annotated[str | None, typer.Option("--context")] = None,
+    debug: Annotated[bool, typer.Option("--debug", envvar="DEBUG")] = False,
+) -> None:
+    """Run the check on an interval inside the cluster: leader-elected, /healthz, /metrics."""
+
+    def body() -> int:
+        import threading
+
+        from devtrip_scale.kube import connect
+        from devtrip_scale.kube.deployments import DeploymentTarget
+        from devtrip_scale.kube.events import EventRecorder
+        from devtrip_scale.kube.history import ConfigMapHistory
+        from devtrip_scale.kube.lease import LeaseLock
+        from devtrip_scale.loop import LoopState, Telemetry, run_loop, serve
+        from devtrip_scale.notify.channels import notifiers_from
+        from devtrip_scale.reconcile import CheckReport, run_check
+        from devtrip_scale.sources import RoutedSource
+        from devtrip_scale.sources.cache import CachingSource
+        from devtrip_scale.sources.http_json import HttpJsonSource
+        from devtrip_scale.sources.prometheus import PrometheusSource
+        from devtrip_scale.trace import Trace
+
+        settings = _load(config, namespace)
+        every = parse_duration(interval).total_seconds()
+        lease_seconds = (parse_duration(lease_duration).total_seconds() if lease_duration
+                         else max(15.0, 3 * every))
+        host, _, port = listen.rpartition(":")
+        notifiers = notifiers_from(settings)
+        api = connect(kubeconfig, context)
+        timeout = settings.prometheus.timeout_seconds
+        source: Any = RoutedSource(
+            PrometheusSource(settings.prometheus.url, timeout=timeout,
+                             token=settings.prometheus_token()),
+            HttpJsonSource(timeout=timeout))
+        if settings.prometheus.cache_seconds:
+            source = CachingSource(source, settings.prometheus.cache_seconds)
+
+        def check() -> CheckReport:
+            trace = Trace()
+            return run_check(
+                settings, source, DeploymentTarget(api, settings.namespace, trace),
+                ConfigMapHistory(api, settings.namespace, settings.history_configmap, trace),
+                datetime.now(UTC), trace=trace, notifiers=notifiers,
+                events=EventRecorder(api, settings.namespace, trace))
+
+        lock = LeaseLock(api, settings.namespace, duration_seconds=int(lease_seconds))
+        state, telemetry, stop = LoopState(), Telemetry(), threading.Event()
+        server = serve(host or "0.0.0.0", int(port), state, telemetry, 3 * every + 30)
+        err.print(f"devscale run: every {every:g}s in namespace {settings.namespace}, "
+                  f"/healthz and /metrics on {listen}, identity {lock.identity}",
+                  markup=False)
+        try:
+            run_loop(settings, lock, check, interval=every, stop=stop, state=state,
+                     telemetry=telemetry, say=lambda text: err.print(text, markup=False))
+        except KeyboardInterrupt:
+            err.print("devscale run: stopping", markup=False)
+        finally:
+            stop.set()
+            lock.release()
+            server.shutdown()
+            source.close()
+            api.close()
+        return 0
+
+    _guard(debug, body)
+
+
 def parse_duration(text: str) -> timedelta:
     """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -310,7 +396,8 @@ def simulate(
         dir_okay=False)] = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write a chart of replicas against load (.png or .svg).")] = None,
-    output: Annotated[Literal["table", "json"], typer.Option("--output", "-o")] = "table",
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table for people, json for machines.")] = Output.table,
 ) -> None:
     """Replay recorded load through the same policy as `check`: replicas, cost, fit."""
 
@@ -333,7 +420,7 @@ def simulate(
         recording = _recording(settings, csv, deployment, since, step)
         options = Options(parse_duration(interval), _zero_or(ready_delay), start_replicas)
         runs = [(label, replay(recording, s, options)) for label, s in configs]
-        if output == "json":
+        if output is Output.json:
             print(json.dumps(simreport.to_dict(runs), indent=2))
         else:
             out = _out()

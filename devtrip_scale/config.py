@@ -156,6 +156,8 @@ class PrometheusModel(_Model):
     url: str = "http://localhost:9090"
     timeout_seconds: float = Field(default=10, gt=0, le=300)
     bearer_token_env: str | None = None
+    cache_seconds: float = Field(default=0, ge=0, le=3600,
+                                 description="`devscale run`: reuse readings this long")
 
 
 NotifyKind = Literal["scaled", "capacity_exhausted", "held", "failed", "recovered"]

@@ -23,6 +23,7 @@ class Prometheus:
     scrape_port: int
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    scrape_interval: str = SCRAPE_INTERVAL
 
     @property
     def url(self) -> str:
@@ -36,8 +37,8 @@ class Prometheus:
         config = self.workdir / "prometheus.yml"
         config.write_text(
             "global:\n"
-            f"  scrape_interval: {SCRAPE_INTERVAL}\n"
-            f"  evaluation_interval: {SCRAPE_INTERVAL}\n"
+            f"  scrape_interval: {self.scrape_interval}\n"
+            f"  evaluation_interval: {self.scrape_interval}\n"
             f"rule_files: ['{RULES}']\n"
             "scrape_configs:\n"
             "  - job_name: synthetic\n"

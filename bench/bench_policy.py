@@ -1,0 +1,71 @@
+"""The policy alone: `decide` + `remember` with full behaviour (windows, rate policies,
+cooldowns) over a 300 s history and 5 metrics, decisions per second; baseline in the same process:
+building the same Observation without deciding.
+
+    python bench/bench_policy.py [--decisions 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime, timedelta
+
+from devtrip_scale.models import (
+    History,
+    MetricReading,
+    Observation,
+    PolicySpec,
+    Recommendation,
+    ScaleEvent,
+    ScalingPolicy,
+    ScalingRules,
+)
+from devtrip_scale.policy import decide, remember
+
+SPEC = PolicySpec(
+    2, 50, 0.1,
+    ScalingRules(60, "Max", (ScalingPolicy("Percent", 100, 60), ScalingPolicy("Pods", 4, 60))),
+    ScalingRules(300, "Min", (ScalingPolicy("Percent", 50, 60), ScalingPolicy("Pods", 2, 30))),
+    120, 300)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# 300 s of history at 15 s: 20 recommendations, and a few scale events.
+HISTORY = History(tuple(Recommendation(T0 - timedelta(seconds=15 * k), 6 + k % 3)
+                        for k in range(20, 0, -1)),
+                  (ScaleEvent(T0 - timedelta(seconds=200), 4, 6),
+                   ScaleEvent(T0 - timedelta(seconds=90), 6, 7)), 7)
+
+
+def observation(i: int) -> Observation:
+    load = 50 + (i * 37) % 120
+    return Observation("api", 7, (
+        MetricReading("cpu", "Utilization", 70, float(load)),
+        MetricReading("memory", "Utilization", 80, 60.0),
+        MetricReading("users", "AverageValue", 100, load * 9.0),
+        MetricReading("rps", "AverageValue", 100, load * 8.0),
+        MetricReading("p95", "Value", 2, 1.2)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=200_000)
+    args = parser.parse_args()
+    n = args.decisions
+    start = time.perf_counter()
+    for i in range(n):
+        observation(i)
+    baseline = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(n):
+        at = T0 + timedelta(seconds=i % 15)
+        d = decide(observation(i), SPEC, HISTORY, at)
+        remember(HISTORY, d, SPEC, at, written=None)
+    took = time.perf_counter() - start
+    print(f"{n:,} decisions, 5 metrics, full behaviour, 300 s history")
+    print(f"baseline (build the observation): {baseline:.3f} s")
+    print(f"decide + remember:                {took:.3f} s  ({n / took:,.0f} decisions/s, "
+          f"{took / baseline:.1f}× baseline, {took / n * 1e6:.1f} µs each)")
+
+
+if __name__ == "__main__":
+    main()
