@@ -34,6 +34,11 @@ config_app = typer.Typer(help="Check, show or start a configuration file.", no_a
 app.add_typer(config_app, name="config")
 notify_app = typer.Typer(help="Check the notification channels.", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
+cron_app = typer.Typer(help="Run the check from this machine's crontab.", no_args_is_help=True)
+app.add_typer(cron_app, name="cron")
+manifests_app = typer.Typer(help="Print deployable files: CronJob with RBAC, HPA, Prometheus "
+                            "rules, Grafana dashboard.", no_args_is_help=True)
+app.add_typer(manifests_app, name="manifests")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -472,6 +477,137 @@ def _recording(settings: Settings, csv: Path | None, deployment: str | None, sin
         raise ConfigError("the recording holds no Deployment to replay"
                           + (f" named {deployment}" if deployment else ""))
     return recording
+
+
+UserOption = Annotated[str | None, typer.Option(
+    "--user", "-u", help="Another user's crontab (root only).")]
+
+
+@cron_app.command("install")
+def cron_install(
+    config: ConfigOption = Path("devscale.yaml"),
+    every: Annotated[str, typer.Option(help="How often: 2m, 5m, 1h, …")] = "2m",
+    schedule: Annotated[str | None, typer.Option(
+        help="A cron schedule instead of --every, e.g. '*/2 8-20 * * 1-5'.")] = None,
+    log: Annotated[Path | None, typer.Option(
+        help="Where the output goes (default ~/.local/state/devscale/check.log).")] = None,
+    user: UserOption = None,
+) -> None:
+    """Add (or update) one crontab entry; running it twice leaves one entry."""
+
+    def body() -> int:
+        from devtrip_scale import cron
+
+        _load(config)
+        when = cron.validate_schedule(schedule) if schedule else cron.every_to_schedule(every)
+        target = log or Path.home() / ".local" / "state" / "devscale" / "check.log"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        line = cron.entry(when, config, target)
+        changed = cron.install(line, config, user)
+        print(("installed" if changed else "already installed") + f":\n{line}")
+        return 0
+
+    _guard(False, body)
+
+
+@cron_app.command("uninstall")
+def cron_uninstall(
+    config: ConfigOption = Path("devscale.yaml"),
+    all_entries: Annotated[bool, typer.Option("--all", help="Every devscale entry.")] = False,
+    user: UserOption = None,
+) -> None:
+    """Remove the crontab entry of this config (or all of devscale's)."""
+
+    def body() -> int:
+        from devtrip_scale import cron
+
+        removed = cron.uninstall(None if all_entries else config, user)
+        print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+        return 0
+
+    _guard(False, body)
+
+
+@cron_app.command("show")
+def cron_show(user: UserOption = None) -> None:
+    """List devscale's crontab entries."""
+
+    def body() -> int:
+        from devtrip_scale import cron
+
+        lines = cron.entries(user)
+        print("\n".join(lines) if lines else "no devscale entry in the crontab")
+        return 0
+
+    _guard(False, body)
+
+
+@manifests_app.command("cronjob")
+def manifests_cronjob(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "devtrip",
+    image: Annotated[str, typer.Option(help="The devscale container image.")] =
+        "ghcr.io/devtrip/devscale:0.1.0",
+    schedule: Annotated[str, typer.Option(help="Cron schedule.")] = "*/2 * * * *",
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Config to ship in the devscale-config ConfigMap.",
+        dir_okay=False)] = None,
+) -> None:
+    """ServiceAccount, least-privilege Role and RoleBinding, Lease, history and config
+    ConfigMaps, and the CronJob (every 2 minutes, never two at once)."""
+
+    def body() -> int:
+        from devtrip_scale import manifests as m
+        from devtrip_scale.cron import validate_schedule
+
+        validate_schedule(schedule)
+        objects = [*m.rbac(namespace), *m.state(namespace)]
+        if config is not None:
+            _load(config)
+            objects.append(m.config_map(namespace, config.read_text(encoding="utf-8")))
+        objects.append(m.cronjob(namespace, image, schedule))
+        print(m.dump(objects), end="")
+        return 0
+
+    _guard(False, body)
+
+
+@manifests_app.command("hpa")
+def manifests_hpa(
+    deployment: Annotated[str, typer.Argument(help="The Deployment to scale.")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "devtrip",
+    min_replicas: Annotated[int, typer.Option("--min", min=1)] = 2,
+    max_replicas: Annotated[int, typer.Option("--max", min=1)] = 10,
+    cpu: Annotated[int, typer.Option(help="CPU target, % of requests.", min=1)] = 70,
+    memory: Annotated[int, typer.Option(help="Memory target, % of requests.", min=1)] = 80,
+) -> None:
+    """A plain autoscaling/v2 HPA on CPU and memory, for teams that prefer the HPA itself."""
+
+    def body() -> int:
+        from devtrip_scale import manifests as m
+
+        if min_replicas > max_replicas:
+            raise ConfigError(f"--min {min_replicas} is above --max {max_replicas}")
+        print(m.dump([m.hpa(deployment, namespace, min_replicas=min_replicas,
+                            max_replicas=max_replicas, cpu=cpu, memory=memory)]), end="")
+        return 0
+
+    _guard(False, body)
+
+
+@manifests_app.command("prometheus-rules")
+def manifests_prometheus_rules() -> None:
+    """Recording rules the configs use, and alerts: not running, capacity exhausted, held."""
+    from devtrip_scale import manifests as m
+
+    print(m.dump([m.prometheus_rules()]), end="")
+
+
+@manifests_app.command("grafana-dashboard")
+def manifests_grafana_dashboard() -> None:
+    """A Grafana dashboard: utilisation, users, RPS, p95, replicas and scaling events."""
+    from devtrip_scale import manifests as m
+
+    print(json.dumps(m.grafana_dashboard(), indent=2))
 
 
 @notify_app.command("test")

@@ -48,6 +48,11 @@ class Telemetry:
                                   registry=self.registry)
         self.leader = Gauge("devscale_leader", "1 while this process holds the Lease",
                             registry=self.registry)
+        self.exhausted = Gauge("devscale_capacity_exhausted",
+                               "1 while a metric asks for more than maxReplicas", labels,
+                               registry=self.registry)
+        self.held = Gauge("devscale_scaling_held", "1 while replicas are held for missing "
+                          "metrics", labels, registry=self.registry)
 
     def record(self, report: CheckReport) -> None:
         ns = report.namespace
@@ -60,6 +65,11 @@ class Telemetry:
             self.desired.labels(ns, d.deployment).set(d.desired_replicas)
             self.current.labels(ns, d.deployment).set(d.current_replicas)
             self.decisions.labels(ns, d.deployment, d.action, d.reason).inc()
+            self.exhausted.labels(ns, d.deployment).set(
+                1 if d.reason == "TooManyReplicas" and (d.recommendation or 0) >
+                d.desired_replicas else 0)
+            self.held.labels(ns, d.deployment).set(
+                1 if d.reason in ("MissingMetrics", "NoMetrics") else 0)
             for p in d.proposals:
                 if p.reading is not None:
                     self.reading.labels(ns, d.deployment, p.name).set(p.reading)

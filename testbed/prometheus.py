@@ -14,7 +14,7 @@ import httpx
 from testbed.net import free_port, wait_until
 
 SCRAPE_INTERVAL = "1s"
-RULES = Path(__file__).resolve().parent.parent / "config" / "prometheus-rules.yaml"
+RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "devscale-rules.yaml"
 
 
 @dataclass

@@ -1,0 +1,215 @@
+"""Deployable manifests as data: the CronJob with its least-privilege RBAC, and plain HPAs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from devtrip_scale.kube.lease import LEASE_NAME
+
+APP = "devscale"
+LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/managed-by": "kustomize"}
+DEFAULT_IMAGE = "ghcr.io/devtrip/devscale:0.1.0"
+CONFIG_MOUNT = "/etc/devscale"
+
+# Exactly the verbs devscale uses; the Lease and the history ConfigMap ship with the manifests,
+# so nothing needs `create`, and both are named.
+RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "resourceNames": [LEASE_NAME], "verbs": ["get", "update"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["devscale-history"],
+     "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def _meta(name: str, namespace: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(LABELS)}
+
+
+def rbac(namespace: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(APP, namespace),
+         "automountServiceAccountToken": True},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(APP, namespace), "rules": RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(APP, namespace),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
+         "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": namespace}]},
+    ]
+
+
+def state(namespace: str) -> list[dict[str, Any]]:
+    """The Lease and the history ConfigMap, shipped empty up front."""
+    return [
+        {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+         "metadata": _meta(LEASE_NAME, namespace), "spec": {}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("devscale-history", namespace),
+         "data": {}},
+    ]
+
+
+def config_map(namespace: str, config_text: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta("devscale-config", namespace),
+            "data": {"devscale.yaml": config_text}}
+
+
+def _secret_env(name: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {
+        "name": "devscale-secrets", "key": key, "optional": True}}}
+
+
+def cronjob(namespace: str, image: str = DEFAULT_IMAGE,
+            schedule: str = "*/2 * * * *") -> dict[str, Any]:
+    container = {
+        "name": APP, "image": image, "imagePullPolicy": "IfNotPresent",
+        "args": ["check", "--config", f"{CONFIG_MOUNT}/devscale.yaml", "--output", "json"],
+        "env": [_secret_env("SLACK_WEBHOOK", "slack-webhook"),
+                _secret_env("SMTP_PASSWORD", "smtp-password"),
+                _secret_env("EMAIL_RECIPIENTS", "email-recipients")],
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"},
+                      "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = {
+        "serviceAccountName": APP, "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "config", "configMap": {"name": "devscale-config"}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+    }
+    return {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(APP, namespace),
+        "spec": {
+            "schedule": schedule, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 60,
+            "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 0, "activeDeadlineSeconds": 110,
+                                     "template": {"metadata": {"labels": dict(LABELS)},
+                                                  "spec": pod}}},
+        },
+    }
+
+
+def hpa(deployment: str, namespace: str, *, min_replicas: int = 2, max_replicas: int = 10,
+        cpu: int = 70, memory: int = 80) -> dict[str, Any]:
+    """A plain autoscaling/v2 HPA on CPU and memory, with the seed's behaviour made explicit."""
+    def resource(name: str, value: int) -> dict[str, Any]:
+        return {"type": "Resource", "resource": {
+            "name": name, "target": {"type": "Utilization", "averageUtilization": value}}}
+
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": deployment, "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicas": min_replicas, "maxReplicas": max_replicas,
+            "metrics": [resource("cpu", cpu), resource("memory", memory)],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                    {"type": "Percent", "value": 100, "periodSeconds": 15},
+                    {"type": "Pods", "value": 4, "periodSeconds": 15}]},
+                "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max",
+                              "policies": [{"type": "Percent", "value": 100,
+                                            "periodSeconds": 15}]},
+            },
+        },
+    }
+
+
+_POD_TO_DEPLOYMENT = '"deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]{5}"'
+
+
+def prometheus_rules() -> dict[str, Any]:
+    """Recording rules the example configs use, and alerts on devscale itself."""
+    return {"groups": [
+        {"name": "devtrip.rules", "rules": [
+            {"record": "devtrip:active_users_total",
+             "expr": f"sum by (namespace, deployment) (label_replace(devtrip_active_users, "
+                     f"{_POD_TO_DEPLOYMENT}))"},
+            {"record": "devtrip:http_requests_per_second",
+             "expr": f"sum by (namespace, deployment) (label_replace("
+                     f"rate(http_requests_total[2m]), {_POD_TO_DEPLOYMENT}))"},
+            {"record": "devtrip:http_p95_latency_seconds",
+             "expr": f"histogram_quantile(0.95, sum by (namespace, deployment, le) ("
+                     f"label_replace(rate(http_request_duration_seconds_bucket[2m]), "
+                     f"{_POD_TO_DEPLOYMENT})))"},
+        ]},
+        {"name": "devscale.alerts", "rules": [
+            {"alert": "DevscaleNotRunning",
+             "expr": '(time() - max by (namespace) (kube_cronjob_status_last_successful_time'
+                     '{cronjob="devscale"})) > 600 or (time() - max by (namespace) '
+                     '(devscale_last_success_timestamp_seconds)) > 600',
+             "for": "5m", "labels": {"severity": "critical"},
+             "annotations": {"summary": "devscale has not completed a check in {{ $labels."
+                             "namespace }} for over 10 minutes: nothing is being scaled"}},
+            {"alert": "DevscaleCapacityExhausted",
+             "expr": "max by (namespace, deployment) (devscale_capacity_exhausted) == 1",
+             "for": "10m", "labels": {"severity": "critical"},
+             "annotations": {"summary": "{{ $labels.deployment }} needs more replicas than its "
+                             "maxReplicas: raise it or add capacity"}},
+            {"alert": "DevscaleScalingHeld",
+             "expr": "max by (namespace, deployment) (devscale_scaling_held) == 1",
+             "for": "15m", "labels": {"severity": "warning"},
+             "annotations": {"summary": "{{ $labels.deployment }} is held: its metrics cannot "
+                             "be read, so devscale will not scale it down"}},
+        ]},
+    ]}
+
+
+def dashboard_queries() -> dict[str, str]:
+    """Panel title → PromQL, with `$namespace` from the dashboard's variable."""
+    from devtrip_scale.presets import PRESETS, render
+
+    def preset(name: str) -> str:
+        return render(PRESETS[name], namespace="$namespace", window="5m")
+
+    return {
+        "CPU utilisation (% of requests)": preset("cpu_utilization"),
+        "Memory utilisation (% of requests)": preset("memory_utilization"),
+        "Active users": 'sum by (deployment) (devtrip:active_users_total{namespace="$namespace"})',
+        "Requests per second": preset("http_requests_per_second"),
+        "p95 latency (s)": preset("http_p95_latency_seconds"),
+        "Replicas: desired (devscale) and current":
+            'devscale_desired_replicas{namespace="$namespace"} or '
+            'devscale_current_replicas{namespace="$namespace"}',
+        "Scaling events per hour":
+            'sum by (deployment, action) (increase(devscale_decisions_total{namespace='
+            '"$namespace", action=~"scale_up|scale_down"}[1h]))',
+        "Capacity exhausted / held": 'devscale_capacity_exhausted{namespace="$namespace"} or '
+                                     'devscale_scaling_held{namespace="$namespace"}',
+    }
+
+
+def grafana_dashboard() -> dict[str, Any]:
+    """A Grafana dashboard (schema 39) with one time-series panel per query."""
+    panels = [{
+        "id": i + 1, "type": "timeseries", "title": title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+        "targets": [{"refId": "A", "expr": expr, "legendFormat": "{{deployment}}"}],
+    } for i, (title, expr) in enumerate(dashboard_queries().items())]
+    return {
+        "title": "devscale", "uid": "devscale", "schemaVersion": 39, "version": 1,
+        "tags": ["devscale", "autoscaling"], "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [
+            {"name": "datasource", "type": "datasource", "query": "prometheus"},
+            {"name": "namespace", "type": "query",
+             "datasource": {"type": "prometheus", "uid": "${datasource}"},
+             "query": "label_values(kube_deployment_spec_replicas, namespace)", "refresh": 2},
+        ]},
+        "panels": panels,
+    }
+
+
+def dump(objects: list[dict[str, Any]]) -> str:
+    return "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objects)
