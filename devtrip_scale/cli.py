@@ -571,6 +571,26 @@ def manifests_cronjob(
     _guard(False, body)
 
 
+@manifests_app.command("loop")
+def manifests_loop(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "devtrip",
+    image: Annotated[str, typer.Option(help="The devscale container image.")] =
+        "ghcr.io/devtrip/devscale:0.1.0",
+    interval: Annotated[str, typer.Option(help="Time between passes.")] = "60s",
+) -> None:
+    """`devscale run` as a Deployment of two replicas (one leads), with the same RBAC."""
+
+    def body() -> int:
+        from devtrip_scale import manifests as m
+
+        parse_duration(interval)
+        print(m.dump([*m.rbac(namespace), *m.state(namespace),
+                      m.loop_deployment(namespace, image, interval)]), end="")
+        return 0
+
+    _guard(False, body)
+
+
 @manifests_app.command("hpa")
 def manifests_hpa(
     deployment: Annotated[str, typer.Argument(help="The Deployment to scale.")],

@@ -100,6 +100,29 @@ def cronjob(namespace: str, image: str = DEFAULT_IMAGE,
     }
 
 
+def loop_deployment(namespace: str, image: str = DEFAULT_IMAGE,
+                    interval: str = "60s") -> dict[str, Any]:
+    """`devscale run` as a Deployment of two: one leads through the Lease, one stands by."""
+    job = cronjob(namespace, image)
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    container["args"] = ["run", "--config", f"{CONFIG_MOUNT}/devscale.yaml",
+                         "--interval", interval, "--listen", "0.0.0.0:8080"]
+    container["ports"] = [{"name": "http", "containerPort": 8080}]
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20}
+    container["livenessProbe"] = {**probe, "failureThreshold": 3}
+    container["readinessProbe"] = probe
+    pod["restartPolicy"] = "Always"
+    selector = {"app.kubernetes.io/name": "devscale-run"}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta("devscale-run", namespace),
+        "spec": {"replicas": 2, "selector": {"matchLabels": selector},
+                 "template": {"metadata": {"labels": selector, "annotations": {
+                     "prometheus.io/scrape": "true", "prometheus.io/port": "8080"}},
+                              "spec": pod}},
+    }
+
+
 def hpa(deployment: str, namespace: str, *, min_replicas: int = 2, max_replicas: int = 10,
         cpu: int = 70, memory: int = 80) -> dict[str, Any]:
     """A plain autoscaling/v2 HPA on CPU and memory, with the seed's behaviour made explicit."""

@@ -48,7 +48,7 @@ def test_every_manifest_is_accepted_by_the_api_server(cluster: Cluster) -> None:
         d["metadata"]["namespace"] = ns
     generated = [*m.rbac(ns), *m.state(ns), m.cronjob(ns),
                  m.config_map(ns, (ROOT / "deploy/base/devscale.yaml").read_text()),
-                 m.hpa("api", ns)]
+                 m.hpa("api", ns), m.loop_deployment(ns)]
     printed = yaml.safe_load(run_cli(["manifests", "hpa", "web", "-n", ns]).stdout)
     apply(cluster, [*shipped, *generated, printed], dry_run=True)
 
