@@ -542,11 +542,15 @@ def cron_show(user: UserOption = None) -> None:
     _guard(False, body)
 
 
+ManifestNamespace = Annotated[str, typer.Option("--namespace", "-n")]
+ImageOption = Annotated[str, typer.Option(help="The devscale container image.")]
+DEFAULT_IMAGE = "ghcr.io/devtrip/devscale:0.1.0"
+
+
 @manifests_app.command("cronjob")
 def manifests_cronjob(
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "devtrip",
-    image: Annotated[str, typer.Option(help="The devscale container image.")] =
-        "ghcr.io/devtrip/devscale:0.1.0",
+    namespace: ManifestNamespace = "devtrip",
+    image: ImageOption = DEFAULT_IMAGE,
     schedule: Annotated[str, typer.Option(help="Cron schedule.")] = "*/2 * * * *",
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Config to ship in the devscale-config ConfigMap.",
@@ -573,9 +577,8 @@ def manifests_cronjob(
 
 @manifests_app.command("loop")
 def manifests_loop(
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "devtrip",
-    image: Annotated[str, typer.Option(help="The devscale container image.")] =
-        "ghcr.io/devtrip/devscale:0.1.0",
+    namespace: ManifestNamespace = "devtrip",
+    image: ImageOption = DEFAULT_IMAGE,
     interval: Annotated[str, typer.Option(help="Time between passes.")] = "60s",
 ) -> None:
     """`devscale run` as a Deployment of two replicas (one leads), with the same RBAC."""
@@ -594,7 +597,7 @@ def manifests_loop(
 @manifests_app.command("hpa")
 def manifests_hpa(
     deployment: Annotated[str, typer.Argument(help="The Deployment to scale.")],
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "devtrip",
+    namespace: ManifestNamespace = "devtrip",
     min_replicas: Annotated[int, typer.Option("--min", min=1)] = 2,
     max_replicas: Annotated[int, typer.Option("--max", min=1)] = 10,
     cpu: Annotated[int, typer.Option(help="CPU target, % of requests.", min=1)] = 70,

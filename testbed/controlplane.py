@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from testbed.net import free_port, wait_until
+from testbed.net import exit_log, free_port, stop_process, wait_until
 
 SOURCE = Path(__file__).parent / "controlplane"
 ADMIN_TOKEN = "devscale-admin-token"
@@ -108,18 +108,10 @@ class ControlPlane:
         return r.status_code == 200
 
     def _died(self) -> str | None:
-        if self.process is None or self.process.poll() is None:
-            return None
-        return self.log_path.read_text(errors="replace")[-3000:]
+        return exit_log(self.process, self.log_path)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def kubeconfig(self, path: Path, user: str = "admin", token: str | None = None,
                    namespace: str = "default") -> Path:

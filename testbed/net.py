@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -27,3 +29,21 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0,
             raise RuntimeError(f"{what}: the process exited:\n{died}")
         time.sleep(0.2)
     raise TimeoutError(f"{what}: not ready after {timeout:.0f}s")
+
+
+def exit_log(process: subprocess.Popen[bytes] | None, log: Path) -> str | None:
+    """The tail of a server's log once its process has exited; None while it runs."""
+    if process is None or process.poll() is None:
+        return None
+    return log.read_text(errors="replace")[-3000:]
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from testbed.net import free_port, wait_until
+from testbed.net import exit_log, free_port, stop_process, wait_until
 
 SCRAPE_INTERVAL = "1s"
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "devscale-rules.yaml"
@@ -62,18 +62,10 @@ class Prometheus:
         return self
 
     def _died(self) -> str | None:
-        if self.process is None or self.process.poll() is None:
-            return None
-        return (self.workdir / "prometheus.log").read_text(errors="replace")[-3000:]
+        return exit_log(self.process, self.workdir / "prometheus.log")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         r = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
