@@ -285,3 +285,43 @@ def test_config_validate_online_names_the_query_prometheus_rejects(
     assert f"{cfg}:{line}: metrics[1].query: Prometheus refused the query" in text
     # Without --online the same file is valid: only Prometheus can tell.
     assert run_cli(["config", "validate", "-c", str(cfg)]).returncode == 0
+
+
+def test_scales_down_on_cpu(cluster: Cluster, exporter: SyntheticExporter,
+                            prometheus: Prometheus, admin_kubeconfig: Path,
+                            tmp_path: Path) -> None:
+    cluster.deployment("api", 6)
+    exporter.set_load(cluster.namespace, "api", pods=6, cpu_percent=20)
+    cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url, [CPU],
+                       [{"deployment": "api"}], minReplicas=1, maxReplicas=10, **NO_DOWN_WINDOW)
+    settle()
+    code, doc = check(cfg, admin_kubeconfig)
+    assert code == 0, doc
+    assert cluster.replicas("api") == 2      # ceil(6 × 20 / 70)
+
+
+def test_seed_thresholds_scale_2_to_4_at_cpu_140(cluster: Cluster, exporter: SyntheticExporter,
+                                                 prometheus: Prometheus, admin_kubeconfig: Path,
+                                                 tmp_path: Path) -> None:
+    """config/devtrip.yaml as shipped, but for the rate window: a series a few seconds old
+    cannot fill the 2 m window, so the rate presets read over 5 s here."""
+    import yaml
+
+    seed = yaml.safe_load((ROOT / "config" / "devtrip.yaml").read_text())
+    for metric in seed["metrics"]:
+        if metric.get("preset") in ("cpu_utilization", "http_requests_per_second",
+                                    "http_p95_latency_seconds"):
+            metric["window"] = TEST_WINDOW
+    cfg = tmp_path / "devtrip.yaml"
+    cfg.write_text(yaml.safe_dump(seed))
+    cluster.deployment("api", 2, labels={"app.kubernetes.io/part-of": "devtrip"})
+    exporter.set_load(cluster.namespace, "api", pods=2, cpu_percent=140, memory_percent=50,
+                      rps=120, p95_seconds=0.4, active_users=150)
+    settle()
+    env = {"NAMESPACE": cluster.namespace, "METRICS_SERVER": prometheus.url.removeprefix("http://")}
+    proc = run_cli(["check", "-c", str(cfg), "--kubeconfig", str(admin_kubeconfig), "-o", "json"],
+                   env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [d] = json.loads(proc.stdout)["deployments"]
+    assert (d["currentReplicas"], d["desiredReplicas"], d["decidingMetric"]) == (2, 4, "cpu")
+    assert cluster.replicas("api") == 4

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every benchmark, as BENCHMARKS.md reports them (after `bash scripts/setup.sh`). ~15 minutes:
+# the per-Deployment way at 1,000 Deployments alone issues 5,000 queries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 bench/bench_check.py --sizes 10,100,1000 --repeat 3 --json bench/results/check.json
+python3 bench/plot_check.py bench/results/check.json bench/check-scaling.png
+python3 bench/bench_startup.py --repeat 15
+python3 bench/bench_policy.py
+python3 bench/bench_simulate.py --repeat 3
