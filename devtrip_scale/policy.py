@@ -25,7 +25,6 @@ follows `pkg/controller/podautoscaler` of Kubernetes:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -131,7 +130,8 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
 
     limits: list[str] = []
     stabilized, held_until = _stabilize(current, wanted, spec, history.recommendations, now)
-    value, reason, message = stabilized, _none_reason(proposals, best), ""
+    reason: Reason = "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
+    value, message = stabilized, ""
     if stabilized != wanted:
         reason = "ScaleUpStabilized" if wanted >= current else "ScaleDownStabilized"
         window = (spec.scale_up if reason == "ScaleUpStabilized" else spec.scale_down)
@@ -196,10 +196,6 @@ def _tolerance(rules: ScalingRules, default: float) -> float:
 def _milli(value: float) -> int:
     """The HPA compares quantities in milli-units; so does devscale."""
     return round(value * 1000)
-
-
-def _none_reason(proposals: Iterable[Proposal], best: Proposal) -> Reason:
-    return "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
 
 
 def _plain_message(reason: Reason, best: Proposal, wanted: int) -> str:
