@@ -29,7 +29,8 @@ class Trace:
         try:
             yield entry
         except BaseException as e:
-            entry.outcome = f"failed: {type(e).__name__}"
+            status = getattr(e, "status", None)
+            entry.outcome = f"HTTP {status}" if status else f"failed: {type(e).__name__}"
             raise
         finally:
             entry.millis = (time.perf_counter() - start) * 1000
