@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devtrip_scale.errors import ConfigError
+from devtrip_scale.sources.prometheus import finite_number
 
 RESERVED = ("timestamp", "deployment", "replicas")
 
@@ -130,7 +131,7 @@ def from_matrix(metric_results: dict[str, list[dict[str, object]]],
     for metric, matrix in metric_results.items():
         for series in matrix:
             labels = series.get("metric", {})
-            samples = {float(ts): _finite(v) for ts, v in series.get("values", [])}  # type: ignore[attr-defined]
+            samples = {float(ts): finite_number(v) for ts, v in series.get("values", [])}  # type: ignore[attr-defined]
             name = labels.get("deployment") if isinstance(labels, dict) else None
             if name is None:
                 shared[metric] = samples
@@ -141,7 +142,7 @@ def from_matrix(metric_results: dict[str, list[dict[str, object]]],
         labels = series.get("metric", {})
         if isinstance(labels, dict) and "deployment" in labels:
             counts[str(labels["deployment"])] = {
-                float(ts): _finite(v) for ts, v in series.get("values", [])}  # type: ignore[attr-defined]
+                float(ts): finite_number(v) for ts, v in series.get("values", [])}  # type: ignore[attr-defined]
     for name in names:   # Deployments the config names, for metrics they share (a queue)
         per_deployment.setdefault(name, {})
     recording = Recording()
@@ -159,10 +160,3 @@ def from_matrix(metric_results: dict[str, list[dict[str, object]]],
                 for ts in stamps])
     return recording
 
-
-def _finite(text: object) -> float | None:
-    try:
-        value = float(str(text))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None

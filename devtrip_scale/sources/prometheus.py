@@ -87,7 +87,7 @@ class PrometheusSource:
 def parse_result(name: str, raw: Any) -> MetricResult:
     """Turn `data.result` of an instant query into readings, checking its shape and values."""
     if _is_scalar(raw):
-        value = _number(raw[1])
+        value = finite_number(raw[1])
         if value is None:
             return MetricResult(name, error=f"the query returned {raw[1]}, not a number")
         return MetricResult(name, shared=value)
@@ -103,7 +103,7 @@ def parse_result(name: str, raw: Any) -> MetricResult:
         sample = series.get("value") if isinstance(series, dict) else None
         if not isinstance(sample, list) or len(sample) != 2:
             return MetricResult(name, error="the query returned a series without a value")
-        value = _number(sample[1])
+        value = finite_number(sample[1])
         deployment = labels.get("deployment")
         if deployment is None:
             unlabelled.append(value)
@@ -130,7 +130,8 @@ def _is_scalar(raw: Any) -> bool:
             and isinstance(raw[0], int | float) and isinstance(raw[1], str))
 
 
-def _number(text: object) -> float | None:
+def finite_number(text: object) -> float | None:
+    """A sample value as Prometheus sends it ("1.5", "NaN", "+Inf"): the float, or None."""
     try:
         value = float(str(text))
     except ValueError:
