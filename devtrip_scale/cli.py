@@ -20,8 +20,14 @@ from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
 from devtrip_scale.ports import MetricQuery
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from devtrip_scale.config import Settings
+    from devtrip_scale.notify import Notifier
+    from devtrip_scale.ports import MetricsSource
+    from devtrip_scale.reconcile import CheckReport
     from devtrip_scale.recording import Recording
+    from devtrip_scale.trace import Trace
 
 app = typer.Typer(
     help="Size Kubernetes Deployments to their Prometheus load with the HPA's algorithm.",
@@ -97,6 +103,37 @@ def _guard(debug: bool, body: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
+def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSource:
+    """Prometheus for PromQL metrics, the JSON reader for URL metrics, sharing the timeout."""
+    from devtrip_scale.sources import RoutedSource
+    from devtrip_scale.sources.http_json import HttpJsonSource
+    from devtrip_scale.sources.prometheus import PrometheusSource
+
+    timeout = settings.prometheus.timeout_seconds
+    return RoutedSource(
+        PrometheusSource(settings.prometheus.url, timeout=timeout,
+                         token=settings.prometheus_token(), trace=trace),
+        HttpJsonSource(timeout=timeout, trace=trace),
+    )
+
+
+def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
+          notifiers: Sequence[Notifier], now: datetime | None = None, dry_run: bool = False,
+          only: Sequence[str] = ()) -> CheckReport:
+    """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
+    from devtrip_scale.kube.deployments import DeploymentTarget
+    from devtrip_scale.kube.events import EventRecorder
+    from devtrip_scale.kube.history import ConfigMapHistory
+    from devtrip_scale.reconcile import run_check
+
+    ns = settings.namespace
+    return run_check(
+        settings, source, DeploymentTarget(api, ns, trace),
+        ConfigMapHistory(api, ns, settings.history_configmap, trace),
+        now or datetime.now(UTC), dry_run=dry_run, only=tuple(only), trace=trace,
+        events=EventRecorder(api, ns, trace), notifiers=notifiers)
+
+
 def _out() -> Console:
     """Standard output; not a terminal (cron log, CI, a pipe): wide enough that rows don't fold."""
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -142,43 +179,21 @@ def check(
     def body() -> int:
         from devtrip_scale import render
         from devtrip_scale.kube import connect
-        from devtrip_scale.kube.deployments import DeploymentTarget
-        from devtrip_scale.kube.events import EventRecorder
-        from devtrip_scale.kube.history import ConfigMapHistory
         from devtrip_scale.kube.lease import LeaseLock
         from devtrip_scale.notify.channels import notifiers_from
-        from devtrip_scale.reconcile import run_check
-        from devtrip_scale.sources import RoutedSource
-        from devtrip_scale.sources.http_json import HttpJsonSource
-        from devtrip_scale.sources.prometheus import PrometheusSource
         from devtrip_scale.trace import Trace
 
         settings = _load(config, namespace)
         notifiers = notifiers_from(settings)
         trace = Trace()
         api = connect(kubeconfig, context)
-        timeout = settings.prometheus.timeout_seconds
-        source = RoutedSource(
-            PrometheusSource(settings.prometheus.url, timeout=timeout,
-                             token=settings.prometheus_token(), trace=trace),
-            HttpJsonSource(timeout=timeout, trace=trace),
-        )
+        source = _metrics_source(settings, trace)
         lock = LeaseLock(api, settings.namespace, trace=trace)
         try:
             if not dry_run:  # one writer at a time; a dry run writes nothing
                 lock.acquire()
-            report = run_check(
-                settings,
-                source,
-                DeploymentTarget(api, settings.namespace, trace),
-                ConfigMapHistory(api, settings.namespace, settings.history_configmap, trace),
-                now or datetime.now(UTC),
-                dry_run=dry_run,
-                only=tuple(deployment or ()),
-                trace=trace,
-                events=EventRecorder(api, settings.namespace, trace),
-                notifiers=notifiers,
-            )
+            report = _pass(settings, api, source, trace, notifiers=notifiers, now=now,
+                           dry_run=dry_run, only=deployment or ())
         finally:
             lock.release()
             source.close()
@@ -218,15 +233,8 @@ def config_validate(
 def _validate_online(path: Path, settings: Settings) -> None:
     from devtrip_scale.config import field_line
     from devtrip_scale.reconcile import metric_queries
-    from devtrip_scale.sources import RoutedSource
-    from devtrip_scale.sources.http_json import HttpJsonSource
-    from devtrip_scale.sources.prometheus import PrometheusSource
 
-    timeout = settings.prometheus.timeout_seconds
-    source = RoutedSource(
-        PrometheusSource(settings.prometheus.url, timeout=timeout,
-                         token=settings.prometheus_token()),
-        HttpJsonSource(timeout=timeout))
+    source = _metrics_source(settings)
     try:
         results = source.fetch(metric_queries(settings))
     finally:
@@ -303,17 +311,10 @@ def run(
         import threading
 
         from devtrip_scale.kube import connect
-        from devtrip_scale.kube.deployments import DeploymentTarget
-        from devtrip_scale.kube.events import EventRecorder
-        from devtrip_scale.kube.history import ConfigMapHistory
         from devtrip_scale.kube.lease import LeaseLock
         from devtrip_scale.loop import LoopState, Telemetry, run_loop, serve
         from devtrip_scale.notify.channels import notifiers_from
-        from devtrip_scale.reconcile import CheckReport, run_check
-        from devtrip_scale.sources import RoutedSource
         from devtrip_scale.sources.cache import CachingSource
-        from devtrip_scale.sources.http_json import HttpJsonSource
-        from devtrip_scale.sources.prometheus import PrometheusSource
         from devtrip_scale.trace import Trace
 
         settings = _load(config, namespace)
@@ -323,21 +324,12 @@ def run(
         host, _, port = listen.rpartition(":")
         notifiers = notifiers_from(settings)
         api = connect(kubeconfig, context)
-        timeout = settings.prometheus.timeout_seconds
-        source: Any = RoutedSource(
-            PrometheusSource(settings.prometheus.url, timeout=timeout,
-                             token=settings.prometheus_token()),
-            HttpJsonSource(timeout=timeout))
+        source = _metrics_source(settings)
         if settings.prometheus.cache_seconds:
             source = CachingSource(source, settings.prometheus.cache_seconds)
 
         def check() -> CheckReport:
-            trace = Trace()
-            return run_check(
-                settings, source, DeploymentTarget(api, settings.namespace, trace),
-                ConfigMapHistory(api, settings.namespace, settings.history_configmap, trace),
-                datetime.now(UTC), trace=trace, notifiers=notifiers,
-                events=EventRecorder(api, settings.namespace, trace))
+            return _pass(settings, api, source, Trace(), notifiers=notifiers)
 
         lock = LeaseLock(api, settings.namespace, duration_seconds=int(lease_seconds))
         state, telemetry, stop = LoopState(), Telemetry(), threading.Event()
