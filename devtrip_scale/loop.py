@@ -65,11 +65,8 @@ class Telemetry:
             self.desired.labels(ns, d.deployment).set(d.desired_replicas)
             self.current.labels(ns, d.deployment).set(d.current_replicas)
             self.decisions.labels(ns, d.deployment, d.action, d.reason).inc()
-            self.exhausted.labels(ns, d.deployment).set(
-                1 if d.reason == "TooManyReplicas" and (d.recommendation or 0) >
-                d.desired_replicas else 0)
-            self.held.labels(ns, d.deployment).set(
-                1 if d.reason in ("MissingMetrics", "NoMetrics") else 0)
+            self.exhausted.labels(ns, d.deployment).set(1 if d.capacity_exhausted else 0)
+            self.held.labels(ns, d.deployment).set(1 if d.held else 0)
             for p in d.proposals:
                 if p.reading is not None:
                     self.reading.labels(ns, d.deployment, p.name).set(p.reading)

@@ -26,6 +26,8 @@ Reason = Literal[
     "DesiredWithinRange",
 ]
 
+HOLD_REASONS: tuple[Reason, ...] = ("MissingMetrics", "NoMetrics")
+
 
 @dataclass(frozen=True)
 class ScalingPolicy:
@@ -160,3 +162,21 @@ class Decision(NamedTuple):
     deciding_metric: str | None = None
     held_until: datetime | None = None
     limits: tuple[str, ...] = ()
+
+    @property
+    def capacity_exhausted(self) -> bool:
+        """A metric asks for more than maxReplicas allows."""
+        return self.reason == "TooManyReplicas" and (self.recommendation or 0) > \
+            self.desired_replicas
+
+    @property
+    def held(self) -> bool:
+        """Replicas held because metrics are missing."""
+        return self.reason in HOLD_REASONS
+
+    def why(self) -> str:
+        """The deciding metric against its target, e.g. `cpu 140 against a target of 70`."""
+        deciding = next((p for p in self.proposals if p.name == self.deciding_metric), None)
+        if deciding is None or deciding.reading is None:
+            return ""
+        return f"{deciding.name} {deciding.reading:g} against a target of {deciding.target:g}"

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from devtrip_scale.models import (
+    HOLD_REASONS,
     Action,
     Decision,
     History,
@@ -95,7 +96,7 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
             action = "scale_up"
         elif desired < current:
             action = "scale_down"
-        elif reason in ("NoMetrics", "MissingMetrics"):
+        elif reason in HOLD_REASONS:
             action = "hold"
         return Decision(obs.deployment, current, desired, recommendation, action, reason,
                         message, proposals, deciding_metric, held_until, limits)

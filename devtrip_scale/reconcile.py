@@ -262,11 +262,9 @@ def _one_target(run: _Run, workload: Workload, spec: PolicySpec, results: list[M
 
 def scaled_message(d: Decision) -> str:
     """`Scaled from 2 to 4: cpu 140 against a target of 70 (DesiredWithinRange)`."""
-    deciding = next((p for p in d.proposals if p.name == d.deciding_metric), None)
-    why = ""
-    if deciding is not None and deciding.reading is not None:
-        why = f": {deciding.name} {deciding.reading:g} against a target of {deciding.target:g}"
-    return f"Scaled from {d.current_replicas} to {d.desired_replicas}{why} ({d.reason})"
+    why = d.why()
+    return (f"Scaled from {d.current_replicas} to {d.desired_replicas}"
+            f"{': ' + why if why else ''} ({d.reason})")
 
 
 def _event(run: _Run, workload: Workload, type_: str, reason: str, message: str) -> None:

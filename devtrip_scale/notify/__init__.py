@@ -76,20 +76,17 @@ def _for_target(r: TargetResult, dry_run: bool) -> Iterable[Notice]:
         return
     if r.applied and not dry_run:
         direction = "up" if d.desired_replicas > d.current_replicas else "down"
-        deciding = next((p for p in d.proposals if p.name == d.deciding_metric), None)
-        why = ""
-        if deciding is not None and deciding.reading is not None:
-            why = f"{deciding.name} {deciding.reading:g} against a target of {deciding.target:g}"
+        why = d.why()
         yield Notice("scaled", "info", f"scaled:{name}:{direction}",
                      f"{name} scaled {direction}: {d.current_replicas} → {d.desired_replicas}",
                      f"{why} ({d.reason})" if why else d.reason, name)
-    wanted = d.recommendation
-    if wanted is not None and d.desired_replicas < wanted and d.reason == "TooManyReplicas":
+    if d.capacity_exhausted:
+        wanted = d.recommendation
         yield Notice("capacity_exhausted", "critical", f"capacity_exhausted:{name}",
                      f"{name} needs {wanted} replicas but its maximum is {d.desired_replicas}",
                      f"{d.deciding_metric} asks for {wanted}; raise maxReplicas or add "
                      "capacity", name)
-    if d.reason in ("MissingMetrics", "NoMetrics"):
+    if d.held:
         yield Notice("held", "warning", f"held:{name}", f"{name} held at {d.current_replicas}: "
                      "metrics missing", d.message, name)
 
