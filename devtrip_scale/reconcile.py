@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from devtrip_scale import policy
 from devtrip_scale.config import Settings, TargetModel
@@ -267,11 +268,11 @@ def scaled_message(d: Decision) -> str:
             f"{': ' + why if why else ''} ({d.reason})")
 
 
-def _event(run: _Run, workload: Workload, type_: str, reason: str, message: str) -> None:
+def _event(run: _Run, workload: Workload, type_: Literal["Normal", "Warning"], reason: str,
+           message: str) -> None:
     if run.events is None or run.dry_run:
         return
     try:
-        run.events.record(workload, "Warning" if type_ == "Warning" else "Normal", reason,
-                          message)
+        run.events.record(workload, type_, reason, message)
     except KubeError as e:
         run.report.warnings.append(f"event not recorded on deployment/{workload.name}: {e}")
