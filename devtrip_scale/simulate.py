@@ -118,8 +118,9 @@ def _reading(metric: MetricModel, series: Series, i: int, pods: int) -> float | 
 
 
 def _load(metrics: tuple[MetricModel, ...], readings: tuple[MetricReading, ...],
-          ready: int) -> float | None:
-    ratios = [r.value / (m.target.value * (ready or 1) if m.target.type == "AverageValue"
+          pods: int) -> float | None:
+    """The highest reading/target ratio as `check` sees it with `pods` pods (1.0: on target)."""
+    ratios = [r.value / (m.target.value * (pods or 1) if m.target.type == "AverageValue"
                          else m.target.value)
               for m, r in zip(metrics, readings, strict=True) if r.value is not None]
     return max(ratios) if ratios else None
