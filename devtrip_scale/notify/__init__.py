@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from devtrip_scale.reconcile import CheckReport, TargetResult
@@ -43,17 +43,21 @@ class NotifyState:
     last_sent: dict[str, datetime] = field(default_factory=dict)
     active: dict[str, str] = field(default_factory=dict)   # key → title, for "resolved"
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"lastSent": {k: v.isoformat() for k, v in self.last_sent.items()},
+                "active": self.active}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NotifyState:
+        return cls({k: datetime.fromisoformat(v) for k, v in data["lastSent"].items()},
+                   dict(data["active"]))
+
     def encode(self) -> str:
-        return json.dumps({"lastSent": {k: v.isoformat() for k, v in self.last_sent.items()},
-                           "active": self.active}, separators=(",", ":"))
+        return json.dumps(self.as_dict(), separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str | None) -> NotifyState:
-        if not text:
-            return cls()
-        data = json.loads(text)
-        return cls({k: datetime.fromisoformat(v) for k, v in data["lastSent"].items()},
-                   dict(data["active"]))
+        return cls.from_dict(json.loads(text)) if text else cls()
 
 
 def notices_for(report: CheckReport) -> list[Notice]:
@@ -99,7 +103,7 @@ def select(notices: Sequence[Notice], state: NotifyState, now: datetime,
     """
     current = {n.key: n for n in notices if n.kind in CONDITIONS}
     resolved = [Notice("recovered", "info", f"recovered:{key}", f"resolved: {title}",
-                       "the condition has cleared", key.split(":", 1)[-1] or None)
+                       "the condition has cleared", _deployment_of(key))
                 for key, title in state.active.items() if key not in current]
     send = [n for n in notices
             if n.key not in state.last_sent or now - state.last_sent[n.key] >= quiet]
@@ -109,6 +113,12 @@ def select(notices: Sequence[Notice], state: NotifyState, now: datetime,
     for n in resolved:   # a condition that clears may be told again at once when it returns
         last_sent.pop(n.key.removeprefix("recovered:"), None)
     return send, NotifyState(last_sent, {k: n.title for k, n in current.items()})
+
+
+def _deployment_of(key: str) -> str | None:
+    """`held:web` names Deployment web; `failed:metric:cpu` and `failed:run:lock` name none."""
+    rest = key.partition(":")[2]
+    return rest if rest and ":" not in rest else None
 
 
 def fan_out(namespace: str, notices: Sequence[Notice],

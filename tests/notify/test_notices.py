@@ -66,6 +66,17 @@ def test_quiet_period_and_resolved() -> None:
     assert sent == [exhausted]                          # back again: told at once
 
 
+def test_resolved_names_a_deployment_only_when_its_key_does() -> None:
+    conditions = [Notice("held", "warning", "held:api", "api held", "", "api"),
+                  Notice("failed", "critical", "failed:metric:cpu", "cpu unread", ""),
+                  Notice("failed", "critical", "failed:run:lock", "kept out", "")]
+    _, state = select(conditions, NotifyState(), NOW, QUIET)
+    resolved, _ = select([], state, NOW + timedelta(minutes=2), QUIET)
+    assert {n.key: n.deployment for n in resolved} == {
+        "recovered:held:api": "api", "recovered:failed:metric:cpu": None,
+        "recovered:failed:run:lock": None}
+
+
 def test_state_survives_encoding() -> None:
     _, state = select([Notice("held", "warning", "held:api", "t", "", "api")], NotifyState(),
                       NOW, QUIET)
