@@ -148,11 +148,13 @@ def run_check(
     trace: Trace | None = None,
     events: EventSink | None = None,
     notifiers: Sequence[Notifier] = (),
+    recovered: Sequence[Notice] = (),
 ) -> CheckReport:
     """Read → decide → act → tell for every target.
 
     One target's failure does not stop the others; notifications go out after the scaling and
-    their failure changes no scaling outcome.
+    their failure changes no scaling outcome. `recovered` are run-level conditions this run
+    resolves by reaching its report; they go out in the same message.
     """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     targets, missing = resolve_targets(settings, deployments, only)
@@ -178,7 +180,8 @@ def run_check(
         if new_history is not None:
             updated[workload.name] = new_history
     report.results.extend(missing)
-    notes = _tell(settings, report, history.notes, notifiers) if not dry_run else None
+    notes = _tell(settings, report, history.notes, notifiers, recovered) if not dry_run \
+        else None
     if (updated or notes is not None) and not dry_run:
         try:
             history.save(updated, notes)
@@ -188,7 +191,7 @@ def run_check(
 
 
 def _tell(settings: Settings, report: CheckReport, notes: str | None,
-          notifiers: Sequence[Notifier]) -> str | None:
+          notifiers: Sequence[Notifier], recovered: Sequence[Notice]) -> str | None:
     """Send what is new since the quiet period; return the notification state to keep."""
     if not notifiers:
         return None
@@ -199,6 +202,7 @@ def _tell(settings: Settings, report: CheckReport, notes: str | None,
         state = NotifyState()
     quiet = timedelta(minutes=settings.notify.quiet_minutes)
     send, new_state = select(notices_for(report), state, report.started_at, quiet)
+    send = [*recovered, *send]
     report.notified = send
     report.notify_failures = fan_out(settings.namespace, send, notifiers)
     return new_state.encode()

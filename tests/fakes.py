@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from devtrip_scale.errors import KubeConflict, KubeError
+from devtrip_scale.errors import KubeConflict, KubeError, NotifyError
 from devtrip_scale.models import History
+from devtrip_scale.notify import KINDS, Kind, Notice
 from devtrip_scale.ports import MetricQuery, MetricResult, Workload
 
 
@@ -85,3 +86,18 @@ class MemoryHistory:
         self.stored.update(histories)
         if notes is not None:
             self.notes = notes
+
+
+@dataclass
+class RecordingNotifier:
+    """A channel that keeps each message (a list of notices) it is sent, or fails them all."""
+
+    name: str = "recording"
+    kinds: frozenset[Kind] = frozenset(KINDS)
+    fail: str | None = None
+    messages: list[list[Notice]] = field(default_factory=list)
+
+    def send(self, namespace: str, notices: Sequence[Notice]) -> None:
+        self.messages.append(list(notices))
+        if self.fail is not None:
+            raise NotifyError(self.fail)

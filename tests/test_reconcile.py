@@ -1,5 +1,6 @@
 """reconcile.run_check over in-memory ports: no-op, scale up/down, partial metrics, dry run vs
-real, conflicts re-decided, one target's failure isolated, exit codes, history carried."""
+real, conflicts re-decided, one target's failure isolated, exit codes, history carried, and the
+notifications that follow the scaling without changing it."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import pytest
 
 from devtrip_scale.config import Settings
 from devtrip_scale.errors import ExitCode, KubeForbidden
+from devtrip_scale.notify import Notice
 from devtrip_scale.ports import MetricResult
 from devtrip_scale.reconcile import run_check
 from tests.conftest import NOW
-from tests.fakes import FakeDeployments, MemoryHistory, StaticSource
+from tests.fakes import FakeDeployments, MemoryHistory, RecordingNotifier, StaticSource
 
 
 def settings(**scaling: object) -> Settings:
@@ -148,3 +150,39 @@ def test_history_carries_the_scale_down_window_across_runs() -> None:
         assert kube.replicas["api"] == 2    # seeded window holds 2 for 300 s
     run_check(s, low, kube, history, NOW + timedelta(seconds=420))
     assert kube.replicas["api"] == 1
+
+
+def hot() -> StaticSource:
+    """api runs hot (2 → 4); web and worker are on target."""
+    return StaticSource({"cpu": MetricResult("cpu", values={"api": 140, "web": 70,
+                                                            "worker": 70}),
+                         "jobs": MetricResult("jobs", shared=0)})
+
+
+def test_one_message_after_the_scaling_and_a_failing_channel_changes_nothing() -> None:
+    kube, history = deployments(), MemoryHistory()
+    told, broken = RecordingNotifier(), RecordingNotifier("broken", fail="SMTP down")
+    report = run_check(settings(), hot(), kube, history, NOW, notifiers=[broken, told])
+    assert kube.replicas["api"] == 4                      # scaled although a channel failed
+    [message] = told.messages                            # one message for the whole run
+    assert [n.key for n in message] == ["scaled:api:up"]
+    assert report.notify_failures == ["broken: SMTP down"]
+    assert report.exit_code == ExitCode.NOTIFY
+    assert history.notes is not None and "scaled:api:up" in history.notes
+
+
+def test_run_level_recovery_rides_in_the_same_message() -> None:
+    resolved = Notice("recovered", "info", "recovered:failed:run:kubernetes",
+                      "resolved: devscale could not use the Kubernetes API", "cleared")
+    told = RecordingNotifier()
+    run_check(settings(), hot(), deployments(), MemoryHistory(), NOW, notifiers=[told],
+              recovered=[resolved])
+    [message] = told.messages
+    assert [n.key for n in message] == ["recovered:failed:run:kubernetes", "scaled:api:up"]
+
+
+def test_dry_run_tells_nobody() -> None:
+    told = RecordingNotifier()
+    run_check(settings(), hot(), deployments(), MemoryHistory(), NOW, dry_run=True,
+              notifiers=[told])
+    assert told.messages == []
