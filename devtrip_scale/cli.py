@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from devtrip_scale.config import Settings
-    from devtrip_scale.notify import Notifier
+    from devtrip_scale.notify import Notice, Notifier
+    from devtrip_scale.notify.runs import MemoryStore, RunAlerts
     from devtrip_scale.ports import MetricsSource
     from devtrip_scale.reconcile import CheckReport
     from devtrip_scale.recording import Recording
@@ -119,7 +120,7 @@ def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSo
 
 def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
           notifiers: Sequence[Notifier], now: datetime | None = None, dry_run: bool = False,
-          only: Sequence[str] = ()) -> CheckReport:
+          only: Sequence[str] = (), recovered: Sequence[Notice] = ()) -> CheckReport:
     """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
     from devtrip_scale.kube.deployments import DeploymentTarget
     from devtrip_scale.kube.events import EventRecorder
@@ -131,7 +132,45 @@ def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
         settings, source, DeploymentTarget(api, ns, trace),
         ConfigMapHistory(api, ns, settings.history_configmap, trace),
         now or datetime.now(UTC), dry_run=dry_run, only=tuple(only), trace=trace,
-        events=EventRecorder(api, ns, trace), notifiers=notifiers)
+        events=EventRecorder(api, ns, trace), notifiers=notifiers, recovered=recovered)
+
+
+def _run_alerts(settings: Settings, notifiers: Sequence[Notifier],
+                store: MemoryStore) -> RunAlerts:
+    from devtrip_scale.notify.runs import RunAlerts
+
+    return RunAlerts(store, settings.namespace, notifiers,
+                     quiet=timedelta(minutes=settings.notify.quiet_minutes),
+                     lock_runs=settings.notify.lock_contention_runs)
+
+
+def _alerting(alerts: RunAlerts | None, now: datetime,
+              work: Callable[[Sequence[Notice]], CheckReport]) -> CheckReport:
+    """Do a pass; tell a failure that leaves no report, and its recovery in the next report.
+
+    The failure is told after `work` has freed the lock; the error still reaches _guard.
+    """
+    if alerts is None:
+        return work(())
+    try:
+        report = work(alerts.recovered(now))
+    except Exception as e:
+        _tell_failure(alerts, e, now)
+        raise
+    if problem := alerts.completed(now):
+        report.warnings.append(problem)
+    return report
+
+
+def _tell_failure(alerts: RunAlerts, error: BaseException, now: datetime) -> None:
+    """Notify a run that failed before its report; stderr says what was told or why not."""
+    told = alerts.failed(error, now)
+    for notice in told.sent:
+        err.print(f"devscale: notified: {notice.title}", markup=False)
+    for failure in told.failures:
+        err.print(f"devscale: notification failed: {failure}", style="red", markup=False)
+    if told.problem:
+        err.print(f"devscale: {told.problem}", style="yellow", markup=False)
 
 
 def _out() -> Console:
@@ -181,23 +220,31 @@ def check(
         from devtrip_scale.kube import connect
         from devtrip_scale.kube.lease import LeaseLock
         from devtrip_scale.notify.channels import notifiers_from
+        from devtrip_scale.notify.runs import MemoryFile
         from devtrip_scale.trace import Trace
 
         settings = _load(config, namespace)
         notifiers = notifiers_from(settings)
+        moment = now or datetime.now(UTC)
+        alerts = None if dry_run or not notifiers else _run_alerts(
+            settings, notifiers, MemoryFile.for_runner(settings.namespace, config))
         trace = Trace()
-        api = connect(kubeconfig, context)
-        source = _metrics_source(settings, trace)
-        lock = LeaseLock(api, settings.namespace, trace=trace)
-        try:
-            if not dry_run:  # one writer at a time; a dry run writes nothing
-                lock.acquire()
-            report = _pass(settings, api, source, trace, notifiers=notifiers, now=now,
-                           dry_run=dry_run, only=deployment or ())
-        finally:
-            lock.release()
-            source.close()
-            api.close()
+
+        def locked_pass(recovered: Sequence[Notice]) -> CheckReport:
+            api = connect(kubeconfig, context)
+            source = _metrics_source(settings, trace)
+            lock = LeaseLock(api, settings.namespace, trace=trace)
+            try:
+                if not dry_run:  # one writer at a time; a dry run writes nothing
+                    lock.acquire()
+                return _pass(settings, api, source, trace, notifiers=notifiers, now=moment,
+                             dry_run=dry_run, only=deployment or (), recovered=recovered)
+            finally:
+                lock.release()
+                source.close()
+                api.close()
+
+        report = _alerting(alerts, moment, locked_pass)
         if output is Output.json:
             print(render.to_json(report, debug=debug))
         else:
@@ -314,6 +361,7 @@ def run(
         from devtrip_scale.kube.lease import LeaseLock
         from devtrip_scale.loop import LoopState, Telemetry, run_loop, serve
         from devtrip_scale.notify.channels import notifiers_from
+        from devtrip_scale.notify.runs import InProcessMemory
         from devtrip_scale.sources.cache import CachingSource
         from devtrip_scale.trace import Trace
 
@@ -328,8 +376,13 @@ def run(
         if settings.prometheus.cache_seconds:
             source = CachingSource(source, settings.prometheus.cache_seconds)
 
+        alerts = _run_alerts(settings, notifiers, InProcessMemory()) if notifiers else None
+
         def check() -> CheckReport:
-            return _pass(settings, api, source, Trace(), notifiers=notifiers)
+            moment = datetime.now(UTC)
+            return _alerting(alerts, moment, lambda recovered: _pass(
+                settings, api, source, Trace(), notifiers=notifiers, now=moment,
+                recovered=recovered))
 
         lock = LeaseLock(api, settings.namespace, duration_seconds=int(lease_seconds))
         state, telemetry, stop = LoopState(), Telemetry(), threading.Event()

@@ -197,6 +197,8 @@ class EmailModel(_Model):
 
 class NotifyModel(_Model):
     quiet_minutes: float = Field(default=30, ge=0)
+    lock_contention_runs: int = Field(
+        default=3, ge=1, description="tell when this many runs in a row found the lock held")
     slack: SlackModel = SlackModel()
     email: EmailModel | None = None
 

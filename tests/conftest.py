@@ -36,6 +36,14 @@ def now() -> datetime:
     return NOW
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own run memory, for `check` in this process and in the ones it starts."""
+    path = tmp_path / "devscale-state"
+    monkeypatch.setenv("DEVSCALE_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def exporter() -> Iterator[SyntheticExporter]:
     ex = SyntheticExporter()
@@ -109,6 +117,17 @@ class Cluster:
 
         client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
             name, self.namespace, {"spec": {"replicas": replicas}})
+
+    def apply(self, objects: list[dict[str, Any]], *, dry_run: bool = False) -> None:
+        """Server-side apply into this namespace, as `kubectl apply --server-side` would."""
+        from kubernetes.dynamic import DynamicClient
+
+        dynamic = DynamicClient(self.api)
+        for obj in objects:
+            resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            dynamic.server_side_apply(resource, body=obj, namespace=self.namespace,
+                                      field_manager="devscale-tests", force_conflicts=True,
+                                      **({"dry_run": "All"} if dry_run else {}))
 
 
 @pytest.fixture

@@ -97,3 +97,16 @@ def test_kubernetes_problems_exit_4_with_a_clear_message(tmp_path: Path, problem
                 "unknown-context": f"context 'nope' of {kubeconfig}"}[problem]
     assert expected in text
     assert "Traceback" not in text
+
+
+def test_a_failed_run_without_a_run_memory_is_not_told_and_says_why(tmp_path: Path) -> None:
+    """As in the CronJob: a read-only disk. The webhook is never contacted (nothing listens)."""
+    result = runner.invoke(app, ["check", "-c", str(ROOT / "config" / "devtrip.yaml"),
+                                 "--kubeconfig", str(tmp_path / "missing")],
+                           env={"SLACK_WEBHOOK": f"http://127.0.0.1:{free_port()}/hook",
+                                "DEVSCALE_STATE_DIR": "/proc/devscale-state"})
+    assert result.exit_code == ExitCode.KUBERNETES
+    text = " ".join(result.output.split())
+    assert "devscale: not notified: no run memory" in text
+    assert "set DEVSCALE_STATE_DIR to a writable directory" in text
+    assert "hook" not in text

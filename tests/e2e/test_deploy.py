@@ -30,17 +30,6 @@ MEMORY = {"name": "memory", "preset": "memory_utilization",
           "target": {"type": "Utilization", "value": 80}}
 
 
-def apply(cluster: Cluster, objects: list[dict[str, Any]], *, dry_run: bool) -> None:
-    from kubernetes.dynamic import DynamicClient
-
-    dynamic = DynamicClient(cluster.api)
-    for obj in objects:
-        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        dynamic.server_side_apply(resource, body=obj, namespace=cluster.namespace,
-                                  field_manager="devscale-tests", force_conflicts=True,
-                                  **({"dry_run": "All"} if dry_run else {}))
-
-
 def test_every_manifest_is_accepted_by_the_api_server(cluster: Cluster) -> None:
     ns = cluster.namespace
     shipped = [d for f in ("rbac.yaml", "state.yaml", "cronjob.yaml")
@@ -51,7 +40,7 @@ def test_every_manifest_is_accepted_by_the_api_server(cluster: Cluster) -> None:
                  m.config_map(ns, (ROOT / "deploy/base/devscale.yaml").read_text()),
                  m.hpa("api", ns), m.loop_deployment(ns)]
     printed = yaml.safe_load(run_cli(["manifests", "hpa", "web", "-n", ns]).stdout)
-    apply(cluster, [*shipped, *generated, printed], dry_run=True)
+    cluster.apply([*shipped, *generated, printed], dry_run=True)
 
 
 def test_the_role_is_enough_and_no_more(cluster: Cluster, controlplane: ControlPlane,
@@ -60,7 +49,7 @@ def test_the_role_is_enough_and_no_more(cluster: Cluster, controlplane: ControlP
     from kubernetes import client
 
     ns = cluster.namespace
-    apply(cluster, [*m.rbac(ns), *m.state(ns)], dry_run=False)
+    cluster.apply([*m.rbac(ns), *m.state(ns)])
     cluster.deployment("api", 2)
     exporter.set_load(ns, "api", pods=2, memory_percent=200)
     token = client.CoreV1Api(kube).create_namespaced_service_account_token(

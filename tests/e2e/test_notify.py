@@ -1,6 +1,8 @@
 """Notifications from `devscale check` processes to real receivers (aiosmtpd with STARTTLS, a
 local HTTP receiver for Slack): routing, one message per run, the quiet period across separate
-processes, a dead SMTP server that changes no scaling, `notify test`, and no secret shown."""
+processes, a dead SMTP server that changes no scaling, `notify test`, and no secret shown; and
+runs that fail before a report (the API server down, the lock held run after run), told once
+and resolved by the next good run."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtrip_scale.kube.lease import LeaseLock
 from testbed.exporter import SyntheticExporter
 from testbed.net import free_port
 from testbed.prometheus import Prometheus
@@ -162,3 +165,73 @@ def test_no_secret_in_anything_printed_or_stored(cluster: Cluster, busy: Path,
     shown += [m.as_string() for m in smtp.messages]
     for secret in (PASSWORD, "canary-webhook-s3cr3t", slack.url):
         assert all(secret not in text for text in shown), secret
+
+
+def dead_kubeconfig(admin_kubeconfig: Path, tmp_path: Path) -> Path:
+    """The admin kubeconfig, pointed at a loopback port where no API server listens."""
+    doc = yaml.safe_load(admin_kubeconfig.read_text())
+    doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    path = tmp_path / "dead-kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def texts(requests: list[dict[str, Any]]) -> list[str]:
+    return [r["body"]["text"] for r in requests]
+
+
+def test_api_server_down_is_told_once_and_resolved_by_the_next_good_run(
+        cluster: Cluster, busy: Path, slack: SlackReceiver, smtp: SmtpServer,
+        admin_kubeconfig: Path, tmp_path: Path) -> None:
+    dead = dead_kubeconfig(admin_kubeconfig, tmp_path)
+    first = run_cli(["check", "-c", str(busy), "--kubeconfig", str(dead)], env=env(slack))
+    assert first.returncode == 4, first.stderr
+    assert "devscale: notified: devscale could not use the Kubernetes API" in first.stderr
+    [told] = texts(slack.requests)
+    assert "devscale could not use the Kubernetes API" in told
+    [mail] = smtp.messages                                  # failures go by email too
+    assert "could not use the Kubernetes API" in mail["Subject"]
+    assert "unreachable" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    second = run_cli(["check", "-c", str(busy), "--kubeconfig", str(dead)], env=env(slack))
+    assert second.returncode == 4
+    assert "notified" not in second.stderr                  # a separate process, still quiet
+    assert (len(slack.requests), len(smtp.messages)) == (1, 1)
+
+    code, doc, _ = check(busy, admin_kubeconfig, env(slack))   # the API server is back
+    assert code == 0 and cluster.replicas("api") == 5
+    [_, recovery] = texts(slack.requests)                     # one message for the whole run
+    assert "resolved: devscale could not use the Kubernetes API" in recovery
+    assert "api scaled up: 2 → 5" in recovery
+    assert {n["kind"] for n in doc["notified"]} == {"recovered", "scaled", "capacity_exhausted"}
+    for shown in (first.stderr, second.stderr, json.dumps(doc), *texts(slack.requests)):
+        assert slack.url not in shown and PASSWORD not in shown
+
+
+def test_lock_held_for_n_runs_in_a_row_is_told_naming_the_holder(
+        cluster: Cluster, busy: Path, slack: SlackReceiver, smtp: SmtpServer,
+        admin_kubeconfig: Path) -> None:
+    holder = LeaseLock(cluster.api, cluster.namespace, identity="devscale-run-loop-0",
+                       duration_seconds=600)
+    holder.acquire()
+    try:
+        codes = []
+        for _ in range(4):   # told on the third (notify.lock_contention_runs), quiet on the fourth
+            proc = run_cli(["check", "-c", str(busy), "--kubeconfig", str(admin_kubeconfig)],
+                           env=env(slack))
+            codes.append(proc.returncode)
+            assert ("notified" in proc.stderr) == (len(codes) == 3), proc.stderr
+    finally:
+        holder.release()
+    assert codes == [6, 6, 6, 6]
+    assert cluster.replicas("api") == 2                      # nothing changed meanwhile
+    [told] = texts(slack.requests)
+    assert "devscale runs kept out by the lock" in told
+    [section] = [b["text"]["text"] for b in slack.requests[0]["body"]["blocks"]
+                 if b["type"] == "section"]
+    assert "3 runs in a row" in section and "devscale-run-loop-0" in section
+    assert len(smtp.messages) == 1
+
+    code, _, _ = check(busy, admin_kubeconfig, env(slack))   # the holder is gone
+    assert code == 0 and cluster.replicas("api") == 5
+    assert "resolved: devscale runs kept out by the lock" in texts(slack.requests)[1]

@@ -1,22 +1,28 @@
 """`devscale run` against the real API server and Prometheus: two processes, one leads and
 scales, the other stays ready; kill the leader and the other takes over within the lease
-duration; /healthz and /metrics; SIGTERM frees the Lease."""
+duration; /healthz and /metrics; SIGTERM frees the Lease; a leader whose passes fail tells it
+once, and that it is resolved."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from devtrip_scale import manifests as m
+from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
 from testbed.net import free_port
 from testbed.prometheus import Prometheus
+from testbed.receivers import SlackReceiver
 from tests.conftest import ROOT, Cluster, settle, write_config
 
 pytestmark = pytest.mark.integration
@@ -25,12 +31,14 @@ MEMORY = {"name": "memory", "preset": "memory_utilization",
           "target": {"type": "Utilization", "value": 80}}
 
 
-def start(cfg: Path, kubeconfig: Path, port: int) -> subprocess.Popen[str]:
+def start(cfg: Path, kubeconfig: Path, port: int, env: dict[str, str] | None = None
+          ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "devtrip_scale", "run", "-c", str(cfg), "--kubeconfig",
          str(kubeconfig), "--interval", "1s", "--lease-duration", "4s",
          "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})})
 
 
 def until(check: Callable[[], bool], timeout: float) -> float:
@@ -105,3 +113,43 @@ def test_sigterm_stops_gracefully_and_frees_the_lease(
     holder = client.CoordinationV1Api(cluster.api).read_namespaced_lease(
         "devscale-lock", cluster.namespace).spec.holder_identity
     assert holder is not None
+
+
+def test_a_leader_whose_passes_fail_tells_it_once_and_then_resolved(
+        cluster: Cluster, controlplane: ControlPlane, exporter: SyntheticExporter,
+        prometheus: Prometheus, kube: Any, tmp_path: Path) -> None:
+    """Someone takes `list deployments` out of the Role: every pass fails until it is back."""
+    from kubernetes import client
+
+    ns = cluster.namespace
+    role = next(o for o in m.rbac(ns) if o["kind"] == "Role")
+    narrowed = {**role, "rules": [{**r, "verbs": ["get"]} if r["resources"] == ["deployments"]
+                                  else r for r in role["rules"]]}
+    cluster.apply([*m.rbac(ns), narrowed, *m.state(ns)])
+    cluster.deployment("api", 2)
+    exporter.set_load(ns, "api", pods=2, memory_percent=200)
+    token = client.CoreV1Api(kube).create_namespaced_service_account_token(
+        "devscale", ns, {"spec": {"expirationSeconds": 600}}).status.token
+    kubeconfig = controlplane.kubeconfig(tmp_path / "sa.yaml", user="devscale", token=token)
+    cfg = write_config(tmp_path / "c.yaml", ns, prometheus.url, [MEMORY],
+                       [{"deployment": "api"}], minReplicas=2, maxReplicas=10)
+    settle()
+    slack = SlackReceiver()
+    proc = start(cfg, kubeconfig, free_port(), env={"SLACK_WEBHOOK": slack.url})
+    try:
+        until(lambda: len(slack.requests) == 1, 30)
+        time.sleep(3)                                     # three more failing passes: quiet
+        assert len(slack.requests) == 1
+        [first] = [r["body"]["text"] for r in slack.requests]
+        assert "devscale could not use the Kubernetes API" in first
+        cluster.apply([role])                             # the Role is mended
+        until(lambda: cluster.replicas("api") == 5, 30)
+        until(lambda: len(slack.requests) == 2, 10)
+        second = slack.requests[1]["body"]["text"]
+        assert "resolved: devscale could not use the Kubernetes API" in second
+        assert "api scaled up: 2 → 5" in second
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        slack.stop()
+    assert "forbidden: cannot list deployments" in " ".join(err.split())
