@@ -119,7 +119,7 @@ def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSo
 
 
 def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
-          notifiers: Sequence[Notifier], now: datetime | None = None, dry_run: bool = False,
+          notifiers: Sequence[Notifier], now: datetime, dry_run: bool = False,
           only: Sequence[str] = (), recovered: Sequence[Notice] = ()) -> CheckReport:
     """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
     from devtrip_scale.kube.deployments import DeploymentTarget
@@ -131,7 +131,7 @@ def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
     return run_check(
         settings, source, DeploymentTarget(api, ns, trace),
         ConfigMapHistory(api, ns, settings.history_configmap, trace),
-        now or datetime.now(UTC), dry_run=dry_run, only=tuple(only), trace=trace,
+        now, dry_run=dry_run, only=tuple(only), trace=trace,
         events=EventRecorder(api, ns, trace), notifiers=notifiers, recovered=recovered)
 
 

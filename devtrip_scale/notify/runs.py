@@ -68,13 +68,16 @@ def run_failed(memory: RunMemory, error: BaseException, now: datetime, quiet: ti
     """What a failed run tells, and the memory to keep (pure).
 
     The lock is told only when `lock_runs` runs in a row found it held; other failures at once.
-    Either way the quiet period applies, as to the notices of a report.
+    Either way the quiet period applies, as to the notices of a report. Conditions told before
+    stay open: only a run that gets its report can say they are resolved.
     """
     locked = memory.locked_runs + 1 if isinstance(error, LeaseHeld) else 0
     if isinstance(error, LeaseHeld) and locked < lock_runs:
         return [], RunMemory(locked, memory.told)
-    send, told = select([failure_notice(error, locked)], memory.told, now, quiet)
-    return send, RunMemory(locked, told)
+    send, told = select([failure_notice(error, locked)],
+                        NotifyState(memory.told.last_sent, {}), now, quiet)
+    return send, RunMemory(locked, NotifyState(told.last_sent,
+                                               {**memory.told.active, **told.active}))
 
 
 def run_completed(memory: RunMemory, now: datetime, quiet: timedelta

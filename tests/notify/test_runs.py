@@ -72,6 +72,16 @@ def test_another_failure_breaks_the_lock_streak() -> None:
     assert fail(memory, HELD, 6)[0] == []
 
 
+def test_a_different_failure_resolves_nothing_only_a_good_run_does() -> None:
+    sent, memory = fail(RunMemory(), HELD, lock_runs=1)
+    assert sent == [LOCK_KEY]
+    sent, memory = fail(memory, DOWN, 2, lock_runs=1)
+    assert sent == ["failed:run:kubernetes"]                # no "resolved" for the lock
+    resolved, _ = run_completed(memory, NOW + timedelta(minutes=4), QUIET)
+    assert sorted(n.key for n in resolved) == ["recovered:failed:run:kubernetes",
+                                               f"recovered:{LOCK_KEY}"]
+
+
 def test_a_crash_says_its_type_and_not_its_message() -> None:
     sent, _ = run_failed(RunMemory(), RuntimeError("token=abc"), NOW, QUIET, 3)
     [notice] = sent
