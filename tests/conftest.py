@@ -130,6 +130,16 @@ class Cluster:
                                       **({"dry_run": "All"} if dry_run else {}))
 
 
+def service_account_kubeconfig(cluster: Cluster, controlplane: ControlPlane, path: Path,
+                               account: str = "devscale") -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount, with a token the API server mints."""
+    from kubernetes import client
+
+    token = client.CoreV1Api(cluster.api).create_namespaced_service_account_token(
+        account, cluster.namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    return controlplane.kubeconfig(path, user=account, token=token)
+
+
 @pytest.fixture
 def cluster(kube: Any) -> Iterator[Cluster]:
     """A fresh namespace on the real API server, deleted afterwards."""

@@ -22,7 +22,7 @@ from devtrip_scale import manifests as m
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
 from testbed.prometheus import Prometheus
-from tests.conftest import ROOT, Cluster, run_cli, settle, write_config
+from tests.conftest import ROOT, Cluster, run_cli, service_account_kubeconfig, settle, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +52,7 @@ def test_the_role_is_enough_and_no_more(cluster: Cluster, controlplane: ControlP
     cluster.apply([*m.rbac(ns), *m.state(ns)])
     cluster.deployment("api", 2)
     exporter.set_load(ns, "api", pods=2, memory_percent=200)
-    token = client.CoreV1Api(kube).create_namespaced_service_account_token(
-        "devscale", ns, {"spec": {"expirationSeconds": 600}}).status.token
-    kubeconfig = controlplane.kubeconfig(tmp_path / "sa.yaml", user="devscale", token=token)
+    kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml")
     cfg = write_config(tmp_path / "c.yaml", ns, prometheus.url, [MEMORY],
                        [{"deployment": "api"}], minReplicas=2, maxReplicas=10)
     settle()

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from testbed.exporter import SyntheticExporter
 from testbed.net import free_port
 from testbed.prometheus import Prometheus
 from testbed.receivers import SlackReceiver
-from tests.conftest import ROOT, Cluster, settle, write_config
+from tests.conftest import ROOT, Cluster, service_account_kubeconfig, settle, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -117,10 +116,8 @@ def test_sigterm_stops_gracefully_and_frees_the_lease(
 
 def test_a_leader_whose_passes_fail_tells_it_once_and_then_resolved(
         cluster: Cluster, controlplane: ControlPlane, exporter: SyntheticExporter,
-        prometheus: Prometheus, kube: Any, tmp_path: Path) -> None:
+        prometheus: Prometheus, tmp_path: Path) -> None:
     """Someone takes `list deployments` out of the Role: every pass fails until it is back."""
-    from kubernetes import client
-
     ns = cluster.namespace
     role = next(o for o in m.rbac(ns) if o["kind"] == "Role")
     narrowed = {**role, "rules": [{**r, "verbs": ["get"]} if r["resources"] == ["deployments"]
@@ -128,9 +125,7 @@ def test_a_leader_whose_passes_fail_tells_it_once_and_then_resolved(
     cluster.apply([*m.rbac(ns), narrowed, *m.state(ns)])
     cluster.deployment("api", 2)
     exporter.set_load(ns, "api", pods=2, memory_percent=200)
-    token = client.CoreV1Api(kube).create_namespaced_service_account_token(
-        "devscale", ns, {"spec": {"expirationSeconds": 600}}).status.token
-    kubeconfig = controlplane.kubeconfig(tmp_path / "sa.yaml", user="devscale", token=token)
+    kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml")
     cfg = write_config(tmp_path / "c.yaml", ns, prometheus.url, [MEMORY],
                        [{"deployment": "api"}], minReplicas=2, maxReplicas=10)
     settle()
