@@ -52,6 +52,10 @@ class LeaseHeld(DevscaleError):
 
     exit_code = ExitCode.LOCKED
 
+    def __init__(self, message: str, *, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder   # "identity, since …" when the live holder is known
+
 
 class NotifyError(DevscaleError):
     """A notification channel failed; the scaling it reports on stands."""

@@ -82,7 +82,8 @@ class LeaseLock:
                     raise LeaseHeld(
                         f"another devscale run holds Lease {self.namespace}/{self.name}: "
                         f"{holder}, since {since}, live until {expires.isoformat()}; "
-                        "skipping this run (it changes nothing)")
+                        "skipping this run (it changes nothing)",
+                        holder=f"{holder}, since {since}")
         transitions = (spec.lease_transitions or 0) + (1 if holder != self.identity else 0)
         acquired = now if holder != self.identity else (spec.acquire_time or now)
         try:

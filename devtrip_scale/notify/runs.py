@@ -52,8 +52,9 @@ class RunMemory:
 def failure_notice(error: BaseException, locked_runs: int) -> Notice:
     """The notice for a run that ended in `error` before it had a report (pure)."""
     if isinstance(error, LeaseHeld):
+        why = f"the Lease was held by {error.holder}" if error.holder else str(error)
         return Notice("failed", "warning", LOCK_KEY, "devscale runs kept out by the lock",
-                      f"{locked_runs} runs in a row: {error}; {ONE_WRITER}")
+                      f"{locked_runs} runs in a row; the last: {why}; {ONE_WRITER}")
     if isinstance(error, DevscaleError):
         title = TITLES.get(error.exit_code, "devscale check failed")
         return Notice("failed", "critical", f"failed:run:{error.exit_code.name.lower()}", title,

@@ -25,7 +25,8 @@ from tests.conftest import NOW
 from tests.fakes import RecordingNotifier
 
 QUIET = timedelta(minutes=30)
-HELD = LeaseHeld("another devscale run holds Lease devtrip/devscale-lock: loop-0")
+HELD = LeaseHeld("another devscale run holds Lease devtrip/devscale-lock: loop-0, since …",
+                 holder="loop-0, since 2026-11-22T11:50:00+00:00")
 DOWN = KubeError("get leases/devscale-lock -n devtrip: API server unreachable")
 
 
@@ -55,7 +56,8 @@ def test_the_lock_is_told_after_n_runs_in_a_row_and_a_good_run_restarts_the_coun
     sent, memory = run_failed(memory, HELD, NOW + timedelta(minutes=4), QUIET, 3)
     [notice] = sent
     assert (notice.key, notice.severity) == (LOCK_KEY, "warning")
-    assert notice.text.startswith("3 runs in a row: another devscale run holds Lease")
+    assert notice.text.startswith("3 runs in a row; the last: the Lease was held by loop-0, "
+                                  "since 2026-11-22T11:50:00+00:00; another runner checks")
     assert "keep one" in notice.text
     assert fail(memory, HELD, 6)[0] == []                  # still held: quiet
     resolved, memory = run_completed(memory, NOW + timedelta(minutes=8), QUIET)
