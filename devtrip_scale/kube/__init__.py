@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from devtrip_scale.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.trace import Trace
+
+T = TypeVar("T")
 
 # (connect, read) seconds for every API call: the client's default waits forever.
 TIMEOUT = (5.0, 15.0)
@@ -54,6 +58,17 @@ def _client(cfg: Any) -> Any:
 
     cfg.retries = Retry(total=1, connect=1, read=False, status=0, other=0, backoff_factor=0.1)
     return client.ApiClient(cfg)
+
+
+def request(trace: Trace, verb: str, resource: str, namespace: str, name: str | None,
+            call: Callable[[], T], *, detail: str | None = None) -> T:
+    """One API call: traced for `--debug`, its failure mapped by `raise_api_error`."""
+    what = f"{resource}/{name}" if name else resource
+    try:
+        with trace.span("kube", detail or f"{verb} {what} -n {namespace}"):
+            return call()
+    except Exception as e:
+        raise_api_error(e, verb, resource, namespace, name)
 
 
 def raise_api_error(e: Exception, verb: str, resource: str, namespace: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, raise_api_error
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
 from devtrip_scale.ports import Workload
 from devtrip_scale.trace import Trace
 
@@ -21,34 +21,26 @@ class DeploymentTarget:
 
     def list(self, selector: str | None) -> list[Workload]:
         detail = f"list deployments -n {self._ns}" + (f" -l {selector}" if selector else "")
-        try:
-            with self._trace.span("kube", detail):
-                result = self._apps.list_namespaced_deployment(
-                    self._ns, label_selector=selector or "", _request_timeout=TIMEOUT
-                )
-        except Exception as e:
-            raise_api_error(e, "list", "deployments", self._ns)
+        result = request(self._trace, "list", "deployments", self._ns, None,
+                         lambda: self._apps.list_namespaced_deployment(
+                             self._ns, label_selector=selector or "", _request_timeout=TIMEOUT),
+                         detail=detail)
         return [_workload(d) for d in result.items]
 
     def get(self, name: str) -> Workload:
-        try:
-            with self._trace.span("kube", f"get deployments/{name} -n {self._ns}"):
-                d = self._apps.read_namespaced_deployment(name, self._ns, _request_timeout=TIMEOUT)
-        except Exception as e:
-            raise_api_error(e, "get", "deployments", self._ns, name)
-        return _workload(d)
+        return _workload(request(
+            self._trace, "get", "deployments", self._ns, name,
+            lambda: self._apps.read_namespaced_deployment(name, self._ns,
+                                                          _request_timeout=TIMEOUT)))
 
     def other_scalers(self) -> dict[str, str]:
         """Deployments of the namespace that an HPA (KEDA's included) already targets."""
         from kubernetes import client
 
         api = client.AutoscalingV2Api(self._apps.api_client)
-        try:
-            with self._trace.span("kube", f"list horizontalpodautoscalers -n {self._ns}"):
-                hpas = api.list_namespaced_horizontal_pod_autoscaler(
-                    self._ns, _request_timeout=TIMEOUT).items
-        except Exception as e:
-            raise_api_error(e, "list", "horizontalpodautoscalers", self._ns)
+        hpas = request(self._trace, "list", "horizontalpodautoscalers", self._ns, None,
+                       lambda: api.list_namespaced_horizontal_pod_autoscaler(
+                           self._ns, _request_timeout=TIMEOUT)).items
         return {
             h.spec.scale_target_ref.name: describe_scaler(h)
             for h in hpas
@@ -59,14 +51,11 @@ class DeploymentTarget:
     def scale(self, name: str, replicas: int, resource_version: str) -> None:
         """Set spec.replicas, only if the Deployment is still at `resource_version` (else 409)."""
         body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
-        try:
-            with self._trace.span("kube", f"patch deployments/{name}/scale -n {self._ns} "
-                                  f"replicas={replicas} resourceVersion={resource_version}"):
-                self._apps.patch_namespaced_deployment_scale(
-                    name, self._ns, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT
-                )
-        except Exception as e:
-            raise_api_error(e, "patch", "deployments/scale", self._ns, name)
+        request(self._trace, "patch", "deployments/scale", self._ns, name,
+                lambda: self._apps.patch_namespaced_deployment_scale(
+                    name, self._ns, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT),
+                detail=f"patch deployments/{name}/scale -n {self._ns} replicas={replicas} "
+                       f"resourceVersion={resource_version}")
 
 
 def describe_scaler(hpa: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from devtrip_scale.kube import TIMEOUT, raise_api_error
+from devtrip_scale.kube import TIMEOUT, request
 from devtrip_scale.ports import Workload
 from devtrip_scale.trace import Trace
 
@@ -35,12 +35,11 @@ class EventRecorder:
             "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
-        try:
-            with self._trace.span("kube", f"create events ({type_} {reason} on "
-                                  f"deployment/{workload.name}) -n {self._ns}"):
-                self._core.create_namespaced_event(self._ns, body, _request_timeout=TIMEOUT)
-        except Exception as e:
-            raise_api_error(e, "create", "events", self._ns)
+        request(self._trace, "create", "events", self._ns, None,
+                lambda: self._core.create_namespaced_event(self._ns, body,
+                                                           _request_timeout=TIMEOUT),
+                detail=f"create events ({type_} {reason} on deployment/{workload.name}) "
+                       f"-n {self._ns}")
 
 
 def _cut(text: str, limit: int) -> str:

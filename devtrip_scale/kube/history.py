@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from devtrip_scale.errors import KubeConflict, KubeNotFound
-from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, raise_api_error
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
 from devtrip_scale.models import History, Recommendation, ScaleEvent
 from devtrip_scale.trace import Trace
 
@@ -104,16 +104,12 @@ class ConfigMapHistory:
 
     def _read(self) -> dict[str, str]:
         try:
-            with self._trace.span("kube", f"get configmaps/{self._name} -n {self._ns}"):
-                cm = self._core.read_namespaced_config_map(
-                    self._name, self._ns, _request_timeout=TIMEOUT
-                )
-        except Exception as e:
-            try:
-                raise_api_error(e, "get", "configmaps", self._ns, self._name)
-            except KubeNotFound:
-                self._exists, self._resource_version = False, None
-                return {}
+            cm = request(self._trace, "get", "configmaps", self._ns, self._name,
+                         lambda: self._core.read_namespaced_config_map(
+                             self._name, self._ns, _request_timeout=TIMEOUT))
+        except KubeNotFound:
+            self._exists, self._resource_version = False, None
+            return {}
         self._exists = True
         self._resource_version = cm.metadata.resource_version
         return dict(cm.data or {})
@@ -130,23 +126,17 @@ class ConfigMapHistory:
                 data=dict(encoded),
             )
             try:
-                with self._trace.span("kube", f"create configmaps/{self._name} -n {self._ns}"):
-                    self._core.create_namespaced_config_map(
-                        self._ns, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT
-                    )
-            except Exception as e:
-                if getattr(e, "status", None) == 409:  # AlreadyExists: someone else created it
-                    raise KubeConflict("history ConfigMap created concurrently") from None
-                raise_api_error(e, "create", "configmaps", self._ns, self._name)
+                request(self._trace, "create", "configmaps", self._ns, self._name,
+                        lambda: self._core.create_namespaced_config_map(
+                            self._ns, body, field_manager=FIELD_MANAGER,
+                            _request_timeout=TIMEOUT))
+            except KubeConflict:  # AlreadyExists: someone else created it
+                raise KubeConflict("history ConfigMap created concurrently") from None
             self._exists = True
             return
         patch = {"metadata": {"resourceVersion": self._resource_version}, "data": dict(encoded)}
-        try:
-            with self._trace.span("kube", f"patch configmaps/{self._name} -n {self._ns}"):
-                cm = self._core.patch_namespaced_config_map(
-                    self._name, self._ns, patch, field_manager=FIELD_MANAGER,
-                    _request_timeout=TIMEOUT,
-                )
-        except Exception as e:
-            raise_api_error(e, "patch", "configmaps", self._ns, self._name)
+        cm = request(self._trace, "patch", "configmaps", self._ns, self._name,
+                     lambda: self._core.patch_namespaced_config_map(
+                         self._name, self._ns, patch, field_manager=FIELD_MANAGER,
+                         _request_timeout=TIMEOUT))
         self._resource_version = cm.metadata.resource_version

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devtrip_scale.errors import KubeConflict, KubeError, KubeNotFound, LeaseHeld
-from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, raise_api_error
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
 from devtrip_scale.trace import Trace
 
 LEASE_NAME = "devscale-lock"
@@ -154,9 +154,5 @@ class LeaseLock:
         self._transitions = transitions
         self._acquired_at = acquired
 
-    def _call(self, verb: str, request: Callable[[], Any]) -> Any:
-        try:
-            with self._trace.span("kube", f"{verb} leases/{self.name} -n {self.namespace}"):
-                return request()
-        except Exception as e:
-            raise_api_error(e, verb, "leases", self.namespace, self.name)
+    def _call(self, verb: str, call: Callable[[], Any]) -> Any:
+        return request(self._trace, verb, "leases", self.namespace, self.name, call)
