@@ -237,12 +237,11 @@ class Settings(_Model):
     @model_validator(mode="after")
     def _target_ranges(self) -> Settings:
         for i, t in enumerate(self.targets):
-            low = self.scaling.min_replicas if t.min_replicas is None else t.min_replicas
-            high = self.scaling.max_replicas if t.max_replicas is None else t.max_replicas
-            if low > high:
+            spec = self.policy_for(t)
+            if spec.min_replicas > spec.max_replicas:
                 # A leading field path lets the error name its line (see _format_errors).
-                raise ValueError(f"targets[{i}]: minReplicas ({low}) is above maxReplicas "
-                                 f"({high}) of the scaling block")
+                raise ValueError(f"targets[{i}]: minReplicas ({spec.min_replicas}) is above "
+                                 f"maxReplicas ({spec.max_replicas}) of the scaling block")
         return self
 
     def policy_for(self, target: TargetModel | None) -> models.PolicySpec:
