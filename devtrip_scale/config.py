@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -265,6 +266,11 @@ class Settings(_Model):
         """The bearer token, read from the environment variable the config names."""
         name = self.prometheus.bearer_token_env
         return os.environ.get(name) if name else None
+
+
+def config_id(path: Path) -> str:
+    """A short id of a config file, stable across runs: the crontab tag, the run memory's name."""
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
 
 
 def field_line(path: Path, loc: tuple[str | int, ...]) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 import shutil
@@ -10,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devtrip_scale.config import config_id
 from devtrip_scale.errors import ConfigError
 
 # (name, lowest, highest) of the five fields
@@ -57,7 +57,7 @@ def every_to_schedule(every: str) -> str:
 
 def marker(config: Path) -> str:
     """The tag that identifies the entry of one config file."""
-    return "devscale:" + hashlib.sha256(str(config.resolve()).encode()).hexdigest()[:12]
+    return "devscale:" + config_id(config)
 
 
 def entry(schedule: str, config: Path, log: Path) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from devtrip_scale.config import config_id
 from devtrip_scale.errors import DevscaleError, ExitCode, LeaseHeld
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
 
@@ -124,8 +124,7 @@ class MemoryFile:
         env = os.environ if env is None else env
         base = env.get("DEVSCALE_STATE_DIR") or str(
             Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "devscale")
-        digest = hashlib.sha256(str(config.resolve()).encode()).hexdigest()[:10]
-        return cls(Path(base) / f"runs-{namespace}-{digest}.json")
+        return cls(Path(base) / f"runs-{namespace}-{config_id(config)}.json")
 
     def read(self) -> RunMemory:
         """The memory, or an empty one when there is no file yet or it is corrupt."""
