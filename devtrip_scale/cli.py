@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from devtrip_scale import __version__
+from devtrip_scale import IMAGE, __version__
 from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
 from devtrip_scale.ports import MetricQuery
 
@@ -589,13 +589,12 @@ def cron_show(user: UserOption = None) -> None:
 
 ManifestNamespace = Annotated[str, typer.Option("--namespace", "-n")]
 ImageOption = Annotated[str, typer.Option(help="The devscale container image.")]
-DEFAULT_IMAGE = "ghcr.io/devtrip/devscale:0.1.0"
 
 
 @manifests_app.command("cronjob")
 def manifests_cronjob(
     namespace: ManifestNamespace = "devtrip",
-    image: ImageOption = DEFAULT_IMAGE,
+    image: ImageOption = IMAGE,
     schedule: Annotated[str, typer.Option(help="Cron schedule.")] = "*/2 * * * *",
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Config to ship in the devscale-config ConfigMap.",
@@ -623,7 +622,7 @@ def manifests_cronjob(
 @manifests_app.command("loop")
 def manifests_loop(
     namespace: ManifestNamespace = "devtrip",
-    image: ImageOption = DEFAULT_IMAGE,
+    image: ImageOption = IMAGE,
     interval: Annotated[str, typer.Option(help="Time between passes.")] = "60s",
 ) -> None:
     """`devscale run` as a Deployment of two replicas (one leads), with the same RBAC."""

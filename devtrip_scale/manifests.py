@@ -6,11 +6,11 @@ from typing import Any
 
 import yaml
 
+from devtrip_scale import IMAGE
 from devtrip_scale.kube.lease import LEASE_NAME
 
 APP = "devscale"
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/managed-by": "kustomize"}
-DEFAULT_IMAGE = "ghcr.io/devtrip/devscale:0.1.0"
 CONFIG_MOUNT = "/etc/devscale"
 
 # Exactly the verbs devscale uses; the Lease and the history ConfigMap ship with the manifests,
@@ -65,7 +65,7 @@ def _secret_env(name: str, key: str) -> dict[str, Any]:
         "name": "devscale-secrets", "key": key, "optional": True}}}
 
 
-def cronjob(namespace: str, image: str = DEFAULT_IMAGE,
+def cronjob(namespace: str, image: str = IMAGE,
             schedule: str = "*/2 * * * *") -> dict[str, Any]:
     container = {
         "name": APP, "image": image, "imagePullPolicy": "IfNotPresent",
@@ -100,7 +100,7 @@ def cronjob(namespace: str, image: str = DEFAULT_IMAGE,
     }
 
 
-def loop_deployment(namespace: str, image: str = DEFAULT_IMAGE,
+def loop_deployment(namespace: str, image: str = IMAGE,
                     interval: str = "60s") -> dict[str, Any]:
     """`devscale run` as a Deployment of two: one leads through the Lease, one stands by."""
     job = cronjob(namespace, image)
