@@ -8,6 +8,7 @@ import yaml
 
 from devtrip_scale import IMAGE
 from devtrip_scale.kube.lease import LEASE_NAME
+from devtrip_scale.models import HPA_DEFAULT_SCALE_DOWN, HPA_DEFAULT_SCALE_UP, ScalingRules
 
 APP = "devscale"
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/managed-by": "kustomize"}
@@ -125,7 +126,7 @@ def loop_deployment(namespace: str, image: str = IMAGE,
 
 def hpa(deployment: str, namespace: str, *, min_replicas: int = 2, max_replicas: int = 10,
         cpu: int = 70, memory: int = 80) -> dict[str, Any]:
-    """A plain autoscaling/v2 HPA on CPU and memory, with the seed's behaviour made explicit."""
+    """A plain autoscaling/v2 HPA on CPU and memory, the HPA's default behaviour made explicit."""
     def resource(name: str, value: int) -> dict[str, Any]:
         return {"type": "Resource", "resource": {
             "name": name, "target": {"type": "Utilization", "averageUtilization": value}}}
@@ -137,16 +138,18 @@ def hpa(deployment: str, namespace: str, *, min_replicas: int = 2, max_replicas:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
             "minReplicas": min_replicas, "maxReplicas": max_replicas,
             "metrics": [resource("cpu", cpu), resource("memory", memory)],
-            "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
-                    {"type": "Percent", "value": 100, "periodSeconds": 15},
-                    {"type": "Pods", "value": 4, "periodSeconds": 15}]},
-                "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max",
-                              "policies": [{"type": "Percent", "value": 100,
-                                            "periodSeconds": 15}]},
-            },
+            "behavior": {"scaleUp": _behavior(HPA_DEFAULT_SCALE_UP),
+                         "scaleDown": _behavior(HPA_DEFAULT_SCALE_DOWN)},
         },
     }
+
+
+def _behavior(rules: ScalingRules) -> dict[str, Any]:
+    """An HPA `scaleUp`/`scaleDown` block from the rules devscale itself applies."""
+    return {"stabilizationWindowSeconds": rules.stabilization_window_seconds,
+            "selectPolicy": rules.select_policy,
+            "policies": [{"type": p.type, "value": p.value, "periodSeconds": p.period_seconds}
+                         for p in rules.policies]}
 
 
 _POD_TO_DEPLOYMENT = '"deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]{5}"'
