@@ -57,17 +57,20 @@ def test_scales_up_on_cpu(cluster: Cluster, exporter: SyntheticExporter, prometh
     assert d["metrics"][0]["replicas"] == 4 and 139 <= d["metrics"][0]["reading"] <= 141
 
 
-def test_scales_down_on_memory(cluster: Cluster, exporter: SyntheticExporter,
-                               prometheus: Prometheus, admin_kubeconfig: Path,
-                               tmp_path: Path) -> None:
+@pytest.mark.parametrize(("metric", "load"), [
+    pytest.param(MEMORY, {"memory_percent": 20}, id="memory"),   # ceil(6 × 20 / 80) = 2
+    pytest.param(CPU, {"cpu_percent": 20}, id="cpu"),            # ceil(6 × 20 / 70) = 2
+])
+def test_scales_down(cluster: Cluster, exporter: SyntheticExporter, prometheus: Prometheus,
+                     admin_kubeconfig: Path, tmp_path: Path, metric: dict[str, Any],
+                     load: dict[str, float]) -> None:
     cluster.deployment("web", 6)
-    exporter.set_load(cluster.namespace, "web", pods=6, memory_percent=20)
-    cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url, [MEMORY],
+    exporter.set_load(cluster.namespace, "web", pods=6, **load)
+    cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url, [metric],
                        [{"deployment": "web"}], minReplicas=1, maxReplicas=10, **NO_DOWN_WINDOW)
     settle()
     code, doc = check(cfg, admin_kubeconfig)
     assert code == 0, doc
-    # 20 % of requests against an 80 % target: ceil(6 × 20 / 80) = 2
     assert cluster.replicas("web") == 2
 
 
@@ -285,19 +288,6 @@ def test_config_validate_online_names_the_query_prometheus_rejects(
     assert f"{cfg}:{line}: metrics[1].query: Prometheus refused the query" in text
     # Without --online the same file is valid: only Prometheus can tell.
     assert run_cli(["config", "validate", "-c", str(cfg)]).returncode == 0
-
-
-def test_scales_down_on_cpu(cluster: Cluster, exporter: SyntheticExporter,
-                            prometheus: Prometheus, admin_kubeconfig: Path,
-                            tmp_path: Path) -> None:
-    cluster.deployment("api", 6)
-    exporter.set_load(cluster.namespace, "api", pods=6, cpu_percent=20)
-    cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url, [CPU],
-                       [{"deployment": "api"}], minReplicas=1, maxReplicas=10, **NO_DOWN_WINDOW)
-    settle()
-    code, doc = check(cfg, admin_kubeconfig)
-    assert code == 0, doc
-    assert cluster.replicas("api") == 2      # ceil(6 × 20 / 70)
 
 
 def test_seed_thresholds_scale_2_to_4_at_cpu_140(cluster: Cluster, exporter: SyntheticExporter,
