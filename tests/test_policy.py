@@ -27,7 +27,6 @@ from devtrip_scale.models import (
 from devtrip_scale.policy import decide, propose, remember
 from tests.conftest import NOW
 
-NO_WINDOW = ScalingRules(0, "Max", (ScalingPolicy("Percent", 100, 15),))
 FREE_DOWN = ScalingRules(0, "Max", (ScalingPolicy("Percent", 100, 15),))
 
 
