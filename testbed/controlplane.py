@@ -12,7 +12,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,7 +143,3 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
-
-
-def temporary_workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="devscale-cp-"))

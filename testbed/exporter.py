@@ -70,10 +70,6 @@ class SyntheticExporter:
             self._loads[(namespace, deployment)] = load
         return load
 
-    def remove_load(self, namespace: str, deployment: str) -> None:
-        with self._lock:
-            self._loads.pop((namespace, deployment), None)
-
     def set_gauge(self, name: str, value: float | None, **labels: str) -> None:
         """Expose (or with None, withdraw) one gauge series, NaN and ±Inf included."""
         key = (name, tuple(sorted(labels.items())))

@@ -65,14 +65,6 @@ class FakeDeployments:
 
 
 @dataclass
-class RecordedEvents:
-    events: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-    def record(self, workload: Workload, type_: str, reason: str, message: str) -> None:
-        self.events.append((workload.name, type_, reason, message))
-
-
-@dataclass
 class MemoryHistory:
     stored: dict[str, History] = field(default_factory=dict)
     saves: int = 0
