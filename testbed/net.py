@@ -16,14 +16,17 @@ def free_port() -> int:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0,
-               alive: Callable[[], str | None] | None = None) -> None:
-    """Poll `check` until true; fail with `what` (and the process's log tail) on timeout."""
-    deadline = time.monotonic() + timeout
+               alive: Callable[[], str | None] | None = None,
+               ignore: tuple[type[Exception], ...] = (Exception,)) -> float:
+    """Poll `check` until true and return the seconds it took; `ignore` are errors to poll
+    through. Fail with `what` (and the process's log tail) on timeout."""
+    start = time.monotonic()
+    deadline = start + timeout
     while time.monotonic() < deadline:
         try:
             if check():
-                return
-        except Exception:
+                return time.monotonic() - start
+        except ignore:
             pass
         if alive is not None and (died := alive()) is not None:
             raise RuntimeError(f"{what}: the process exited:\n{died}")

@@ -19,7 +19,7 @@ import pytest
 from devtrip_scale import manifests as m
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
-from testbed.net import free_port
+from testbed.net import free_port, wait_until
 from testbed.prometheus import Prometheus
 from testbed.receivers import SlackReceiver
 from tests.conftest import ROOT, Cluster, service_account_kubeconfig, settle, write_config
@@ -41,15 +41,8 @@ def start(cfg: Path, kubeconfig: Path, port: int, env: dict[str, str] | None = N
 
 
 def until(check: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if check():
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s")
+    """Seconds until `check` holds; meanwhile the endpoints may refuse connections."""
+    return wait_until(check, "the condition", timeout, ignore=(httpx.HTTPError,))
 
 
 def metrics(port: int) -> str:
