@@ -105,11 +105,19 @@ class MetricReading(NamedTuple):
 
 @dataclass(frozen=True)
 class Observation:
-    """What a run saw of one Deployment: its replicas and its readings."""
+    """What a run saw of one Deployment: its replicas, its pods' readiness and its readings.
+
+    `current_replicas` is `spec.replicas` (the scale subresource). `ready_pods` is
+    `status.readyReplicas`, the count the HPA multiplies Utilization and Value ratios by; None
+    means every current replica is ready (a replay that does not model readiness).
+    `unready_pods` are pods that exist but are not ready (`status.replicas - readyReplicas`).
+    """
 
     deployment: str
     current_replicas: int
     readings: tuple[MetricReading, ...]
+    ready_pods: int | None = None
+    unready_pods: int = 0
 
 
 class Recommendation(NamedTuple):
@@ -162,6 +170,7 @@ class Decision(NamedTuple):
     deciding_metric: str | None = None
     held_until: datetime | None = None
     limits: tuple[str, ...] = ()
+    ready_pods: int | None = None
 
     @property
     def capacity_exhausted(self) -> bool:

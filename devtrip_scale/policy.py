@@ -5,9 +5,10 @@ loop and `simulate` all call it, so one set of readings gives one answer whereve
 follows `pkg/controller/podautoscaler` of Kubernetes:
 
 1. each metric proposes replicas (`replica_calculator.go`): Utilization and Value give
-   ceil(current × reading / target), AverageValue gives ceil(total / target); a usage ratio within
-   the tolerance band (default 10 %, per direction if `scaleUp.tolerance`/`scaleDown.tolerance`
-   are set) proposes the current count;
+   ceil(ready pods × reading / target) (ceil(reading / target) from 0 replicas), AverageValue
+   gives ceil(total / target); a usage ratio within the tolerance band (default 10 %, per
+   direction if `scaleUp.tolerance`/`scaleDown.tolerance` are set) proposes the current count; a
+   negative reading, or no ready pod to weigh a ratio against, is no reading;
 2. the highest proposal wins; when some metrics have no reading the others may scale up but never
    down, and with no reading at all the replicas are held (`computeReplicasForMetrics`);
 3. a target with 0 replicas and min > 0 is left alone; one outside [min, max] is brought inside;
@@ -47,31 +48,78 @@ INT32_MAX = 2**31 - 1
 _Timed = TypeVar("_Timed", Recommendation, ScaleEvent)
 
 
-def propose(reading: MetricReading, current: int, spec: PolicySpec) -> Proposal:
+def propose(reading: MetricReading, current: int, spec: PolicySpec, *,
+            ready: int | None = None, unready: int = 0) -> Proposal:
     """One metric's replica proposal, as the HPA's replica calculator makes it."""
-    return _propose(reading, current, _tolerance(spec.scale_up, spec.tolerance),
+    return _propose(reading, current, current if ready is None else ready, unready,
+                    _tolerance(spec.scale_up, spec.tolerance),
                     _tolerance(spec.scale_down, spec.tolerance))
 
 
-def _propose(reading: MetricReading, current: int, up_tol: float, down_tol: float) -> Proposal:
+def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_tol: float,
+             down_tol: float) -> Proposal:
+    """`replica_calculator.go`, with a Deployment's aggregate reading in place of pod metrics.
+
+    Utilization follows `GetResourceReplicas`: the ratio is multiplied by the ready pods; on a
+    scale-up with unready pods those count as using nothing (`rebalanceIgnored`), and a result
+    that would reverse the direction keeps the current count. Value follows
+    `getUsageRatioReplicaCount`: tolerance first, then ratio × ready pods. With 0 current
+    replicas both propose ceil(ratio), tolerance ignored: the scale-from-zero rule.
+    AverageValue (`GetExternalPerPodMetricReplicas`) needs no pod count: ceil(total / target).
+    """
     value = reading.value
     if value is None:
         return Proposal(reading.name, reading.type, reading.target, None, None, False,
                         reading.error)
+    if value < 0:  # a count, utilisation, rate or latency below zero is not a load
+        return Proposal(reading.name, reading.type, reading.target, None, None, False,
+                        f"negative reading {value:g} is not a load")
+
+    def within(ratio: float) -> bool:
+        return (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
+
+    def proposal(replicas: int, inside: bool = False) -> Proposal:
+        return Proposal(reading.name, reading.type, reading.target, value,
+                        min(replicas, INT32_MAX), inside)
+
+    if reading.type == "AverageValue":
+        total, per_pod = _milli(value), _milli(reading.target)
+        ratio = total / (per_pod * current) if current else math.inf
+        return proposal(current, True) if within(ratio) else proposal(math.ceil(total / per_pod))
     if reading.type == "Utilization":
         # The HPA truncates utilisation to whole percent (metrics/utilization.go).
         ratio = math.floor(value) / reading.target
-        wanted = math.ceil(ratio * current)
-    elif reading.type == "Value":
+    else:
         ratio = _milli(value) / _milli(reading.target)
-        wanted = math.ceil(ratio * current)
-    else:  # AverageValue: the total divided by the target per replica
-        total, per_pod = _milli(value), _milli(reading.target)
-        ratio = total / (per_pod * current) if current else math.inf
-        wanted = math.ceil(total / per_pod)
-    within = (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
-    replicas = current if within else min(wanted, INT32_MAX)
-    return Proposal(reading.name, reading.type, reading.target, value, replicas, within)
+    if current == 0:
+        return proposal(math.ceil(ratio))
+    if reading.type == "Value" and within(ratio):
+        return proposal(current, True)
+    if ready == 0:
+        return Proposal(reading.name, reading.type, reading.target, value, None, False,
+                        "no ready pods to weigh the reading against (the HPA: \"did not "
+                        "receive metrics for any ready pods\")")
+    if reading.type == "Value" or unready == 0 or ratio <= 1.0:
+        if within(ratio):
+            return proposal(current, True)
+        return proposal(_same_direction(math.ceil(ratio * ready), ratio, current))
+    # A scale-up with unready pods: they count as using nothing of their requests.
+    diluted = ratio * ready / (ready + unready)
+    if within(diluted) or diluted < 1.0:
+        return proposal(current, True)
+    return proposal(_same_direction(math.ceil(diluted * (ready + unready)), diluted, current))
+
+
+def _same_direction(replicas: int, ratio: float, current: int) -> int:
+    """A load above target never proposes fewer replicas, one below it never more.
+
+    The HPA applies this after counting unready pods ("the change of metrics length would cause
+    a change in scale direction"); devscale applies it to every ready-pod product, so a Deployment
+    whose new pods are not Ready yet is not shrunk while its load is above target.
+    """
+    if (ratio > 1.0 and replicas < current) or (ratio < 1.0 and replicas > current):
+        return current
+    return replicas
 
 
 def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) -> Decision:
@@ -86,7 +134,9 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     current = obs.current_replicas
     up_tol = _tolerance(spec.scale_up, spec.tolerance)
     down_tol = _tolerance(spec.scale_down, spec.tolerance)
-    proposals = tuple(_propose(r, current, up_tol, down_tol) for r in obs.readings)
+    ready = current if obs.ready_pods is None else obs.ready_pods
+    proposals = tuple(_propose(r, current, ready, obs.unready_pods, up_tol, down_tol)
+                      for r in obs.readings)
 
     def verdict(desired: int, reason: Reason, message: str, recommendation: int | None,
                 deciding_metric: str | None = None, held_until: datetime | None = None,
@@ -99,7 +149,8 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         elif reason in HOLD_REASONS:
             action = "hold"
         return Decision(obs.deployment, current, desired, recommendation, action, reason,
-                        message, proposals, deciding_metric, held_until, limits)
+                        message, proposals, deciding_metric, held_until, limits,
+                        obs.ready_pods)
 
     if current == 0 and spec.min_replicas != 0:
         return verdict(0, "ScalingDisabled", "the target has 0 replicas: scaling is disabled",

@@ -255,12 +255,103 @@ def test_propose_reports_missing_reading() -> None:
     assert (p.replicas, p.error) == (None, "stale")
 
 
+def ready_obs(current: int, ready: int, unready: int, *readings: tuple[str, float, float]
+              ) -> Observation:
+    o = obs(current, *readings)
+    return Observation(o.deployment, current, o.readings, ready_pods=ready, unready_pods=unready)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reading", "target", "expected"),
+    [
+        # replica_calculator.go getUsageRatioReplicaCount: "For currentReplicas=0 doesn't take
+        # into account ready pods count and tolerance to support scaling to zero pods":
+        # ceil(usageRatio). Object and External Value targets use it.
+        pytest.param("v", 1, 5, 1, id="value-first-waiting-job-wakes-one"),
+        pytest.param("v", 12, 5, 3, id="value-ceil-of-ratio"),
+        pytest.param("v", 1.05, 1, 2, id="value-tolerance-ignored-from-zero"),
+        pytest.param("v", 0, 5, 0, id="value-nothing-waiting-stays-at-zero"),
+        # devscale applies the same rule to a Utilization reading (a custom query can have one
+        # with no pods; the HPA's resource metrics have none to read)
+        pytest.param("u", 140, 70, 2, id="utilization-ceil-of-ratio"),
+        # GetExternalPerPodMetricReplicas: ceil(total / target per pod), whatever the count
+        pytest.param("a", 5, 2, 3, id="average-value-total-over-target"),
+        pytest.param("a", 0, 2, 0, id="average-value-empty-queue-stays-at-zero"),
+    ],
+)
+def test_scale_from_zero_for_every_target_type(kind: str, reading: float, target: float,
+                                               expected: int) -> None:
+    d = decide(obs(0, (kind, reading, target)), spec(min_replicas=0), History(), NOW)
+    assert d.desired_replicas == expected
+    assert d.reason != "ScalingDisabled"
+
+
+@pytest.mark.parametrize(
+    ("current", "ready", "unready", "reading", "expected"),
+    [
+        # GetResourceReplicas: ceil(usageRatio × readyPodCount), not × spec.replicas
+        pytest.param(4, 2, 0, ("u", 140, 70), 4, id="utilization-times-ready-pods"),
+        pytest.param(3, 3, 0, ("u", 140, 70), 6, id="utilization-all-ready"),
+        # rebalanceIgnored: on a scale-up unready pods count as 0 %; a new ratio below 1 would
+        # reverse the direction, so the current count stays (the double scale-up the issue saw:
+        # 2 → 5, and not → 6 on the same load)
+        pytest.param(5, 2, 3, ("u", 175, 70), 5, id="utilization-unready-pods-hold-scale-up"),
+        # ... and a ratio still above 1 after counting them scales on all of them
+        pytest.param(3, 2, 1, ("u", 210, 70), 6, id="utilization-unready-rebalanced-up"),
+        # no rebalance on a scale-down: the ready pods alone
+        pytest.param(6, 4, 2, ("u", 35, 70), 2, id="utilization-scale-down-on-ready-pods"),
+        # getUsageRatioReplicaCount: tolerance first, then ceil(usageRatio × readyPodCount)
+        pytest.param(4, 2, 2, ("v", 3, 1), 6, id="value-times-ready-pods"),
+        pytest.param(4, 1, 3, ("v", 1.05, 1), 4, id="value-within-tolerance-keeps-current"),
+        # GetExternalPerPodMetricReplicas counts no pods: ceil(total / target)
+        pytest.param(4, 1, 3, ("a", 600, 100), 6, id="average-value-ignores-readiness"),
+        # the direction rule (GetResourceReplicas, "would cause a change in scale direction"):
+        # a load above target never proposes fewer than the current count
+        pytest.param(5, 2, 0, ("u", 140, 70), 5, id="above-target-never-proposes-fewer"),
+        pytest.param(2, 4, 0, ("u", 56, 70), 2, id="below-target-never-proposes-more"),
+    ],
+)
+def test_ready_pod_count(current: int, ready: int, unready: int,
+                         reading: tuple[str, float, float], expected: int) -> None:
+    d = decide(ready_obs(current, ready, unready, reading), spec(), History(), NOW)
+    assert d.desired_replicas == expected
+    assert d.ready_pods == ready
+
+
+@pytest.mark.parametrize("kind", ["u", "v"])
+def test_no_ready_pod_is_no_reading(kind: str) -> None:
+    # GetResourceReplicas: "did not receive metrics for any ready pods" is an error, and an
+    # invalid metric never scales down (computeReplicasForMetrics); devscale holds the same way
+    # for Value, where the HPA would multiply by 0 ready pods
+    d = decide(ready_obs(4, 0, 4, (kind, 10, 70)), spec(), History(), NOW)
+    assert (d.desired_replicas, d.reason) == (4, "NoMetrics")
+    assert "no ready pods" in (d.proposals[0].error or "")
+
+
+@pytest.mark.parametrize("kind", ["u", "v", "a"])
+def test_negative_reading_is_no_reading(kind: str) -> None:
+    # a queue answering -4 waiting jobs must not shrink the workers to their minimum
+    d = decide(obs(3, (kind, -4, 5)), spec(), History(), NOW)
+    assert (d.desired_replicas, d.reason) == (3, "NoMetrics")
+    assert d.proposals[0].error == "negative reading -4 is not a load"
+    d = decide(obs(3, (kind, -4, 5), ("a", 600, 100)), spec(), History(), NOW)
+    assert d.desired_replicas == 6  # the other metric may still scale up
+
+
+def test_zero_is_a_valid_reading_for_every_type() -> None:
+    # an idle CPU, an empty queue, no requests: all real readings that may scale down
+    for kind in ("u", "v", "a"):
+        d = decide(obs(4, (kind, 0, 5)), spec(), History(), NOW)
+        assert d.desired_replicas == 1, kind
+
+
 # Property tests: for any readings, history and behaviour, the HPA's guarantees hold.
 policies = st.builds(ScalingPolicy, st.sampled_from(["Pods", "Percent"]),
                      st.integers(1, 200), st.integers(1, 600))
 rules = st.builds(ScalingRules, st.integers(0, 600), st.sampled_from(["Max", "Min", "Disabled"]),
                   st.lists(policies, min_size=1, max_size=3).map(tuple))
-readings = st.one_of(st.none(), st.floats(0, 10_000, allow_nan=False))
+readings = st.one_of(st.none(), st.floats(-100, 10_000, allow_nan=False))
+kinds = st.sampled_from(["Utilization", "Value", "AverageValue"])
 history = st.builds(
     History,
     st.lists(st.builds(Recommendation, st.integers(0, 900).map(ago), st.integers(0, 60)),
@@ -277,9 +368,11 @@ def cases(draw: st.DrawFn) -> tuple[Observation, PolicySpec, History]:
     s = PolicySpec(low, high, draw(st.floats(0, 0.5)), draw(rules), draw(rules),
                    draw(st.integers(0, 300)), draw(st.integers(0, 300)))
     current = draw(st.integers(low, high))
-    values = draw(st.lists(readings, min_size=1, max_size=5))
+    values = draw(st.lists(st.tuples(kinds, readings), min_size=1, max_size=5))
+    ready = draw(st.integers(0, current + 2))
     o = Observation("api", current, tuple(
-        MetricReading(f"m{i}", "AverageValue", 10, v) for i, v in enumerate(values)))
+        MetricReading(f"m{i}", kind, 10, v) for i, (kind, v) in enumerate(values)),
+        ready_pods=ready, unready_pods=draw(st.integers(0, 3)))
     return o, s, draw(history)
 
 
@@ -290,7 +383,7 @@ def test_property_stays_in_range_and_never_shrinks_on_missing_data(
     o, s, h = case
     d = decide(o, s, h, NOW)
     assert s.min_replicas <= d.desired_replicas <= s.max_replicas
-    if any(r.value is None for r in o.readings):
+    if any(p.replicas is None for p in d.proposals):  # absent, negative, or no ready pod
         assert d.desired_replicas >= o.current_replicas
 
 
