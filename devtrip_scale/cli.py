@@ -157,6 +157,8 @@ def _alerting(alerts: RunAlerts | None, now: datetime,
     except Exception as e:
         _tell_failure(alerts, e, now)
         raise
+    if report.history_error is not None:
+        return report   # the run's recoveries were not sent: keep the conditions open
     if problem := alerts.completed(now):
         report.warnings.append(problem)
     return report

@@ -21,13 +21,19 @@ class MetricQuery:
 
 @dataclass(frozen=True)
 class MetricResult:
-    """One metric's readings: per Deployment, or one shared value; or why there are none."""
+    """One metric's readings: per Deployment, or one shared value; or why there are none.
+
+    `unusable` readings are missing (NaN, ±Inf); `invalid` ones were there but make no sense
+    (negative): both leave the Deployment without a reading, and `invalid` also fails the run's
+    metrics, as a query error does.
+    """
 
     name: str
     values: Mapping[str, float] = field(default_factory=dict)
     shared: float | None = None
     error: str | None = None
     unusable: Mapping[str, str] = field(default_factory=dict)
+    invalid: Mapping[str, str] = field(default_factory=dict)
 
     def reading_for(self, deployment: str) -> tuple[float | None, str | None]:
         """The value for one Deployment, or None with the reason it has none."""
@@ -37,6 +43,8 @@ class MetricResult:
             return self.values[deployment], None
         if deployment in self.unusable:
             return None, self.unusable[deployment]
+        if deployment in self.invalid:
+            return None, self.invalid[deployment]
         if self.shared is not None:
             return self.shared, None
         return None, "no series for this Deployment (absent or stale)"
@@ -52,6 +60,8 @@ class Workload:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     uid: str = ""
+    ready_replicas: int | None = None   # status.readyReplicas; None: not known (all ready)
+    pods: int | None = None             # status.replicas: pods that exist, ready or not
 
 
 class MetricsSource(Protocol):
@@ -78,10 +88,13 @@ class EventSink(Protocol):
 
 
 class HistoryStore(Protocol):
-    """Per-Deployment history plus one opaque `notes` text (the notification state)."""
+    """Per-Deployment history keyed by the Deployment's UID, plus one opaque `notes` text (the
+    notification state). `save` takes each history with the Deployment's name, for people, and
+    the keys of Deployments that are gone."""
 
     notes: str | None
 
     def load(self) -> tuple[dict[str, History], list[str]]: ...
 
-    def save(self, histories: Mapping[str, History], notes: str | None = None) -> None: ...
+    def save(self, histories: Mapping[str, tuple[History, str]], notes: str | None = None,
+             remove: Sequence[str] = ()) -> None: ...

@@ -58,12 +58,15 @@ class CheckReport:
     trace: Trace = field(default_factory=Trace)
     notified: list[Notice] = field(default_factory=list)
     notify_failures: list[str] = field(default_factory=list)
+    history_error: str | None = None
 
     @property
     def exit_code(self) -> ExitCode:
         failed = [r for r in self.results if r.error is not None]
         if failed:
             return ExitCode.PARTIAL if len(failed) < len(self.results) else ExitCode.KUBERNETES
+        if self.history_error is not None:
+            return ExitCode.KUBERNETES
         if self.metric_errors:
             return ExitCode.METRICS
         if self.notify_failures:
@@ -81,21 +84,22 @@ def metric_queries(settings: Settings) -> list[MetricQuery]:
 
 
 def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collection[str] = ()
-                    ) -> tuple[list[tuple[Workload, TargetModel]], list[TargetResult]]:
+                    ) -> tuple[list[tuple[Workload, TargetModel]], list[TargetResult],
+                               list[Workload]]:
     """The Deployments the config names, each with the config entry that selected it.
 
     Named Deployments that do not exist, and `only` names that are not targets, come back as
-    failed results.
+    failed results. The third value is every Deployment of the namespace (one list call).
     """
     found: dict[str, tuple[Workload, TargetModel]] = {}
     missing: list[TargetResult] = []
-    by_name = [t for t in settings.targets if t.deployment]
-    if by_name:
-        everything = {w.name: w for w in deployments.list(None)}
-        for t in by_name:
+    everything = deployments.list(None)
+    by_name = {w.name: w for w in everything}
+    for t in settings.targets:
+        if t.deployment:
             name = str(t.deployment)
-            if name in everything:
-                found[name] = (everything[name], t)
+            if name in by_name:
+                found.setdefault(name, (by_name[name], t))
             else:
                 missing.append(TargetResult(name, error=(
                     f"deployment {name} not found in namespace {settings.namespace}")))
@@ -111,7 +115,7 @@ def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collec
                     f"in namespace {settings.namespace}")))
         found = {k: v for k, v in found.items() if k in only}
         missing = [m for m in missing if m.deployment in only]
-    return sorted(found.values(), key=lambda pair: pair[0].name), missing
+    return sorted(found.values(), key=lambda pair: pair[0].name), missing, everything
 
 
 def observe(workload: Workload, settings: Settings, results: list[MetricResult]) -> Observation:
@@ -121,7 +125,21 @@ def observe(workload: Workload, settings: Settings, results: list[MetricResult])
         value, why = result.reading_for(workload.name)
         readings.append(MetricReading(metric.name, metric.target.type, metric.target.value,
                                       value, why))
-    return Observation(workload.name, workload.replicas, tuple(readings))
+    ready = workload.ready_replicas
+    unready = max(workload.pods - ready, 0) if ready is not None and workload.pods else 0
+    return Observation(workload.name, workload.replicas, tuple(readings), ready_pods=ready,
+                       unready_pods=unready)
+
+
+def invalid_readings(targets: Sequence[Workload], results: Sequence[MetricResult]
+                     ) -> dict[str, str]:
+    """Per metric, the targets whose reading makes no sense (negative): the run's metrics fail."""
+    bad: dict[str, str] = {}
+    for r in results:
+        named = [f"{w.name}: {r.invalid[w.name]}" for w in targets if w.name in r.invalid]
+        if named:
+            bad[r.name] = "invalid readings, not used: " + "; ".join(named)
+    return bad
 
 
 @dataclass
@@ -157,18 +175,19 @@ def run_check(
     resolves by reaching its report; they go out in the same message.
     """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
-    targets, missing = resolve_targets(settings, deployments, only)
+    targets, missing, everything = resolve_targets(settings, deployments, only)
     scalers = _other_scalers(deployments, report) if targets else {}
     report.queries = metric_queries(settings)
     results = source.fetch(report.queries)
     report.metric_errors = {r.name: r.error for r in results if r.error is not None}
+    report.metric_errors.update(invalid_readings([w for w, _ in targets], results))
     histories, problems = history.load()
     report.warnings.extend(problems)
 
     run = _Run(settings, deployments, events, now, dry_run, report)
     updated: dict[str, History] = {}
     for workload, target in targets:
-        past = histories.get(workload.name, History())
+        past = histories.get(workload.uid, History())
         result = TargetResult(workload.name)
         report.results.append(result)
         if _skip(workload, scalers, result):
@@ -178,34 +197,45 @@ def run_check(
         new_history = _one_target(run, workload, settings.policy_for(target), results, past,
                                   result)
         if new_history is not None:
-            updated[workload.name] = new_history
+            updated[workload.uid] = new_history
     report.results.extend(missing)
-    notes = _tell(settings, report, history.notes, notifiers, recovered) if not dry_run \
-        else None
-    if (updated or notes is not None) and not dry_run:
+    if dry_run:
+        return report
+    names = {w.uid: w.name for w in everything}
+    gone = [key for key in histories if key not in names]   # deleted, or keyed by name before
+    state = _notify_state(report, history.notes) if notifiers else None
+    send, notes = _plan(settings, report, state) if state is not None else ([], None)
+    if updated or notes is not None or gone:
         try:
-            history.save(updated, notes)
+            history.save({uid: (h, names[uid]) for uid, h in updated.items()}, notes,
+                         remove=gone)
         except KubeError as e:
-            report.warnings.append(f"history not saved: {e}")
+            report.history_error = (f"history not saved: {e}; the next run decides without "
+                                    "the memory that holds back a scale-down")
+    if state is not None:
+        if report.history_error is not None:  # nothing was kept: resolve nothing, say why
+            send = _plan(settings, report, state)[0]
+        else:
+            send = [*recovered, *send]
+        report.notified = send
+        report.notify_failures = fan_out(settings.namespace, send, notifiers)
     return report
 
 
-def _tell(settings: Settings, report: CheckReport, notes: str | None,
-          notifiers: Sequence[Notifier], recovered: Sequence[Notice]) -> str | None:
-    """Send what is new since the quiet period; return the notification state to keep."""
-    if not notifiers:
-        return None
+def _notify_state(report: CheckReport, notes: str | None) -> NotifyState:
     try:
-        state = NotifyState.decode(notes)
+        return NotifyState.decode(notes)
     except (ValueError, KeyError, TypeError):
         report.warnings.append("notification state was corrupt; starting afresh")
-        state = NotifyState()
+        return NotifyState()
+
+
+def _plan(settings: Settings, report: CheckReport, state: NotifyState
+          ) -> tuple[list[Notice], str]:
+    """What is new since the quiet period, and the notification state to keep (pure)."""
     quiet = timedelta(minutes=settings.notify.quiet_minutes)
     send, new_state = select(notices_for(report), state, report.started_at, quiet)
-    send = [*recovered, *send]
-    report.notified = send
-    report.notify_failures = fan_out(settings.namespace, send, notifiers)
-    return new_state.encode()
+    return send, new_state.encode()
 
 
 def _other_scalers(deployments: ReplicaTarget, report: CheckReport) -> dict[str, str]:

@@ -34,10 +34,14 @@ class FakeDeployments:
     version: int = 1
     scalers: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)
+    ready: dict[str, int] = field(default_factory=dict)   # absent: every replica ready
+    uids: dict[str, str] = field(default_factory=dict)    # absent: uid-NAME
 
     def _workload(self, name: str) -> Workload:
-        return Workload(name, self.replicas[name], str(self.version), self.labels.get(name, {}),
-                        self.annotations.get(name, {}))
+        replicas = self.replicas[name]
+        return Workload(name, replicas, str(self.version), self.labels.get(name, {}),
+                        self.annotations.get(name, {}), uid=self.uids.get(name, f"uid-{name}"),
+                        ready_replicas=self.ready.get(name, replicas), pods=replicas)
 
     def list(self, selector: str | None) -> list[Workload]:
         names = sorted(self.replicas)
@@ -69,13 +73,19 @@ class MemoryHistory:
     stored: dict[str, History] = field(default_factory=dict)
     saves: int = 0
     notes: str | None = None
+    fail: KubeError | None = None
 
     def load(self) -> tuple[dict[str, History], list[str]]:
         return dict(self.stored), []
 
-    def save(self, histories: Mapping[str, History], notes: str | None = None) -> None:
+    def save(self, histories: Mapping[str, tuple[History, str]], notes: str | None = None,
+             remove: Sequence[str] = ()) -> None:
         self.saves += 1
-        self.stored.update(histories)
+        if self.fail is not None:
+            raise self.fail
+        self.stored.update({uid: h for uid, (h, _) in histories.items()})
+        for key in remove:
+            self.stored.pop(key, None)
         if notes is not None:
             self.notes = notes
 

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from devtrip_scale.config import Settings
-from devtrip_scale.errors import ExitCode, KubeForbidden
+from devtrip_scale.errors import ExitCode, KubeError, KubeForbidden
+from devtrip_scale.models import History
 from devtrip_scale.notify import Notice
 from devtrip_scale.ports import MetricResult
 from devtrip_scale.reconcile import run_check
@@ -47,8 +48,8 @@ def test_scales_each_target_and_batches_one_query_per_metric() -> None:
     # api: cpu asks 4, the shared jobs 5 → 5; web: jobs 5 > cpu 4; worker: its own max of 3
     assert kube.replicas == {"api": 5, "web": 5, "worker": 3}
     assert report.exit_code == ExitCode.OK
-    assert set(history.stored) == {"api", "web", "worker"}
-    assert history.stored["worker"].last_written == 3
+    assert set(history.stored) == {"uid-api", "uid-web", "uid-worker"}
+    assert history.stored["uid-worker"].last_written == 3
 
 
 def test_dry_run_writes_neither_replicas_nor_history() -> None:
@@ -186,3 +187,66 @@ def test_dry_run_tells_nobody() -> None:
     run_check(settings(), hot(), deployments(), MemoryHistory(), NOW, dry_run=True,
               notifiers=[told])
     assert told.messages == []
+
+
+def test_a_negative_reading_is_named_never_shrinks_and_fails_the_metrics() -> None:
+    # a queue answering -4 waiting jobs once shrank the workers to their minimum, exit 0
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 10},
+                                               invalid={"web": "negative reading -3 is not "
+                                                        "a load"}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    kube = deployments()
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    assert kube.replicas["web"] == 4 and kube.replicas["api"] == 1
+    assert report.exit_code == ExitCode.METRICS
+    assert report.metric_errors == {
+        "cpu": "invalid readings, not used: web: negative reading -3 is not a load"}
+
+
+def test_ready_pods_reach_the_policy() -> None:
+    # spec.replicas 5 right after a scale-up, 2 of them ready, readings of the old pods: the
+    # HPA's unready-pod rule holds at 5 rather than scaling up a second time
+    kube = FakeDeployments({"api": 5}, labels={"api": {"tier": "api"}}, ready={"api": 2})
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 175}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    [api] = [r for r in report.results if r.deployment == "api"]
+    assert api.decision is not None and api.decision.ready_pods == 2
+    assert kube.replicas["api"] == 5 and kube.writes == []
+
+
+def test_history_is_keyed_by_uid_and_a_recreated_deployment_starts_afresh() -> None:
+    kube, history = deployments(), MemoryHistory()
+    history.stored = {"uid-api": History(last_written=7), "uid-gone": History(last_written=3),
+                      "api": History(last_written=9)}        # before UIDs, keyed by name
+    kube.uids["api"] = "uid-api-2"                            # deleted, created again
+    report = run_check(settings(), hot(), kube, history, NOW)
+    [api] = [r for r in report.results if r.deployment == "api"]
+    assert api.warnings == []                                 # not "reset behind our back"
+    assert set(history.stored) == {"uid-api-2", "uid-web", "uid-worker"}
+
+
+def test_a_refused_history_write_fails_the_run_and_is_told() -> None:
+    told = RecordingNotifier()
+    resolved = Notice("recovered", "info", "recovered:failed:run:kubernetes",
+                      "resolved: devscale could not use the Kubernetes API", "cleared")
+    kube, history = deployments(), MemoryHistory()
+    history.fail = KubeForbidden("forbidden: cannot patch configmaps/devscale-history")
+    report = run_check(settings(), hot(), kube, history, NOW, notifiers=[told],
+                       recovered=[resolved])
+    assert kube.replicas["api"] == 4                          # the scaling stands
+    assert report.exit_code == ExitCode.KUBERNETES
+    assert report.history_error is not None
+    assert "cannot patch configmaps/devscale-history" in report.history_error
+    [message] = told.messages                                 # nothing resolved: nothing kept
+    assert [n.key for n in message] == ["scaled:api:up", "failed:run:history"]
+
+
+@pytest.mark.parametrize("error", [KubeError("HTTP 500")])
+def test_history_error_outranks_metric_errors_in_the_exit_code(error: KubeError) -> None:
+    history = MemoryHistory()
+    history.fail = error
+    source = StaticSource({"cpu": MetricResult("cpu", error="down"),
+                           "jobs": MetricResult("jobs", shared=5)})
+    report = run_check(settings(), source, deployments(), history, NOW)
+    assert report.exit_code == ExitCode.KUBERNETES

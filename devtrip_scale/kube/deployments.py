@@ -70,7 +70,7 @@ def describe_scaler(hpa: Any) -> str:
 
 
 def _workload(d: Any) -> Workload:
-    meta = d.metadata
+    meta, status = d.metadata, d.status
     return Workload(
         name=meta.name,
         replicas=int(d.spec.replicas if d.spec.replicas is not None else 1),
@@ -78,4 +78,7 @@ def _workload(d: Any) -> Workload:
         labels=dict(meta.labels or {}),
         annotations=dict(meta.annotations or {}),
         uid=meta.uid or "",
+        # The API leaves out counts that are 0.
+        ready_replicas=int(status.ready_replicas or 0) if status else 0,
+        pods=int(status.replicas or 0) if status else 0,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +16,11 @@ CONFLICT_RETRIES = 3
 NOTES_KEY = ".notifications"   # not a Deployment name: those never start with a dot
 
 
-def encode(history: History) -> str:
-    """One Deployment's history as compact JSON."""
+def encode(history: History, deployment: str = "") -> str:
+    """One Deployment's history as compact JSON, with its name for people."""
     return json.dumps(
         {
+            "deployment": deployment,
             "recommendations": [[r.at.isoformat(), r.replicas] for r in history.recommendations],
             "scaleEvents": [
                 [e.at.isoformat(), e.from_replicas, e.to_replicas] for e in history.scale_events
@@ -54,7 +55,8 @@ def _when(text: str) -> datetime:
 
 
 class ConfigMapHistory:
-    """The history of all targets of a namespace, in the ConfigMap `name`, keyed by Deployment.
+    """The history of all targets of a namespace, in the ConfigMap `name`, keyed by Deployment
+    UID: a Deployment deleted and created again under its name starts afresh.
 
     Read once at the start of a run and written once at its end with the resourceVersion read,
     so two runners never lose each other's entries silently: on a conflict it reads again, keeps
@@ -89,9 +91,13 @@ class ConfigMapHistory:
                 )
         return histories, warnings
 
-    def save(self, histories: Mapping[str, History], notes: str | None = None) -> None:
-        """Write the given Deployments' histories (and notes), leaving other keys as they are."""
-        encoded = {k: encode(h) for k, h in histories.items()}
+    def save(self, histories: Mapping[str, tuple[History, str]], notes: str | None = None,
+             remove: Sequence[str] = ()) -> None:
+        """Write the given Deployments' histories (and notes) and drop the `remove` keys,
+        leaving other keys as they are."""
+        encoded: dict[str, str | None] = {k: encode(h, name) for k, (h, name) in
+                                          histories.items()}
+        encoded.update(dict.fromkeys(remove))   # null deletes a key in a merge patch
         if notes is not None:
             encoded[NOTES_KEY] = notes
         for _ in range(CONFLICT_RETRIES):
@@ -114,7 +120,7 @@ class ConfigMapHistory:
         self._resource_version = cm.metadata.resource_version
         return dict(cm.data or {})
 
-    def _write(self, encoded: Mapping[str, str]) -> None:
+    def _write(self, encoded: Mapping[str, str | None]) -> None:
         from kubernetes import client
 
         if not self._exists:
@@ -123,7 +129,7 @@ class ConfigMapHistory:
                     name=self._name,
                     labels={"app.kubernetes.io/managed-by": "devscale"},
                 ),
-                data=dict(encoded),
+                data={k: v for k, v in encoded.items() if v is not None},
             )
             try:
                 request(self._trace, "create", "configmaps", self._ns, self._name,

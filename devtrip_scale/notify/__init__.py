@@ -68,6 +68,9 @@ def notices_for(report: CheckReport) -> list[Notice]:
     for metric, error in report.metric_errors.items():
         notices.append(Notice("failed", "critical", f"failed:metric:{metric}",
                               f"metric {metric} could not be read", error))
+    if report.history_error is not None:
+        notices.append(Notice("failed", "critical", "failed:run:history",
+                              "devscale could not save its history", report.history_error))
     return notices
 
 

@@ -59,4 +59,7 @@ def read_field(name: str, body: Any, field: str | None) -> MetricResult:
         return MetricResult(name, error=f"field {where} is not a number: {value!r}"[:200])
     if not math.isfinite(value):
         return MetricResult(name, error=f"field {where} is {value}")
+    if value < 0:
+        return MetricResult(name, error=f"field {where} is {value:g}: a negative reading is "
+                            "not a load")
     return MetricResult(name, shared=float(value))

@@ -78,51 +78,76 @@ class PrometheusSource:
             return MetricResult(q.name, error=f"cannot connect to Prometheus at {self._url}")
         except (requests.RequestException, ValueError) as e:
             return MetricResult(q.name, error=f"unusable answer from Prometheus: {_short(e)}")
-        result = parse_result(q.name, raw)
+        result = parse_result(q.name, raw, q.promql)
         with self._trace.span("reading", f"{q.name}: {_summary(result)}"):
             pass
         return result
 
 
-def parse_result(name: str, raw: Any) -> MetricResult:
-    """Turn `data.result` of an instant query into readings, checking its shape and values."""
+def parse_result(name: str, raw: Any, promql: str = "") -> MetricResult:
+    """Turn `data.result` of an instant query into readings, checking its shape and values.
+
+    One series per Deployment (label `deployment`); a single series without that label stands
+    for every target only when it is the whole result. NaN and ±Inf are missing readings, a
+    negative value is an invalid one; neither is ever zero.
+    """
     if _is_scalar(raw):
-        value = finite_number(raw[1])
-        if value is None:
-            return MetricResult(name, error=f"the query returned {raw[1]}, not a number")
-        return MetricResult(name, shared=value)
+        return _shared(name, raw[1])
     if not isinstance(raw, list):
         return MetricResult(name, error="the query returned neither a vector nor a scalar")
     if not raw:
         return MetricResult(name, error="the query returned no series (absent or stale data)")
     values: dict[str, float] = {}
     unusable: dict[str, str] = {}
-    unlabelled: list[float | None] = []
+    invalid: dict[str, str] = {}
+    unlabelled: list[object] = []
     for series in raw:
         labels = series.get("metric", {}) if isinstance(series, dict) else {}
         sample = series.get("value") if isinstance(series, dict) else None
         if not isinstance(sample, list) or len(sample) != 2:
             return MetricResult(name, error="the query returned a series without a value")
-        value = finite_number(sample[1])
         deployment = labels.get("deployment")
         if deployment is None:
-            unlabelled.append(value)
+            unlabelled.append(sample[1])
             continue
-        if deployment in values or deployment in unusable:
+        if deployment in values or deployment in unusable or deployment in invalid:
             return MetricResult(name, error=f"several series for deployment {deployment!r}; "
                                 "aggregate with sum by (deployment)")
+        value = finite_number(sample[1])
         if value is None:
             unusable[deployment] = f"the reading is {sample[1]}"
+        elif value < 0:
+            invalid[deployment] = f"negative reading {value:g} is not a load"
         else:
             values[deployment] = value
+    if unlabelled and (values or unusable or invalid):
+        labelled = len(values) + len(unusable) + len(invalid)
+        return MetricResult(name, error=(
+            f"the result mixes {labelled} series with a `deployment` label and "
+            f"{len(unlabelled)} without one (Prometheus drops an empty label): a series without "
+            "the label may stand for every target only when it is the whole result; "
+            f"query: {_short_query(promql)}"))
     if len(unlabelled) > 1:
         return MetricResult(name, error="several series without a `deployment` label; "
                             "aggregate with sum by (deployment)")
-    shared = unlabelled[0] if unlabelled else None
-    if unlabelled and shared is None:
-        return MetricResult(name, values=values, unusable=unusable,
-                            error=None if values else "the reading is not a number")
-    return MetricResult(name, values=values, shared=shared, unusable=unusable)
+    if unlabelled:
+        return _shared(name, unlabelled[0])
+    return MetricResult(name, values=values, unusable=unusable, invalid=invalid)
+
+
+def _shared(name: str, text: object) -> MetricResult:
+    """One value for every target (a scalar, or the whole result's one unlabelled series)."""
+    value = finite_number(text)
+    if value is None:
+        return MetricResult(name, error=f"the reading is {text}, not a number")
+    if value < 0:
+        return MetricResult(name, error=f"negative reading {value:g} is not a load")
+    return MetricResult(name, shared=value)
+
+
+def _short_query(promql: str, most: int = 200) -> str:
+    flat = " ".join(promql.split())
+    return flat if len(flat) <= most else flat[:most - 1] + "…"
 
 
 def _is_scalar(raw: Any) -> bool:

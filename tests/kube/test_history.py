@@ -30,9 +30,16 @@ def test_decode_refuses_anything_else(text: str) -> None:
 def test_round_trip_through_a_real_configmap(cluster: Cluster) -> None:
     store = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history")
     assert store.load() == ({}, [])
-    store.save({"api": SAMPLE})
+    store.save({"uid-1": (SAMPLE, "api"), "uid-2": (SAMPLE, "web")})
     again = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history")
-    assert again.load() == ({"api": SAMPLE}, [])
+    assert again.load() == ({"uid-1": SAMPLE, "uid-2": SAMPLE}, [])
+    again.save({}, remove=["uid-2"])          # a Deployment that is gone: its entry goes too
+    assert ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history").load() == (
+        {"uid-1": SAMPLE}, [])
+
+
+def test_an_entry_names_its_deployment_for_people() -> None:
+    assert '"deployment":"api"' in encode(SAMPLE, "api")
 
 
 @pytest.mark.integration
@@ -52,10 +59,10 @@ def test_corrupt_entry_is_reported_and_treated_as_empty(cluster: Cluster) -> Non
 def test_concurrent_writers_keep_each_others_entries(cluster: Cluster) -> None:
     first = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history")
     second = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history")
-    first.save({"seed": SAMPLE})
+    first.save({"seed": (SAMPLE, "seed")})
     first.load()
     second.load()
-    first.save({"api": SAMPLE})
-    second.save({"web": SAMPLE})          # stale resourceVersion: 409, re-read, retried
+    first.save({"api": (SAMPLE, "api")})
+    second.save({"web": (SAMPLE, "web")})          # stale resourceVersion: 409, re-read, retried
     histories, _ = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history").load()
     assert set(histories) == {"seed", "api", "web"}

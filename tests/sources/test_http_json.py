@@ -1,5 +1,6 @@
 """HttpJsonSource against a real HTTP server on loopback: the number at a dotted field, and each
-way an endpoint can fail (status, not JSON, missing field, not a number, NaN, down, too slow)."""
+way an endpoint can fail (status, not JSON, missing field, not a number, NaN, negative,
+down, too slow)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ ROUTES: dict[str, tuple[int, str]] = {
     "/html": (200, "<html>login</html>"),
     "/nan": (200, '{"waiting": NaN}'),
     "/text": (200, '{"waiting": "many"}'),
+    "/negative": (200, '{"waiting": -4}'),
+    "/empty-queue": (200, '{"waiting": 0}'),
 }
 
 
@@ -65,6 +68,9 @@ def endpoint() -> Iterator[str]:
         pytest.param("/nested", "queues.mail", None, "no field 'queues.mail'", id="no-field"),
         pytest.param("/nan", "waiting", None, "is nan", id="nan-is-missing"),
         pytest.param("/text", "waiting", None, "not a number", id="not-a-number"),
+        pytest.param("/negative", "waiting", None, "field 'waiting' is -4: a negative reading "
+                     "is not a load", id="negative-is-not-a-load"),
+        pytest.param("/empty-queue", "waiting", 0.0, None, id="zero-waiting-is-a-reading"),
         pytest.param("/slow", None, None, "did not answer within 0.5s", id="too-slow"),
     ],
 )

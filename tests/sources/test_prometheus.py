@@ -41,6 +41,17 @@ def series(value: str, **labels: str) -> dict[str, Any]:
         pytest.param([{"metric": {"deployment": "a"}, "value": [1.7e9]}], {}, None,
                      "without a value", id="short-value-pair"),
         pytest.param({"resultType": "matrix"}, {}, None, "neither", id="not-a-list"),
+        # Prometheus drops an empty label: one unlabelled series among labelled ones must not
+        # lend its value to every target that has no series of its own
+        pytest.param([series("3", deployment="a"), series("50")], {}, None,
+                     "mixes 1 series with a `deployment` label and 1 without",
+                     id="mixed-labelled-and-unlabelled"),
+        pytest.param([series("NaN", deployment="a"), series("50")], {}, None,
+                     "mixes", id="mixed-with-a-nan-labelled"),
+        pytest.param([series("-4")], {}, None, "negative reading -4 is not a load",
+                     id="negative-shared"),
+        pytest.param([1.7e9, "-4"], {}, None, "negative reading -4", id="negative-scalar"),
+        pytest.param([series("0")], {}, 0.0, None, id="zero-is-a-reading"),
     ],
 )
 def test_parse_result(raw: Any, values: dict[str, float], shared: float | None,
@@ -60,6 +71,21 @@ def test_nan_and_inf_are_missing_never_zero(text: str) -> None:
     assert result.reading_for("a") == (None, f"the reading is {text}")
     assert result.reading_for("b") == (2.0, None)
     assert result.reading_for("c")[0] is None
+
+
+def test_a_negative_reading_is_invalid_for_its_deployment_only() -> None:
+    result = parse_result("m", [series("-4", deployment="a"), series("2", deployment="b")])
+    assert result.reading_for("a") == (None, "negative reading -4 is not a load")
+    assert result.reading_for("b") == (2.0, None)
+    assert dict(result.invalid) == {"a": "negative reading -4 is not a load"}
+
+
+def test_a_mixed_result_names_the_query() -> None:
+    result = parse_result("m", [series("3", deployment="a"), series("50")],
+                          'label_replace(q, "deployment", "$1", "pod", "(.*)-[^-]+")')
+    assert result.error is not None
+    assert result.error.endswith('query: label_replace(q, "deployment", "$1", "pod", '
+                                 '"(.*)-[^-]+")')
 
 
 @pytest.mark.integration
