@@ -105,7 +105,8 @@ def _guard(debug: bool, body: Callable[[], int]) -> None:
 
 
 def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSource:
-    """Prometheus for PromQL metrics, the JSON reader for URL metrics, sharing the timeout."""
+    """Prometheus for PromQL metrics, the JSON reader for URL metrics, sharing the timeout;
+    all queried at once under one deadline (the timeout and a second's grace)."""
     from devtrip_scale.sources import RoutedSource
     from devtrip_scale.sources.http_json import HttpJsonSource
     from devtrip_scale.sources.prometheus import PrometheusSource
@@ -115,6 +116,7 @@ def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSo
         PrometheusSource(settings.prometheus.url, timeout=timeout,
                          token=settings.prometheus_token(), trace=trace),
         HttpJsonSource(timeout=timeout, trace=trace),
+        deadline_seconds=timeout + 1,
     )
 
 
