@@ -122,7 +122,8 @@ def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSo
 
 def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
           notifiers: Sequence[Notifier], now: datetime, dry_run: bool = False,
-          only: Sequence[str] = (), recovered: Sequence[Notice] = ()) -> CheckReport:
+          only: Sequence[str] = (), recovered: Sequence[Notice] = (),
+          writable: Callable[[], str | None] = lambda: None) -> CheckReport:
     """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
     from devtrip_scale.kube.deployments import DeploymentTarget
     from devtrip_scale.kube.events import EventRecorder
@@ -134,7 +135,8 @@ def _pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
         settings, source, DeploymentTarget(api, ns, trace),
         ConfigMapHistory(api, ns, settings.history_configmap, trace),
         now, dry_run=dry_run, only=tuple(only), trace=trace,
-        events=EventRecorder(api, ns, trace), notifiers=notifiers, recovered=recovered)
+        events=EventRecorder(api, ns, trace), notifiers=notifiers, recovered=recovered,
+        writable=writable)
 
 
 def _run_alerts(settings: Settings, notifiers: Sequence[Notifier],
@@ -177,6 +179,14 @@ def _tell_failure(alerts: RunAlerts, error: BaseException, now: datetime) -> Non
         err.print(f"devscale: {told.problem}", style="yellow", markup=False)
 
 
+def _lease_seconds(text: str) -> int:
+    seconds = int(parse_duration(text).total_seconds())
+    if seconds < 6:
+        raise ConfigError(f"--lease-duration {text}: at least 6s (it is renewed every third "
+                          "of it)")
+    return seconds
+
+
 def _out() -> Console:
     """Standard output; not a terminal (cron log, CI, a pipe): wide enough that rows don't fold."""
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -208,6 +218,9 @@ def check(
         "~/.kube/config).")] = None,
     context: Annotated[str | None, typer.Option(
         "--context", help="kubeconfig context to use.")] = None,
+    lease_duration: Annotated[str, typer.Option(
+        "--lease-duration", help="How long the namespace's Lease lasts unrenewed; it is "
+        "renewed every third of that while the pass runs.")] = "60s",
     now: Annotated[datetime | None, typer.Option(
         "--now", hidden=True, formats=["%Y-%m-%dT%H:%M:%S%z"],
         help="Decide as if it were this time (for replays and tests).")] = None,
@@ -237,12 +250,17 @@ def check(
         def locked_pass(recovered: Sequence[Notice]) -> CheckReport:
             api = connect(kubeconfig, context)
             source = _metrics_source(settings, trace)
-            lock = LeaseLock(api, settings.namespace, trace=trace)
+            lock = LeaseLock(api, settings.namespace, trace=trace,
+                             duration_seconds=_lease_seconds(lease_duration))
             try:
-                if not dry_run:  # one writer at a time; a dry run writes nothing
-                    lock.acquire()
-                return _pass(settings, api, source, trace, notifiers=notifiers, now=moment,
-                             dry_run=dry_run, only=deployment or (), recovered=recovered)
+                if dry_run:  # a dry run writes nothing: it needs no lock
+                    return _pass(settings, api, source, trace, notifiers=notifiers, now=moment,
+                                 dry_run=True, only=deployment or ())
+                lock.acquire()   # one writer at a time, renewed while the pass runs
+                with lock.kept() as writable:
+                    return _pass(settings, api, source, trace, notifiers=notifiers, now=moment,
+                                 only=deployment or (), recovered=recovered,
+                                 writable=writable)
             finally:
                 lock.release()
                 source.close()
@@ -384,9 +402,10 @@ def run(
 
         def check() -> CheckReport:
             moment = datetime.now(UTC)
-            return _alerting(alerts, moment, lambda recovered: _pass(
-                settings, api, source, Trace(), notifiers=notifiers, now=moment,
-                recovered=recovered))
+            with lock.kept() as writable:   # renewed while the pass runs
+                return _alerting(alerts, moment, lambda recovered: _pass(
+                    settings, api, source, Trace(), notifiers=notifiers, now=moment,
+                    recovered=recovered, writable=writable))
 
         lock = LeaseLock(api, settings.namespace, duration_seconds=int(lease_seconds))
         state, telemetry, stop = LoopState(), Telemetry(), threading.Event()

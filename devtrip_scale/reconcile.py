@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -59,9 +59,12 @@ class CheckReport:
     notified: list[Notice] = field(default_factory=list)
     notify_failures: list[str] = field(default_factory=list)
     history_error: str | None = None
+    lock_lost: str | None = None
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.lock_lost is not None:
+            return ExitCode.LOCKED
         failed = [r for r in self.results if r.error is not None]
         if failed:
             return ExitCode.PARTIAL if len(failed) < len(self.results) else ExitCode.KUBERNETES
@@ -152,6 +155,13 @@ class _Run:
     now: datetime
     dry_run: bool
     report: CheckReport
+    writable: Callable[[], str | None]
+
+    def lock_lost(self) -> bool:
+        """Whether the run's Lease is no longer surely held: then it writes nothing more."""
+        if self.report.lock_lost is None:
+            self.report.lock_lost = self.writable()
+        return self.report.lock_lost is not None
 
 
 def run_check(
@@ -167,12 +177,14 @@ def run_check(
     events: EventSink | None = None,
     notifiers: Sequence[Notifier] = (),
     recovered: Sequence[Notice] = (),
+    writable: Callable[[], str | None] = lambda: None,
 ) -> CheckReport:
     """Read → decide → act → tell for every target.
 
     One target's failure does not stop the others; notifications go out after the scaling and
     their failure changes no scaling outcome. `recovered` are run-level conditions this run
-    resolves by reaching its report; they go out in the same message.
+    resolves by reaching its report; they go out in the same message. `writable` is asked
+    before every write: a reason (the Lease was lost) stops all writes of the run.
     """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     targets, missing, everything = resolve_targets(settings, deployments, only)
@@ -184,7 +196,7 @@ def run_check(
     histories, problems = history.load()
     report.warnings.extend(problems)
 
-    run = _Run(settings, deployments, events, now, dry_run, report)
+    run = _Run(settings, deployments, events, now, dry_run, report, writable)
     updated: dict[str, History] = {}
     for workload, target in targets:
         past = histories.get(workload.uid, History())
@@ -205,7 +217,9 @@ def run_check(
     gone = [key for key in histories if key not in names]   # deleted, or keyed by name before
     state = _notify_state(report, history.notes) if notifiers else None
     send, notes = _plan(settings, report, state) if state is not None else ([], None)
-    if updated or notes is not None or gone:
+    if run.lock_lost():
+        report.history_error = f"history not saved: {report.lock_lost}"
+    elif updated or notes is not None or gone:
         try:
             history.save({uid: (h, names[uid]) for uid, h in updated.items()}, notes,
                          remove=gone)
@@ -266,6 +280,9 @@ def _one_target(run: _Run, workload: Workload, spec: PolicySpec, results: list[M
         result.decision = decision
         if run.dry_run or decision.desired_replicas == decision.current_replicas:
             return policy.remember(past, decision, spec, run.now, written=None)
+        if run.lock_lost():
+            result.error = f"not scaled to {decision.desired_replicas}: {run.report.lock_lost}"
+            return None
         try:
             run.deployments.scale(workload.name, decision.desired_replicas,
                                   workload.resource_version)

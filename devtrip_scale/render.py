@@ -65,6 +65,8 @@ def table(report: CheckReport) -> RenderableType:
                       Text(why, style="red" if r.error else "yellow"))
             continue
         replicas = f"{d.current_replicas} → {d.desired_replicas}"
+        if d.ready_pods is not None and d.ready_pods != d.current_replicas:
+            replicas += f"\n({d.ready_pods} ready)"
         metrics = "\n".join(proposal_text(p) for p in d.proposals)
         reason = explanation(d) + (f"\nerror: {r.error}" if r.error else "")
         t.add_row(d.deployment, replicas, metrics, action_text(r, report.dry_run), reason)
@@ -75,6 +77,9 @@ def table(report: CheckReport) -> RenderableType:
         parts.append(Text(f"metric {name}: {error}", style="yellow"))
     for warning in report.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
+    for problem in (report.lock_lost, report.history_error):
+        if problem is not None:
+            parts.append(Text(f"error: {problem}", style="red"))
     if report.notified:
         parts.append(Text(f"notified: {len(report.notified)} notice(s): "
                           + "; ".join(n.title for n in report.notified)))
@@ -108,6 +113,8 @@ def to_dict(report: CheckReport) -> dict[str, Any]:
         "notified": [{"kind": n.kind, "severity": n.severity, "title": n.title,
                       "deployment": n.deployment} for n in report.notified],
         "notifyFailures": report.notify_failures,
+        "historyError": report.history_error,
+        "lockLost": report.lock_lost,
     }
 
 
@@ -129,6 +136,7 @@ def _result_dict(r: TargetResult, dry_run: bool) -> dict[str, Any]:
     if d is not None:
         out.update(
             currentReplicas=d.current_replicas,
+            readyReplicas=d.ready_pods,
             desiredReplicas=d.desired_replicas,
             recommendation=d.recommendation,
             reason=d.reason,

@@ -1,11 +1,14 @@
-"""Real peers for notifications: an SMTP server (aiosmtpd, TLS from a test CA) and a local HTTP
-receiver standing in for Slack's webhook endpoint, both on loopback and recording what arrives."""
+"""Real peers on loopback: an SMTP server (aiosmtpd, TLS from a test CA) and a local HTTP receiver
+standing in for Slack's webhook endpoint, both recording what arrives; and a queue's JSON endpoint
+whose answer and delay the test sets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -57,6 +60,37 @@ class SlackReceiver:
 
     def reply(self, *responses: tuple[int, str, dict[str, str]]) -> None:
         self.script.extend(responses)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class QueueEndpoint:
+    """`GET /metrics/waiting-jobs` answers `{"waiting": N}` after `delay` seconds; counts GETs."""
+
+    def __init__(self, waiting: float = 0, delay: float = 0) -> None:
+        self.waiting, self.delay, self.gets = waiting, delay, 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint.gets += 1
+                time.sleep(endpoint.delay)
+                found = self.path == "/metrics/waiting-jobs"
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(200 if found else 404)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps({"waiting": endpoint.waiting}).encode()
+                                     if found else b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/metrics/waiting-jobs"
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -110,7 +110,7 @@ class Cluster:
         from kubernetes import client
 
         scale = client.AppsV1Api(self.api).read_namespaced_deployment_scale(name, self.namespace)
-        return int(scale.spec.replicas)
+        return int(scale.spec.replicas or 0)   # the API leaves out a 0
 
     def set_replicas(self, name: str, replicas: int) -> None:
         from kubernetes import client

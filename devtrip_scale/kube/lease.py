@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,7 @@ class LeaseLock:
         self._resource_version: str | None = None
         self._transitions = 0
         self._acquired_at: datetime | None = None
+        self._renewed_at = datetime.min.replace(tzinfo=UTC)
         self._attempted = False
 
     @property
@@ -67,8 +69,7 @@ class LeaseLock:
             try:
                 self._write("create", now, now, transitions=0, resource_version=None)
             except KubeConflict:
-                raise LeaseHeld(f"Lease {self.namespace}/{self.name} was just created by another "
-                                "devscale run; skipping this one") from None
+                raise self._taken("created it at the same moment") from None
             return
         spec = lease.spec
         holder = spec.holder_identity
@@ -90,8 +91,20 @@ class LeaseLock:
             self._write("update", acquired, now, transitions=transitions,
                         resource_version=lease.metadata.resource_version)
         except KubeConflict:
-            raise LeaseHeld(f"another devscale run took Lease {self.namespace}/{self.name} at "
-                            "the same moment; skipping this run") from None
+            raise self._taken("took it at the same moment") from None
+
+    def _taken(self, how: str) -> LeaseHeld:
+        """LeaseHeld naming whoever holds the Lease now, read back after losing a race."""
+        try:
+            spec = self._call("get", lambda: self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=TIMEOUT)).spec
+            since = spec.acquire_time.isoformat() if spec.acquire_time else "unknown"
+            holder = f"{spec.holder_identity or 'nobody'}, since {since}"
+        except KubeError as e:
+            holder = f"holder unknown: reading the Lease back failed ({e})"
+        return LeaseHeld(f"another devscale run {how}: Lease {self.namespace}/{self.name} is "
+                         f"held by {holder}; skipping this run (it changes nothing)",
+                         holder=holder)
 
     def renew(self) -> None:
         """Extend the lease; raises LeaseHeld if someone else took it meanwhile."""
@@ -102,7 +115,50 @@ class LeaseLock:
                         transitions=self._transitions, resource_version=self._resource_version)
         except KubeConflict:
             self._resource_version = None
-            raise LeaseHeld(f"lost Lease {self.namespace}/{self.name} to another run") from None
+            raise self._taken("took it over") from None
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[Callable[[], str | None]]:
+        """Renew the held lease every third of its duration while the body runs.
+
+        Yields a guard to call before each write: None while the lease is surely ours, else why
+        writing must stop (taken over, or not renewed for so long that another runner may
+        take it over).
+        """
+        stop = threading.Event()
+        problem: list[str] = []
+
+        def renew_until_stopped() -> None:
+            while not stop.wait(self.duration / 3):
+                try:
+                    self.renew()
+                    problem.clear()
+                except LeaseHeld as e:
+                    problem[:] = [str(e)]
+                    return
+                except KubeError as e:   # the guard judges by the time since the last renewal
+                    problem[:] = [f"renewing it failed: {e}"]
+
+        def guard() -> str | None:
+            if self._resource_version is None:
+                return f"lost the Lease mid-pass: {problem[0] if problem else 'released'}"
+            # Two thirds: one renewal may fail, and a third of the duration is left for the
+            # write itself (20 s of a 60 s lease: more than an API call's read timeout).
+            left = self._renewed_at + timedelta(seconds=self.duration * 2 / 3)
+            if self._clock() >= left:
+                return (f"Lease {self.namespace}/{self.name} not renewed since "
+                        f"{self._renewed_at.isoformat()} ({problem[0] if problem else 'no answer'}"
+                        "): stopping before another runner may take it over")
+            return None
+
+        renewer = threading.Thread(target=renew_until_stopped, daemon=True,
+                                   name="devscale-lease-renewal")
+        renewer.start()
+        try:
+            yield guard
+        finally:
+            stop.set()
+            renewer.join(TIMEOUT[0] + TIMEOUT[1])
 
     def release(self) -> None:
         """Give the lease up (holder cleared) so the next run need not wait for expiry.
@@ -153,6 +209,7 @@ class LeaseLock:
         self._resource_version = result.metadata.resource_version
         self._transitions = transitions
         self._acquired_at = acquired
+        self._renewed_at = renewed
 
     def _call(self, verb: str, call: Callable[[], Any]) -> Any:
         return request(self._trace, verb, "leases", self.namespace, self.name, call)

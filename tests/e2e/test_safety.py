@@ -21,6 +21,7 @@ from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
 from testbed.net import free_port
 from testbed.prometheus import Prometheus
+from testbed.receivers import QueueEndpoint
 from tests.conftest import ROOT, Cluster, run_cli, settle, write_config
 
 pytestmark = pytest.mark.integration
@@ -58,25 +59,9 @@ def hot_api(cluster: Cluster, exporter: SyntheticExporter, prometheus: Prometheu
 @pytest.fixture
 def slow_queue() -> Iterator[str]:
     """A queue endpoint that takes 4 s to say 5 jobs wait: each run stays busy that long."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Slow(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            time.sleep(4)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"waiting": 5}')
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/metrics/waiting-jobs"
-    server.shutdown()
-    server.server_close()
+    queue = QueueEndpoint(waiting=5, delay=4)
+    yield queue.url
+    queue.stop()
 
 
 def test_three_simultaneous_checks_exactly_one_writes(cluster: Cluster, prometheus: Prometheus,
