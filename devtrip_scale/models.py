@@ -24,6 +24,7 @@ Reason = Literal[
     "ScaleDownLimit",
     "WithinTolerance",
     "DesiredWithinRange",
+    "ScaleUpUnschedulable",
 ]
 
 HOLD_REASONS: tuple[Reason, ...] = ("MissingMetrics", "NoMetrics")
@@ -104,6 +105,22 @@ class MetricReading(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Unschedulable:
+    """A Deployment's pods the scheduler cannot place: how many, since when, and why."""
+
+    pods: int
+    of: int                 # the Deployment's pods in all
+    since: datetime         # the earliest PodScheduled=False transition among them
+    why: str                # the scheduler's message, e.g. "0/3 nodes are available: …"
+
+    def text(self, now: datetime) -> str:
+        """`capacity: 3 of 8 pods unschedulable for 6 min: 0/3 nodes are available: …`."""
+        minutes = max(0, int((now - self.since).total_seconds() // 60))
+        return (f"capacity: {self.pods} of {self.of} pods unschedulable for {minutes} min: "
+                f"{self.why}")
+
+
+@dataclass(frozen=True)
 class Observation:
     """What a run saw of one Deployment: its replicas, its pods' readiness and its readings.
 
@@ -118,6 +135,7 @@ class Observation:
     readings: tuple[MetricReading, ...]
     ready_pods: int | None = None
     unready_pods: int = 0
+    unschedulable: Unschedulable | None = None
 
 
 class Recommendation(NamedTuple):

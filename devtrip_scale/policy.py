@@ -18,7 +18,8 @@ follows `pkg/controller/podautoscaler` of Kubernetes:
 5. devscale's optional cooldowns: no scale in a direction within N s of the last scale event;
 6. rate policies measured from the replicas at the start of each period, found by undoing the
    scale events inside it, selected with Max/Min/Disabled, then the clamp to [min, max]
-   (`convertDesiredReplicasWithBehaviorRate`).
+   (`convertDesiredReplicasWithBehaviorRate`);
+7. devscale's extra: no scale-up while pods of the Deployment cannot be scheduled.
 
 `remember(history, decision, ...)` returns the history the next run needs (pure too).
 """
@@ -202,6 +203,12 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     if final != value:
         reason, message = rate_reason, rate_message
         limits.append(rate_reason)
+    if final > current and obs.unschedulable is not None:
+        # devscale's extra: no more pods asked of a cluster that cannot place those it has
+        final, reason = current, "ScaleUpUnschedulable"
+        message = (f"{obs.unschedulable.text(now)}; not scaling up into a cluster that cannot "
+                   "place the pods it already has")
+        limits.append(reason)
     if not message:
         message = _plain_message(reason, best, wanted)
     return verdict(final, reason, message, recommendation=wanted, deciding_metric=best.name,

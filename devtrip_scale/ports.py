@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from devtrip_scale.models import History
+from devtrip_scale.models import History, Unschedulable
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ class ReplicaTarget(Protocol):
 
     def other_scalers(self) -> dict[str, str]:
         """Deployment name → the HPA (or KEDA ScaledObject) that already scales it."""
+        ...
+
+    def unschedulable(self) -> dict[str, Unschedulable]:
+        """Deployment name → its pods the scheduler cannot place (`of` left 0)."""
         ...
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from devtrip_scale import policy
 from devtrip_scale.config import Settings, TargetModel
 from devtrip_scale.errors import ExitCode, KubeConflict, KubeError
-from devtrip_scale.models import Decision, History, MetricReading, Observation, PolicySpec
+from devtrip_scale.models import (
+    Decision,
+    History,
+    MetricReading,
+    Observation,
+    PolicySpec,
+    Unschedulable,
+)
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, notices_for, select
 from devtrip_scale.ports import (
     EventSink,
@@ -42,6 +50,7 @@ class TargetResult:
     error: str | None = None
     skipped: str | None = None
     warnings: list[str] = field(default_factory=list)
+    capacity: str | None = None   # pods the scheduler cannot place: "capacity: 3 of 8 pods …"
 
 
 @dataclass
@@ -121,7 +130,8 @@ def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collec
     return sorted(found.values(), key=lambda pair: pair[0].name), missing, everything
 
 
-def observe(workload: Workload, settings: Settings, results: list[MetricResult]) -> Observation:
+def observe(workload: Workload, settings: Settings, results: list[MetricResult],
+            stuck: Unschedulable | None = None) -> Observation:
     """The readings of one Deployment, cut from the batched query results."""
     readings = []
     for metric, result in zip(settings.metrics, results, strict=True):
@@ -130,8 +140,10 @@ def observe(workload: Workload, settings: Settings, results: list[MetricResult])
                                       value, why))
     ready = workload.ready_replicas
     unready = max(workload.pods - ready, 0) if ready is not None and workload.pods else 0
+    if stuck is not None:
+        stuck = replace(stuck, of=max(workload.pods or 0, workload.replicas, stuck.pods))
     return Observation(workload.name, workload.replicas, tuple(readings), ready_pods=ready,
-                       unready_pods=unready)
+                       unready_pods=unready, unschedulable=stuck)
 
 
 def invalid_readings(targets: Sequence[Workload], results: Sequence[MetricResult]
@@ -189,6 +201,7 @@ def run_check(
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     targets, missing, everything = resolve_targets(settings, deployments, only)
     scalers = _other_scalers(deployments, report) if targets else {}
+    stuck = _unschedulable(deployments, report) if targets else {}
     report.queries = metric_queries(settings)
     results = source.fetch(report.queries)
     report.metric_errors = {r.name: r.error for r in results if r.error is not None}
@@ -206,7 +219,13 @@ def run_check(
             _event(run, workload, "Warning" if workload.name in scalers else "Normal",
                    "ScalingSkipped", str(result.skipped))
             continue
-        new_history = _one_target(run, workload, settings.policy_for(target), results, past,
+        seen = partial(observe, settings=settings, results=results,
+                       stuck=stuck.get(workload.name))
+        capacity = seen(workload).unschedulable
+        if capacity is not None:
+            result.capacity = capacity.text(now)
+            _event(run, workload, "Warning", "Unschedulable", result.capacity)
+        new_history = _one_target(run, workload, settings.policy_for(target), seen, past,
                                   result)
         if new_history is not None:
             updated[workload.uid] = new_history
@@ -260,6 +279,15 @@ def _other_scalers(deployments: ReplicaTarget, report: CheckReport) -> dict[str,
         return {}
 
 
+def _unschedulable(deployments: ReplicaTarget, report: CheckReport
+                   ) -> dict[str, Unschedulable]:
+    try:
+        return deployments.unschedulable()
+    except KubeError as e:
+        report.warnings.append(f"cannot tell whether pods wait for capacity: {e}")
+        return {}
+
+
 def _skip(workload: Workload, scalers: dict[str, str], result: TargetResult) -> bool:
     if workload.annotations.get(PAUSED, "").lower() == "true":
         result.skipped = f"paused by the annotation {PAUSED}: \"true\""
@@ -269,14 +297,15 @@ def _skip(workload: Workload, scalers: dict[str, str], result: TargetResult) -> 
     return result.skipped is not None
 
 
-def _one_target(run: _Run, workload: Workload, spec: PolicySpec, results: list[MetricResult],
-                past: History, result: TargetResult) -> History | None:
+def _one_target(run: _Run, workload: Workload, spec: PolicySpec,
+                seen: Callable[[Workload], Observation], past: History, result: TargetResult
+                ) -> History | None:
     if past.last_written is not None and past.last_written != workload.replicas:
         result.warnings.append(
             f"replicas are {workload.replicas}, but devscale last wrote {past.last_written}: "
             f"someone or something reset them; {GITOPS_FIX}")
     for attempt in range(WRITE_RETRIES):
-        decision = policy.decide(observe(workload, run.settings, results), spec, past, run.now)
+        decision = policy.decide(seen(workload), spec, past, run.now)
         result.decision = decision
         if run.dry_run or decision.desired_replicas == decision.current_replicas:
             return policy.remember(past, decision, spec, run.now, written=None)

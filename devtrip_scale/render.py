@@ -73,6 +73,8 @@ def table(report: CheckReport) -> RenderableType:
     parts: list[RenderableType] = [t]
     for r in report.results:
         parts += [Text(f"warning: {r.deployment}: {w}", style="yellow") for w in r.warnings]
+        if r.capacity is not None:
+            parts.append(Text(f"{r.deployment}: {r.capacity}", style="red"))
     for name, error in report.metric_errors.items():
         parts.append(Text(f"metric {name}: {error}", style="yellow"))
     for warning in report.warnings:
@@ -131,7 +133,7 @@ def to_json(report: CheckReport, *, debug: bool = False) -> str:
 def _result_dict(r: TargetResult, dry_run: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.deployment, "action": action_text(r, dry_run),
                            "applied": r.applied, "error": r.error, "skipped": r.skipped,
-                           "warnings": r.warnings}
+                           "warnings": r.warnings, "capacity": r.capacity}
     d = r.decision
     if d is not None:
         out.update(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from devtrip_scale.errors import KubeConflict, KubeError, NotifyError
-from devtrip_scale.models import History
+from devtrip_scale.models import History, Unschedulable
 from devtrip_scale.notify import KINDS, Kind, Notice
 from devtrip_scale.ports import MetricQuery, MetricResult, Workload
 
@@ -36,6 +36,7 @@ class FakeDeployments:
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)
     ready: dict[str, int] = field(default_factory=dict)   # absent: every replica ready
     uids: dict[str, str] = field(default_factory=dict)    # absent: uid-NAME
+    stuck: dict[str, Unschedulable] = field(default_factory=dict)
 
     def _workload(self, name: str) -> Workload:
         replicas = self.replicas[name]
@@ -55,6 +56,9 @@ class FakeDeployments:
 
     def other_scalers(self) -> dict[str, str]:
         return dict(self.scalers)
+
+    def unschedulable(self) -> dict[str, Unschedulable]:
+        return dict(self.stuck)
 
     def scale(self, name: str, replicas: int, resource_version: str) -> None:
         self.writes.append((name, replicas, resource_version))

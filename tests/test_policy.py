@@ -23,6 +23,7 @@ from devtrip_scale.models import (
     ScaleEvent,
     ScalingPolicy,
     ScalingRules,
+    Unschedulable,
 )
 from devtrip_scale.policy import decide, propose, remember
 from tests.conftest import NOW
@@ -343,6 +344,21 @@ def test_zero_is_a_valid_reading_for_every_type() -> None:
     for kind in ("u", "v", "a"):
         d = decide(obs(4, (kind, 0, 5)), spec(), History(), NOW)
         assert d.desired_replicas == 1, kind
+
+
+def test_no_scale_up_into_a_cluster_that_cannot_place_the_pods() -> None:
+    # devscale's extra (the HPA has none): pods Pending as Unschedulable hold a scale-up, with
+    # the scheduler's reason and how long it has lasted; a scale-down is not held
+    stuck = Unschedulable(3, 8, ago(360), "0/3 nodes are available: 3 Insufficient cpu.")
+    hot = Observation("api", 8, obs(8, ("u", 140, 70)).readings, ready_pods=5, unready_pods=3,
+                      unschedulable=stuck)
+    d = decide(hot, spec(max_replicas=20), History(), NOW)
+    assert (d.desired_replicas, d.reason) == (8, "ScaleUpUnschedulable")
+    assert d.message.startswith("capacity: 3 of 8 pods unschedulable for 6 min: 0/3 nodes are "
+                                "available: 3 Insufficient cpu.")
+    cold = Observation("api", 8, obs(8, ("u", 7, 70)).readings, ready_pods=5, unready_pods=3,
+                       unschedulable=stuck)
+    assert decide(cold, spec(), History(), NOW).desired_replicas < 8
 
 
 # Property tests: for any readings, history and behaviour, the HPA's guarantees hold.

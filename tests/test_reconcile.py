@@ -10,7 +10,7 @@ import pytest
 
 from devtrip_scale.config import Settings
 from devtrip_scale.errors import ExitCode, KubeError, KubeForbidden
-from devtrip_scale.models import History
+from devtrip_scale.models import History, Unschedulable
 from devtrip_scale.notify import Notice
 from devtrip_scale.ports import MetricResult
 from devtrip_scale.reconcile import run_check
@@ -250,3 +250,19 @@ def test_history_error_outranks_metric_errors_in_the_exit_code(error: KubeError)
                            "jobs": MetricResult("jobs", shared=5)})
     report = run_check(settings(), source, deployments(), history, NOW)
     assert report.exit_code == ExitCode.KUBERNETES
+
+
+def test_pods_that_cannot_be_scheduled_are_said_and_stop_further_scale_ups() -> None:
+    kube = FakeDeployments({"api": 5}, labels={"api": {"tier": "api"}}, ready={"api": 2})
+    kube.stuck["api"] = Unschedulable(3, 0, NOW - timedelta(minutes=6),
+                                      "0/3 nodes are available: 3 Insufficient cpu.")
+    told = RecordingNotifier()
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 300}),
+                           "jobs": MetricResult("jobs", shared=0)})
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW, notifiers=[told])
+    [api] = [r for r in report.results if r.deployment == "api"]
+    assert api.capacity == ("capacity: 3 of 5 pods unschedulable for 6 min: 0/3 nodes are "
+                            "available: 3 Insufficient cpu.")
+    assert api.decision is not None and api.decision.reason == "ScaleUpUnschedulable"
+    assert kube.replicas["api"] == 5
+    assert "unschedulable:api" in [n.key for n in told.messages[0]]

@@ -112,6 +112,7 @@ _API_GROUPS = {
     "events": "",
     "leases": "coordination.k8s.io",
     "horizontalpodautoscalers": "autoscaling",
+    "pods": "",
 }
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
+from devtrip_scale.models import Unschedulable
 from devtrip_scale.ports import Workload
 from devtrip_scale.trace import Trace
 
@@ -48,6 +50,31 @@ class DeploymentTarget:
             and (h.spec.scale_target_ref.api_version or "apps/v1").startswith("apps/")
         }
 
+    def unschedulable(self) -> dict[str, Unschedulable]:
+        """Deployment name → its pods the scheduler cannot place, from one list of the
+        namespace's Pending pods (a field selector keeps it small)."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self._apps.api_client)
+        pods = request(self._trace, "list", "pods", self._ns, None,
+                       lambda: core.list_namespaced_pod(
+                           self._ns, field_selector="status.phase=Pending",
+                           _request_timeout=TIMEOUT),
+                       detail=f"list pods -n {self._ns} --field-selector status.phase=Pending"
+                       ).items
+        found: dict[str, list[tuple[datetime, str]]] = {}
+        for pod in pods:
+            owner = _deployment_of(pod)
+            condition = next((c for c in pod.status.conditions or ()
+                              if c.type == "PodScheduled" and c.status == "False"
+                              and c.reason == "Unschedulable"), None)
+            if owner is not None and condition is not None:
+                since = condition.last_transition_time or datetime.now(UTC)
+                found.setdefault(owner, []).append((since, condition.message or "Unschedulable"))
+        return {name: Unschedulable(len(entries), 0, min(at for at, _ in entries),
+                                    _first_sentence(max(entries)[1]))
+                for name, entries in found.items()}
+
     def scale(self, name: str, replicas: int, resource_version: str) -> None:
         """Set spec.replicas, only if the Deployment is still at `resource_version` (else 409)."""
         body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
@@ -67,6 +94,21 @@ def describe_scaler(hpa: Any) -> str:
     if keda is not None:
         return f"KEDA ScaledObject {keda} (through HorizontalPodAutoscaler {name})"
     return f"HorizontalPodAutoscaler {name}"
+
+
+def _deployment_of(pod: Any) -> str | None:
+    """The Deployment a pod belongs to: its ReplicaSet owner's name less the template hash."""
+    template_hash = (pod.metadata.labels or {}).get("pod-template-hash")
+    for ref in pod.metadata.owner_references or ():
+        if ref.kind == "ReplicaSet" and template_hash and ref.name.endswith(f"-{template_hash}"):
+            return str(ref.name).removesuffix(f"-{template_hash}")
+    return None
+
+
+def _first_sentence(message: str) -> str:
+    """`0/3 nodes are available: 3 Insufficient cpu.` of the scheduler's longer message."""
+    head = message.split(". ", 1)[0].strip()
+    return head if head.endswith(".") else head + "."
 
 
 def _workload(d: Any) -> Workload:

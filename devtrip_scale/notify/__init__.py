@@ -93,6 +93,9 @@ def _for_target(r: TargetResult, dry_run: bool) -> Iterable[Notice]:
                      f"{name} needs {wanted} replicas but its maximum is {d.desired_replicas}",
                      f"{d.deciding_metric} asks for {wanted}; raise maxReplicas or add "
                      "capacity", name)
+    if r.capacity is not None:
+        yield Notice("capacity_exhausted", "critical", f"unschedulable:{name}",
+                     f"{name}: pods cannot be scheduled", r.capacity, name)
     if d.held:
         yield Notice("held", "warning", f"held:{name}", f"{name} held at {d.current_replicas}: "
                      "metrics missing", d.message, name)
