@@ -79,11 +79,11 @@ def test_check_with_a_broken_config_changes_nothing_and_exits_2(tmp_path: Path) 
 
 @pytest.mark.parametrize("problem", ["missing-file", "dead-server", "unknown-context"])
 def test_kubernetes_problems_exit_4_with_a_clear_message(tmp_path: Path, problem: str) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig, port = tmp_path / "kubeconfig", free_port()
     if problem != "missing-file":
         kubeconfig.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
             "users": [{"name": "u", "user": {"token": "t"}}],
             "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
     args = ["check", "-c", str(ROOT / "config" / "devtrip.yaml"), "--kubeconfig", str(kubeconfig)]
@@ -92,8 +92,10 @@ def test_kubernetes_problems_exit_4_with_a_clear_message(tmp_path: Path, problem
     result = runner.invoke(app, args)
     assert result.exit_code == ExitCode.KUBERNETES, result.output
     text = " ".join(result.output.split())
-    expected = {"missing-file": f"kubeconfig {kubeconfig} does not exist",
-                "dead-server": "API server unreachable",
+    expected = {"missing-file": f"kubeconfig {kubeconfig} does not exist; check the path given "
+                                "to --kubeconfig",
+                "dead-server": "API server unreachable or too slow: Connection refused "
+                               f"(at https://127.0.0.1:{port})",
                 "unknown-context": f"context 'nope' of {kubeconfig}"}[problem]
     assert expected in text
     assert "Traceback" not in text
