@@ -59,7 +59,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
         raise KubeError(f"kubeconfig {path} is malformed: {_malformed(e)}") from None
     if logged:  # the client logs a failed exec credential plugin and goes on without credentials
         raise KubeError(f"cannot use kubeconfig {where}: the user's exec credential plugin "
-                        f"failed: {' '.join(' '.join(logged).split())[:500]}")
+                        f"failed: {_one_line(' '.join(logged))[:500]}")
     return _client(cfg)
 
 
@@ -83,6 +83,10 @@ def _logged_errors() -> Iterator[list[str]]:
         yield messages
     finally:
         root.removeHandler(handler)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\[Errno -?\d+\] ", "", " ".join(text.split()))
 
 
 def _malformed(e: Exception) -> str:
