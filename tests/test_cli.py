@@ -397,3 +397,37 @@ def test_validate_online_with_prometheus_down_is_a_metrics_error(tmp_path: Path)
     assert doc["error"]["kind"] == "metrics"
     assert "5 metric(s) could not be checked" in doc["error"]["message"]
     assert "cannot connect to Prometheus at http://127.0.0.1:" in doc["error"]["message"]
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    return text[start:text.find("\n#", start + len(title) + 2)]
+
+
+def test_the_readme_exit_code_table_is_one_table_with_every_code() -> None:
+    """Each row directly follows the previous one (a row after a paragraph renders as text)."""
+    lines = _readme_section("### Exit codes").splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("| code"))
+    rows = []
+    for line in lines[first + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(int(line.split("|")[1]))
+    assert rows == sorted(int(c) for c in ExitCode)
+    assert not any(line.startswith("| ") for line in lines[first + 2 + len(rows):])
+
+
+def test_the_readme_documents_every_field_of_the_json_documents(
+        tmp_path: Path, admin_free_kubeconfig: Path) -> None:
+    section = _readme_section("### JSON output")
+    docs = [
+        runner.invoke(app, ["check", "-c", str(DEVTRIP), "--kubeconfig", str(tmp_path / "x"),
+                            "-o", "json"]).stdout,
+        runner.invoke(app, ["config", "validate", "-c", str(DEVTRIP), "-o", "json"]).stdout,
+        runner.invoke(app, ["config", "show", "-c", str(DEVTRIP), "-o", "json"]).stdout,
+        runner.invoke(app, [*SIMULATE, "-d", "api", "-o", "json"]).stdout,
+    ]
+    for doc in docs:
+        for key in _one_document(doc):
+            assert f"`{key}`" in section or f"`{key}[]`" in section, f"{key} undocumented"

@@ -7,8 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
-from devtrip_scale.config import load_config, promql_problem
+from devtrip_scale.config import (
+    HttpMetricModel,
+    MetricModel,
+    PrometheusModel,
+    TargetModel,
+    load_config,
+    promql_problem,
+)
 from devtrip_scale.errors import ConfigError
 from devtrip_scale.models import HPA_DEFAULT_SCALE_DOWN
 from devtrip_scale.presets import PRESETS, render
@@ -259,3 +268,27 @@ def test_a_bad_value_from_the_environment_names_the_variable(
 def test_every_preset_is_valid_promql() -> None:
     for name, query in PRESETS.items():
         assert promql_problem(render(query, namespace="devtrip", window="2m")) is None, name
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+@pytest.mark.parametrize("model", [PrometheusModel, TargetModel, MetricModel, HttpMetricModel],
+                         ids=lambda m: m.__name__)
+def test_the_readme_configuration_table_names_every_key(model: type[BaseModel]) -> None:
+    section = _readme_section("## Configuration")
+    prefix = {PrometheusModel: "prometheus.", HttpMetricModel: "metrics[].http"}.get(model, "")
+    for name in model.model_fields:
+        camel = to_camel(name)
+        assert f"`{name}" in section or f"`.{name}`" in section or f"`{camel}`" in section \
+            or f"{prefix}{name}" in section or f"`{camel}:" in section, f"{name} undocumented"
+    if prefix:
+        assert f"`{prefix}" in section
+
+
+def test_the_readme_says_simulate_and_run_share_the_policy_today() -> None:
+    assert "will share" not in (ROOT / "README.md").read_text()
