@@ -71,7 +71,7 @@ KubeconfigOption = Annotated[str | None, typer.Option(
 ContextOption = Annotated[str | None, typer.Option(
     "--context", metavar="<name>", help="kubeconfig context to use (default: its current one).")]
 DebugOption = Annotated[bool, typer.Option(
-    "--debug", envvar="DEBUG", help="On an unexpected error, print its traceback (also "
+    "--debug", help="On an unexpected error, print its traceback (also "
     "DEBUG=1).")]
 OutputOption = Annotated[Output, typer.Option(
     "--output", "-o", help="table for people, json for machines (one document, also on "
@@ -99,7 +99,7 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option(
-        "--debug", envvar="DEBUG", help="Debug output for any command (also DEBUG=1): the "
+        "--debug", help="Debug output for any command (also DEBUG=1): the "
         "traceback of an unexpected error.")] = False,
 ) -> None:
     """devscale reads load from Prometheus and sets Deployment replicas as the HPA would."""
@@ -112,7 +112,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _debugging(flag: bool = False) -> bool:
-    """--debug on the command or before it, or DEBUG=1 in the environment."""
+    """--debug on the command or before it, or DEBUG=1 in the environment.
+
+    $DEBUG is read here rather than as the options' envvar: a value click cannot read as a
+    boolean (DEBUG=express:* of Node's debug module, say) must not make every command fail.
+    """
     env = os.environ.get("DEBUG", "").strip().lower()
     return flag or _root_debug or env in ("1", "true", "yes", "on")
 
@@ -258,7 +262,7 @@ def check(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Compute and show the decisions; change nothing.")] = False,
     debug: Annotated[bool, typer.Option(
-        "--debug", envvar="DEBUG", help="Add the PromQL, raw readings, timings and API calls "
+        "--debug", help="Add the PromQL, raw readings, timings and API calls "
         "(also DEBUG=1).")] = False,
     output: OutputOption = Output.table,
     kubeconfig: KubeconfigOption = None,
@@ -284,6 +288,7 @@ def check(
 
         settings = _load(config, namespace)
         loaded.append(settings)
+        debug_on = _debugging(debug)
         notifiers = notifiers_from(settings)
         moment = now or datetime.now(UTC)
         alerts = None if dry_run or not notifiers else _run_alerts(
@@ -306,10 +311,10 @@ def check(
 
         report = _alerting(alerts, moment, locked_pass)
         if output is Output.json:
-            _print_json({**json.loads(render.to_json(report, debug=debug)), "error": None})
+            _print_json({**json.loads(render.to_json(report, debug=debug_on)), "error": None})
         else:
             _out().print(render.table(report))
-        if debug:
+        if debug_on:
             err.print(render.debug(report), markup=False, soft_wrap=True)
         return int(report.exit_code)
 
@@ -533,20 +538,20 @@ def run(
     _guard(debug, body)
 
 
-def parse_duration(text: str, option: str = "--interval") -> timedelta:
+def parse_duration(text: str, option: str | None = None) -> timedelta:
     """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta; `option` names the flag in
     the ConfigError a bad value raises (`run` and `simulate` share this parser)."""
     import math
 
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
+    what = f"{option} {text!r}" if option else repr(text)
     try:
         seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
-        raise ConfigError(f"{option} {text!r}: not a duration such as 30s, 2m, 1h or 7d") \
-            from None
+        raise ConfigError(f"{what}: not a duration such as 30s, 2m, 1h or 7d") from None
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{option} {text!r}: the duration must be positive, such as 30s or 2m")
+        raise ConfigError(f"{what}: the duration must be positive, such as 30s or 2m")
     return timedelta(seconds=seconds)
 
 

@@ -431,3 +431,13 @@ def test_the_readme_documents_every_field_of_the_json_documents(
     for doc in docs:
         for key in _one_document(doc):
             assert f"`{key}`" in section or f"`{key}[]`" in section, f"{key} undocumented"
+
+
+@pytest.mark.parametrize("value", ["express:*", "0", "false"])
+def test_a_debug_variable_that_is_not_a_yes_neither_breaks_nor_debugs(value: str) -> None:
+    """DEBUG is also Node's debug module's variable: only 1/true/yes/on turn debugging on."""
+    ok = runner.invoke(app, ["config", "validate", "-c", str(DEVTRIP)], env={"DEBUG": value})
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, ["check", "-c", str(DEVTRIP), "--kubeconfig", "/nonexistent"],
+                        env={"DEBUG": value})
+    assert bad.exit_code == ExitCode.KUBERNETES and "Traceback" not in bad.output
