@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 
 from devtrip_scale import IMAGE, __version__
-from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
+from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode, MetricsError
 from devtrip_scale.ports import MetricQuery
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 config_app = typer.Typer(help="Check, show or start a configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -59,8 +60,31 @@ class Output(StrEnum):
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", envvar="DEVSCALE_CONFIG", help="The YAML configuration file.",
-                 dir_okay=False),
+                 dir_okay=False, metavar="<file>"),
 ]
+NamespaceOption = Annotated[str | None, typer.Option(
+    "--namespace", "-n", metavar="<namespace>",
+    help="Namespace of the targets (overrides the config and $NAMESPACE).")]
+KubeconfigOption = Annotated[str | None, typer.Option(
+    "--kubeconfig", metavar="<file>", help="kubeconfig file (default: in-cluster, then "
+    "$KUBECONFIG or ~/.kube/config).")]
+ContextOption = Annotated[str | None, typer.Option(
+    "--context", metavar="<name>", help="kubeconfig context to use (default: its current one).")]
+DebugOption = Annotated[bool, typer.Option(
+    "--debug", help="On an unexpected error, print its traceback (also "
+    "DEBUG=1).")]
+OutputOption = Annotated[Output, typer.Option(
+    "--output", "-o", help="table for people, json for machines (one document, also on "
+    "errors).")]
+DurationMetavar = "<duration>"
+# `-o json` documents carry this; README "JSON output" documents each version's fields.
+JSON_SCHEMA_VERSION = 1
+_root_debug = False  # `devscale --debug COMMAND`: set by the root callback on every invocation
+
+
+def _example(command: str) -> str:
+    """A command's `--help` epilog: one example, printed as written (`\\b`: not rewrapped)."""
+    return f"\b\nExample:\n  {command}"
 
 
 def _version(value: bool) -> None:
@@ -69,20 +93,41 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(epilog=_example("devscale config init devscale.yaml && devscale check -c "
+              "devscale.yaml --dry-run"))
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Debug output for any command (also DEBUG=1): the "
+        "traceback of an unexpected error.")] = False,
 ) -> None:
     """devscale reads load from Prometheus and sets Deployment replicas as the HPA would."""
+    global _root_debug
+    _root_debug = debug
 
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds like Ctrl-C: the lease is released on the way out
 
 
-def _guard(debug: bool, body: Callable[[], int]) -> None:
-    """Run a command body; map devscale's errors to their exit codes, hide tracebacks."""
+def _debugging(flag: bool = False) -> bool:
+    """--debug on the command or before it, or DEBUG=1 in the environment.
+
+    $DEBUG is read here rather than as the options' envvar: a value click cannot read as a
+    boolean (DEBUG=express:* of Node's debug module, say) must not make every command fail.
+    """
+    env = os.environ.get("DEBUG", "").strip().lower()
+    return flag or _root_debug or env in ("1", "true", "yes", "on")
+
+
+def _guard(debug: bool, body: Callable[[], int],
+           on_error: Callable[[ExitCode, str], None] | None = None) -> None:
+    """Run a command body; map devscale's errors to their exit codes, hide tracebacks.
+
+    `on_error` (given for `-o json`) writes the failure's document to stdout.
+    """
+    debug = _debugging(debug)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         code = body()
@@ -90,18 +135,41 @@ def _guard(debug: bool, body: Callable[[], int]) -> None:
         err.print(f"devscale: {e}", style="red", markup=False)
         if debug:
             err.print(traceback.format_exc(), markup=False)
+        if on_error is not None:
+            on_error(e.exit_code, str(e))
         raise typer.Exit(int(e.exit_code)) from None
     except KeyboardInterrupt:
         err.print("devscale: interrupted", style="red")
+        if on_error is not None:
+            on_error(ExitCode.INTERRUPTED, "interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as e:  # the last line of defence: one line, no traceback unless --debug
-        err.print(f"devscale: internal error: {type(e).__name__}: {e}", style="red", markup=False)
+        message = f"internal error: {type(e).__name__}: {e}"
+        err.print(f"devscale: {message}", style="red", markup=False)
         if debug:
             err.print(traceback.format_exc(), markup=False)
         else:
             err.print("run again with --debug for the traceback", style="dim")
+        if on_error is not None:
+            on_error(ExitCode.INTERNAL, message)
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
     raise typer.Exit(code)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """One JSON document on stdout, `schemaVersion` first."""
+    print(json.dumps({"schemaVersion": JSON_SCHEMA_VERSION, **document}, indent=2))
+
+
+def _json_failure(context: Callable[[], dict[str, Any]]) -> Callable[[ExitCode, str], None]:
+    """An `on_error` for `_guard`: the failure as the command's JSON document, with the fields
+    `context()` gives at that moment."""
+
+    def write(code: ExitCode, message: str) -> None:
+        _print_json({**context(), "exitCode": int(code),
+                     "error": {"kind": code.name.lower(), "message": message}})
+
+    return write
 
 
 def _metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSource:
@@ -180,7 +248,7 @@ def _tell_failure(alerts: RunAlerts, error: BaseException, now: datetime) -> Non
 
 
 def _lease_seconds(text: str) -> int:
-    seconds = int(parse_duration(text).total_seconds())
+    seconds = int(parse_duration(text, "--lease-duration").total_seconds())
     if seconds < 6:
         raise ConfigError(f"--lease-duration {text}: at least 6s (it is renewed every third "
                           "of it)")
@@ -198,29 +266,24 @@ def _load(path: Path, namespace: str | None = None) -> Settings:
     return load_config(path, overrides={"namespace": namespace} if namespace else None)
 
 
-@app.command()
+@app.command(epilog=_example("devscale check -c devscale.yaml --dry-run -d api"))
 def check(
     config: ConfigOption = Path("devscale.yaml"),
-    namespace: Annotated[str | None, typer.Option(
-        "--namespace", "-n", help="Namespace of the targets (overrides the config and "
-        "$NAMESPACE).")] = None,
+    namespace: NamespaceOption = None,
     deployment: Annotated[list[str] | None, typer.Option(
-        "--deployment", "-d", help="Only this target Deployment (repeatable).")] = None,
+        "--deployment", "-d", metavar="<name>",
+        help="Only this target Deployment (repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Compute and show the decisions; change nothing.")] = False,
     debug: Annotated[bool, typer.Option(
-        "--debug", envvar="DEBUG", help="Add the PromQL, raw readings, timings and API calls "
+        "--debug", help="Add the PromQL, raw readings, timings and API calls "
         "(also DEBUG=1).")] = False,
-    output: Annotated[Output, typer.Option(
-        "--output", "-o", help="table for people, json for machines.")] = Output.table,
-    kubeconfig: Annotated[str | None, typer.Option(
-        "--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG or "
-        "~/.kube/config).")] = None,
-    context: Annotated[str | None, typer.Option(
-        "--context", help="kubeconfig context to use.")] = None,
+    output: OutputOption = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
     lease_duration: Annotated[str, typer.Option(
-        "--lease-duration", help="How long the namespace's Lease lasts unrenewed; it is "
-        "renewed every third of that while the pass runs.")] = "60s",
+        "--lease-duration", metavar=DurationMetavar, help="How long the namespace's Lease "
+        "lasts unrenewed; it is renewed every third of that while the pass runs.")] = "60s",
     now: Annotated[datetime | None, typer.Option(
         "--now", hidden=True, formats=["%Y-%m-%dT%H:%M:%S%z"],
         help="Decide as if it were this time (for replays and tests).")] = None,
@@ -241,6 +304,8 @@ def check(
         from devtrip_scale.trace import Trace
 
         settings = _load(config, namespace)
+        loaded.append(settings)
+        debug_on = _debugging(debug)
         notifiers = notifiers_from(settings)
         moment = now or datetime.now(UTC)
         alerts = None if dry_run or not notifiers else _run_alerts(
@@ -268,38 +333,58 @@ def check(
 
         report = _alerting(alerts, moment, locked_pass)
         if output is Output.json:
-            print(render.to_json(report, debug=debug))
+            _print_json({**json.loads(render.to_json(report, debug=debug_on)), "error": None})
         else:
             _out().print(render.table(report))
-        if debug:
+        if debug_on:
             err.print(render.debug(report), markup=False, soft_wrap=True)
         return int(report.exit_code)
 
-    _guard(debug, body)
+    loaded: list[Settings] = []
+    started = (now or datetime.now(UTC)).isoformat()
+    _guard(debug, body, _json_failure(lambda: {
+        "namespace": loaded[0].namespace if loaded else None, "dryRun": dry_run,
+        "time": started, "deployments": [], "metricErrors": {}, "warnings": [], "queries": [],
+        "notified": [], "notifyFailures": []}) if output is Output.json else None)
 
 
-@config_app.command("validate")
+@config_app.command("validate", epilog=_example("devscale config validate -c devscale.yaml "
+                    "--online"))
 def config_validate(
     config: ConfigOption = Path("devscale.yaml"),
     online: Annotated[bool, typer.Option(
         "--online", help="Also run every metric's query on Prometheus to check it is accepted "
         "and returns data.")] = False,
+    output: OutputOption = Output.table,
+    debug: DebugOption = False,
 ) -> None:
-    """Check a config file; errors name the file, line and field."""
+    """Check a config file; errors name the file, line and field.
+
+    Exit codes: 0 valid, 2 config error, 3 Prometheus unreachable (with --online).
+    """
 
     def body() -> int:
         settings = _load(config)
-        if online:
-            _validate_online(config, settings)
-        print(f"{config}: valid ({len(settings.targets)} target(s), "
-              f"{len(settings.metrics)} metric(s), namespace {settings.namespace})"
-              + (", every query accepted by Prometheus" if online else ""))
+        warnings = _validate_online(config, settings) if online else []
+        if output is Output.json:
+            _print_json({"config": str(config), "valid": True, "online": online,
+                         "namespace": settings.namespace, "targets": len(settings.targets),
+                         "metrics": len(settings.metrics), "warnings": warnings,
+                         "exitCode": 0, "error": None})
+        else:
+            print(f"{config}: valid ({len(settings.targets)} target(s), "
+                  f"{len(settings.metrics)} metric(s), namespace {settings.namespace})"
+                  + (", every query accepted by Prometheus" if online else ""))
         return 0
 
-    _guard(False, body)
+    _guard(debug, body, _json_failure(lambda: {
+        "config": str(config), "valid": False, "online": online}) if output is Output.json
+        else None)
 
 
-def _validate_online(path: Path, settings: Settings) -> None:
+def _validate_online(path: Path, settings: Settings) -> list[str]:
+    """Run each metric's query; raise ConfigError for refused ones, MetricsError when
+    Prometheus (or an http endpoint) cannot be reached. Returns the warnings it printed."""
     from devtrip_scale.config import field_line
     from devtrip_scale.reconcile import metric_queries
 
@@ -308,73 +393,114 @@ def _validate_online(path: Path, settings: Settings) -> None:
         results = source.fetch(metric_queries(settings))
     finally:
         source.close()
-    problems = []
+    problems, unreachable, warnings = [], [], []
     for i, (metric, result) in enumerate(zip(settings.metrics, results, strict=True)):
         if result.error is None:
             continue
         key = "http" if metric.http else ("preset" if metric.preset else "query")
         where = f"{path}:{field_line(path, ('metrics', i, key))}: metrics[{i}].{key}"
         if result.error.startswith("the query returned no series"):
-            err.print(f"warning: {where}: accepted, but no data yet ({result.error})",
-                      style="yellow", markup=False)
+            warnings.append(f"{where}: accepted, but no data yet ({result.error})")
+            err.print(f"warning: {warnings[-1]}", style="yellow", markup=False)
+        elif _unreachable(result.error):
+            unreachable.append(f"  metrics[{i}] {metric.name}: {result.error}")
         else:
             problems.append(f"  {where}: {result.error}")
     if problems:
         raise ConfigError(f"{path}: {len(problems)} metric(s) failed on "
                           f"{settings.prometheus.url}\n" + "\n".join(problems))
+    if unreachable:
+        raise MetricsError(f"{path}: {len(unreachable)} metric(s) could not be checked: their "
+                           "source did not answer (the config itself may be fine)\n"
+                           + "\n".join(unreachable))
+    return warnings
 
 
-@config_app.command("show")
-def config_show(config: ConfigOption = Path("devscale.yaml")) -> None:
-    """Print the effective config (file + environment) as YAML."""
+def _unreachable(error: str) -> bool:
+    """A metric error that says the source could not be reached, not that it refused the query
+    (the wording of sources/prometheus.py and sources/http_json.py)."""
+    return (error.startswith(("cannot connect to", "cannot reach"))
+            or " did not answer within " in error)
+
+
+@config_app.command("show", epilog=_example("NAMESPACE=staging devscale config show -c "
+                    "devscale.yaml"))
+def config_show(
+    config: ConfigOption = Path("devscale.yaml"),
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table: YAML for people; json: one document for machines, "
+        "also on errors.")] = Output.table,
+    debug: DebugOption = False,
+) -> None:
+    """Print the effective config (file + environment, every default filled in) as YAML."""
 
     def body() -> int:
         import yaml
 
-        settings = _load(config)
-        data: dict[str, Any] = settings.model_dump(mode="json", by_alias=True)
-        print(yaml.safe_dump(data, sort_keys=False), end="")
+        from devtrip_scale.config import effective
+
+        data = effective(_load(config))
+        if output is Output.json:
+            _print_json({"config": str(config), "settings": data, "exitCode": 0, "error": None})
+        else:
+            print(yaml.safe_dump(data, sort_keys=False), end="")
         return 0
 
-    _guard(False, body)
+    _guard(debug, body, _json_failure(lambda: {"config": str(config), "settings": None})
+           if output is Output.json else None)
 
 
-@config_app.command("init")
+@config_app.command("init", epilog=_example("devscale config init devscale.yaml"))
 def config_init(
-    path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path(
-        "devscale.yaml"),
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.",
+                                         metavar="[<file>]")] = Path("devscale.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Write a commented starter config (the load-based example)."""
 
     def body() -> int:
+        import shlex
         from importlib.resources import files
 
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; pass --force to overwrite it")
-        path.write_text(files("devtrip_scale").joinpath("starter.yaml").read_text("utf-8"),
-                        encoding="utf-8")
+        starter = files("devtrip_scale").joinpath("starter.yaml").read_text("utf-8")
+        # The starter's first lines tell how to validate it: name the file it was written to.
+        starter = starter.replace("-c devscale.yaml", f"-c {shlex.quote(str(path))}", 1)
+        try:
+            path.write_text(starter, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot write the starter config: "
+                              f"{e.strerror or e}") from None
         print(f"wrote {path}; edit it, then run: devscale config validate -c {path}")
         return 0
 
-    _guard(False, body)
+    _guard(debug, body)
 
 
-@app.command()
+@app.command(epilog=_example("devscale run -c devscale.yaml --interval 60s --listen "
+             "127.0.0.1:8080"))
 def run(
     config: ConfigOption = Path("devscale.yaml"),
-    interval: Annotated[str, typer.Option(help="Time between passes.")] = "60s",
+    interval: Annotated[str, typer.Option(
+        help="Time between passes: 30s, 2m, 1h.", metavar=DurationMetavar)] = "60s",
     lease_duration: Annotated[str | None, typer.Option(
-        "--lease-duration", help="How long the leader's Lease lasts unrenewed (default: "
+        "--lease-duration", metavar=DurationMetavar,
+        help="How long the leader's Lease lasts unrenewed (default: "
         "3 × interval, at least 15s); a follower takes over within it.")] = None,
     listen: Annotated[str, typer.Option(
-        help="host:port of /healthz and /metrics.")] = "0.0.0.0:8080",
-    namespace: Annotated[str | None, typer.Option("--namespace", "-n")] = None,
-    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig")] = None,
-    context: Annotated[str | None, typer.Option("--context")] = None,
-    debug: Annotated[bool, typer.Option("--debug", envvar="DEBUG")] = False,
+        help="host:port of /healthz and /metrics.", metavar="<host:port>")] = "0.0.0.0:8080",
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    debug: DebugOption = False,
 ) -> None:
-    """Run the check on an interval inside the cluster: leader-elected, /healthz, /metrics."""
+    """Run the check on an interval inside the cluster: leader-elected, /healthz, /metrics.
+
+    Exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 config error, 4 Kubernetes API error,
+    1 internal error.
+    """
 
     def body() -> int:
         import threading
@@ -387,11 +513,11 @@ def run(
         from devtrip_scale.sources.cache import CachingSource
         from devtrip_scale.trace import Trace
 
+        every = parse_duration(interval, "--interval").total_seconds()
+        lease_seconds = (parse_duration(lease_duration, "--lease-duration").total_seconds()
+                         if lease_duration else max(15.0, 3 * every))
+        host, port = parse_listen(listen)
         settings = _load(config, namespace)
-        every = parse_duration(interval).total_seconds()
-        lease_seconds = (parse_duration(lease_duration).total_seconds() if lease_duration
-                         else max(15.0, 3 * every))
-        host, _, port = listen.rpartition(":")
         notifiers = notifiers_from(settings)
         api = connect(kubeconfig, context)
         source = _metrics_source(settings)
@@ -409,7 +535,13 @@ def run(
 
         lock = LeaseLock(api, settings.namespace, duration_seconds=int(lease_seconds))
         state, telemetry, stop = LoopState(), Telemetry(), threading.Event()
-        server = serve(host or "0.0.0.0", int(port), state, telemetry, 3 * every + 30)
+        try:
+            server = serve(host, port, state, telemetry, 3 * every + 30)
+        except OSError as e:
+            source.close()
+            api.close()
+            raise ConfigError(f"--listen {listen}: cannot listen there: "
+                              f"{e.strerror or e}") from None
         err.print(f"devscale run: every {every:g}s in namespace {settings.namespace}, "
                   f"/healthz and /metrics on {listen}, identity {lock.identity}",
                   markup=False)
@@ -429,48 +561,66 @@ def run(
     _guard(debug, body)
 
 
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta."""
+def parse_duration(text: str, option: str | None = None) -> timedelta:
+    """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta; `option` names the flag in
+    the ConfigError a bad value raises (`run` and `simulate` share this parser)."""
+    import math
+
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
+    what = f"{option} {text!r}" if option else repr(text)
     try:
         seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a duration such as 30s, 2m, 1h or 7d") \
-            from None
-    if seconds <= 0:
-        raise typer.BadParameter(f"{text!r} must be positive")
+        raise ConfigError(f"{what}: not a duration such as 30s, 2m, 1h or 7d") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{what}: the duration must be positive, such as 30s or 2m")
     return timedelta(seconds=seconds)
 
 
-@app.command()
+def parse_listen(text: str) -> tuple[str, int]:
+    """`host:port`, `:port` or `[::1]:port` as (host, port); a ConfigError names --listen."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {text!r}: not host:port such as 0.0.0.0:8080 or "
+                          "127.0.0.1:9100 (the port 1-65535)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@app.command(epilog=_example("devscale simulate -c devscale.yaml --csv load.csv --compare "
+             "other.yaml --plot day.png"))
 def simulate(
     config: ConfigOption = Path("devscale.yaml"),
     csv: Annotated[Path | None, typer.Option(
         "--csv", help="Recorded load: timestamp[,deployment][,replicas],<metric>… per row.",
-        dir_okay=False)] = None,
+        dir_okay=False, metavar="<file>")] = None,
     from_prometheus: Annotated[bool, typer.Option(
         "--from-prometheus", help="Read the load with range queries of the config's own "
         "metric queries (one per metric).")] = False,
-    since: Annotated[str, typer.Option(help="With --from-prometheus: how far back.")] = "1d",
-    step: Annotated[str, typer.Option(help="With --from-prometheus: the resolution.")] = "30s",
+    since: Annotated[str, typer.Option(help="With --from-prometheus: how far back.",
+                                       metavar=DurationMetavar)] = "1d",
+    step: Annotated[str, typer.Option(help="With --from-prometheus: the resolution.",
+                                      metavar=DurationMetavar)] = "30s",
     interval: Annotated[str, typer.Option(
-        help="How often the check runs: 2m from cron, the loop's --interval, …")] = "2m",
+        help="How often the check runs: 2m from cron, the loop's --interval, …",
+        metavar=DurationMetavar)] = "2m",
     ready_delay: Annotated[str, typer.Option(
-        "--ready-delay", help="Time a new pod takes to become ready.")] = "0s",
+        "--ready-delay", help="Time a new pod takes to become ready.",
+        metavar=DurationMetavar)] = "0s",
     start_replicas: Annotated[int | None, typer.Option(
         "--start-replicas", min=0, help="Replicas at the start (default: the recording's, "
-        "else minReplicas).")] = None,
+        "else minReplicas).", metavar="<replicas>")] = None,
     deployment: Annotated[str | None, typer.Option(
         "--deployment", "-d", help="Whose load a CSV without a deployment column is; with one, "
-        "only this Deployment.")] = None,
+        "only this Deployment.", metavar="<name>")] = None,
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="A second config, run on the same load and shown beside the first.",
-        dir_okay=False)] = None,
+        dir_okay=False, metavar="<file>")] = None,
     plot: Annotated[Path | None, typer.Option(
-        "--plot", help="Write a chart of replicas against load (.png or .svg).")] = None,
-    output: Annotated[Output, typer.Option(
-        "--output", "-o", help="table for people, json for machines.")] = Output.table,
+        "--plot", help="Write a chart of replicas against load (.png or .svg).",
+        metavar="<file>")] = None,
+    output: OutputOption = Output.table,
+    debug: DebugOption = False,
 ) -> None:
     """Replay recorded load through the same policy as `check`: replicas, cost, fit."""
 
@@ -481,6 +631,12 @@ def simulate(
 
         if (csv is None) == (not from_prometheus):
             raise ConfigError("give exactly one of --csv FILE or --from-prometheus")
+        every = parse_duration(interval, "--interval")  # flags first: before any work
+        parse_duration(since, "--since")
+        parse_duration(step, "--step")
+        ready = _zero_or(ready_delay)
+        if plot is not None:
+            _check_plot_path(plot)
         settings = _load(config)
         configs = [(config.name, settings)]
         if compare is not None:
@@ -491,10 +647,10 @@ def simulate(
             configs.append((compare.name if compare.name != config.name else str(compare),
                             other))
         recording = _recording(settings, csv, deployment, since, step)
-        options = Options(parse_duration(interval), _zero_or(ready_delay), start_replicas)
+        options = Options(every, ready, start_replicas)
         runs = [(label, replay(recording, s, options)) for label, s in configs]
         if output is Output.json:
-            print(json.dumps(simreport.to_dict(runs), indent=2))
+            _print_json({**simreport.to_dict(runs), "exitCode": 0, "error": None})
         else:
             out = _out()
             out.print(simreport.summary(runs))
@@ -504,11 +660,28 @@ def simulate(
             err.print(f"wrote {plot}")
         return 0
 
-    _guard(False, body)
+    _guard(debug, body, _json_failure(lambda: {"configs": []}) if output is Output.json
+           else None)
 
 
 def _zero_or(text: str) -> timedelta:
-    return timedelta(0) if text.strip() in ("0", "0s") else parse_duration(text)
+    return timedelta(0) if text.strip() in ("0", "0s") else parse_duration(text, "--ready-delay")
+
+
+def _check_plot_path(path: Path) -> None:
+    """Refuse a --plot file that cannot be written, before the replay rather than after it."""
+    import importlib.util
+
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"--plot {path}: the file must end in .png or .svg")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--plot {path}: the directory {folder} does not exist")
+    if path.is_dir() or not os.access(folder, os.W_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--plot {path}: cannot write there")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("--plot needs matplotlib: pip install 'devtrip-scale[plot]'")
 
 
 def _recording(settings: Settings, csv: Path | None, deployment: str | None, since: str,
@@ -700,8 +873,10 @@ def manifests_grafana_dashboard() -> None:
     print(json.dumps(m.grafana_dashboard(), indent=2))
 
 
-@notify_app.command("test")
-def notify_test(config: ConfigOption = Path("devscale.yaml")) -> None:
+@notify_app.command("test", epilog=_example(
+    "SLACK_WEBHOOK=https://hooks.slack.com/services/… devscale notify test -c devscale.yaml"))
+def notify_test(config: ConfigOption = Path("devscale.yaml"),
+                debug: DebugOption = False) -> None:
     """Send a sample message to every configured channel and say what happened."""
 
     def body() -> int:
@@ -726,7 +901,7 @@ def notify_test(config: ConfigOption = Path("devscale.yaml")) -> None:
                 err.print(f"{notifier.name}: failed: {e}", style="red", markup=False)
         return int(ExitCode.NOTIFY) if failed else 0
 
-    _guard(False, body)
+    _guard(debug, body)
 
 
 def main() -> None:

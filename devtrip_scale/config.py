@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -22,10 +23,143 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from devtrip_scale import models
 from devtrip_scale.errors import ConfigError
-from devtrip_scale.presets import PRESETS
+from devtrip_scale.presets import PLACEHOLDERS, PRESETS, render
+
+Path_ = tuple[str | int, ...]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+# `{name}` in a query: a placeholder (PromQL's own braces never hold a bare identifier).
+_ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host and a valid port, or a ValueError saying what is wrong."""
+    example = "such as http://prometheus:9090"
+    if any(c.isspace() for c in url):
+        raise ValueError(f"{url!r} is not a URL: it contains white space")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL {example}")
+    if not parts.hostname or not _HOST.match(parts.hostname):
+        raise ValueError(f"{url!r} has no valid host name ({example})")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port ({example})") from None
+    return url
+
+
+_SELECTOR_TOKEN = re.compile(r"\s*(?:(==|!=|=|<|>|!|\(|\)|,)|([^\s!=<>(),]+))")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_selector(text: str) -> str:
+    """A Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`), checked as the API server would.
+
+    Raises ValueError naming the first problem.
+    """
+    tokens: list[tuple[str, str]] = []  # (kind, text): kind "op" or "word"
+    pos, text_ = 0, text.rstrip()
+    while pos < len(text_):
+        m = _SELECTOR_TOKEN.match(text_, pos)
+        if m is None:  # pragma: no cover - the two alternatives match any non-space
+            break
+        tokens.append(("op", m.group(1)) if m.group(1) else ("word", m.group(2)))
+        pos = m.end()
+
+    def fail(why: str) -> ValueError:
+        return ValueError(f"{text!r} is not a label selector: {why}")
+
+    def word(i: int, what: str) -> str:
+        if i >= len(tokens) or tokens[i][0] != "word":
+            found = f"{tokens[i][1]!r}" if i < len(tokens) else "the end"
+            raise fail(f"expected {what}, found {found}")
+        return tokens[i][1]
+
+    def key(name: str) -> None:
+        prefix, _, label = name.rpartition("/")
+        if "/" in name and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+            raise fail(f"{name!r}: the prefix before '/' must be a DNS subdomain")
+        if len(label) > 63 or not _LABEL_NAME.match(label):
+            raise fail(f"{name!r} is not a label key (letters, digits, '-', '_', '.'; "
+                       "at most 63 characters, starting and ending alphanumeric)")
+
+    def value(v: str) -> None:
+        if v and (len(v) > 63 or not _LABEL_NAME.match(v)):
+            raise fail(f"{v!r} is not a label value")
+
+    if not tokens:
+        raise fail("it is empty")
+    i = 0
+    while True:
+        negated = tokens[i] == ("op", "!")
+        i += negated
+        name = word(i, "a label key")
+        key(name)
+        i += 1
+        nxt = tokens[i] if i < len(tokens) else None
+        if negated or nxt is None or nxt == ("op", ","):
+            pass  # `key` or `!key`
+        elif nxt[1] in ("=", "==", "!=", "<", ">"):
+            i += 1
+            v = tokens[i][1] if i < len(tokens) and tokens[i][0] == "word" else ""
+            i += bool(v)
+            if nxt[1] in ("<", ">") and not re.fullmatch(r"-?[0-9]+", v):
+                raise fail(f"{name}{nxt[1]} needs a whole number")
+            value(v)
+        elif nxt in (("word", "in"), ("word", "notin")):
+            i += 1
+            if i >= len(tokens) or tokens[i] != ("op", "("):
+                raise fail(f"expected '(' after {name} {nxt[1]}")
+            values = 0
+            i += 1
+            while True:
+                if i < len(tokens) and tokens[i][0] == "word":
+                    value(tokens[i][1])
+                    values += 1
+                    i += 1
+                if i < len(tokens) and tokens[i] == ("op", ","):
+                    i += 1
+                    continue
+                if i < len(tokens) and tokens[i] == ("op", ")"):
+                    i += 1
+                    break
+                raise fail(f"missing ')' after the values of {name} {nxt[1]}")
+            if not values:
+                raise fail(f"{name} {nxt[1]} () needs at least one value")
+        else:
+            raise fail(f"expected an operator (=, ==, !=, in, notin) after {name!r}, "
+                       f"found {nxt[1]!r}")
+        if i >= len(tokens):
+            return text
+        if tokens[i] != ("op", ","):
+            raise fail(f"expected ',' before {tokens[i][1]!r}")
+        i += 1
+        if i >= len(tokens):
+            raise fail("it ends with ','")
+
+
+_PARSER_READY = False
+
+
+def promql_problem(query: str) -> str | None:
+    """Why a PromQL expression does not parse (promql-parser, Prometheus' grammar), or None."""
+    global _PARSER_READY
+    import promql_parser  # imported here: the parser is only needed to validate a query
+
+    if not _PARSER_READY:  # Prometheus 2.x name of double_exponential_smoothing
+        vt = promql_parser.ValueType
+        promql_parser.register_extra_functions([promql_parser.Function(
+            "holt_winters", [vt.Matrix, vt.Scalar, vt.Scalar], vt.Vector)])
+        _PARSER_READY = True
+    try:
+        promql_parser.parse(query)
+    except ValueError as e:
+        return str(e) or "it does not parse"
+    return None
 
 
 class _Model(BaseModel):
@@ -97,9 +231,17 @@ class TargetValueModel(_Model):
 class HttpMetricModel(_Model):
     """A value read from an HTTP endpoint that answers JSON, e.g. GET /metrics/waiting-jobs."""
 
-    url: str = Field(pattern=r"^https?://")
+    url: str
     field: str | None = Field(default=None, description="dotted path to the number, e.g. "
                               "queues.jobs.waiting; unset: the body is the number")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if placeholder := _ANY_PLACEHOLDER.search(url):
+            raise ValueError(f"{placeholder.group(0)} in a URL is not filled: placeholders "
+                             "are filled only in PromQL queries")
+        return check_url(url)
 
 
 class MetricModel(_Model):
@@ -116,6 +258,19 @@ class MetricModel(_Model):
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
         return preset
+
+    @field_validator("query")
+    @classmethod
+    def _promql(cls, query: str | None) -> str | None:
+        if query is None:
+            return None
+        unknown = [p for p in _ANY_PLACEHOLDER.findall(query) if p not in PLACEHOLDERS]
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
+        if problem := promql_problem(render(query, namespace="default", window="2m")):
+            raise ValueError(f"not valid PromQL: {problem}")
+        return query
 
     @field_validator("window")
     @classmethod
@@ -152,6 +307,11 @@ class TargetModel(_Model):
             raise ValueError(f"{self.deployment!r} is not a valid Deployment name")
         return self
 
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, selector: str | None) -> str | None:
+        return None if selector is None else check_selector(selector)
+
 
 class PrometheusModel(_Model):
     url: str = "http://localhost:9090"
@@ -159,6 +319,11 @@ class PrometheusModel(_Model):
     bearer_token_env: str | None = None
     cache_seconds: float = Field(default=0, ge=0, le=3600,
                                  description="`devscale run`: reuse readings this long")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_url(url)
 
 
 NotifyKind = Literal["scaled", "capacity_exhausted", "held", "failed", "recovered"]
@@ -268,6 +433,34 @@ class Settings(_Model):
         return os.environ.get(name) if name else None
 
 
+def effective(settings: Settings) -> dict[str, Any]:
+    """The settings as `config show` prints them: every default filled in, unset options left out.
+
+    The HPA's behaviour defaults, the tolerance of each direction and each target's replica
+    range are shown as they apply, not as the `null` that means "the default".
+    """
+    data: dict[str, Any] = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec = settings.policy_for(None)
+    data["scaling"]["behavior"] = {
+        "scaleUp": _rules_dict(spec.scale_up, spec.tolerance),
+        "scaleDown": _rules_dict(spec.scale_down, spec.tolerance),
+    }
+    for target, shown in zip(settings.targets, data["targets"], strict=True):
+        own = settings.policy_for(target)
+        shown.update(minReplicas=own.min_replicas, maxReplicas=own.max_replicas)
+    return data
+
+
+def _rules_dict(rules: models.ScalingRules, tolerance: float) -> dict[str, Any]:
+    return {
+        "stabilizationWindowSeconds": rules.stabilization_window_seconds,
+        "selectPolicy": rules.select_policy,
+        "policies": [{"type": p.type, "value": p.value, "periodSeconds": p.period_seconds}
+                     for p in rules.policies],
+        "tolerance": tolerance if rules.tolerance is None else rules.tolerance,
+    }
+
+
 def config_id(path: Path) -> str:
     """A short id of a config file, stable across runs: the crontab tag, the run memory's name."""
     return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
@@ -288,19 +481,30 @@ def _refuse_duplicates(what: str, items: list[str]) -> None:
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> Settings:
+                overrides: Mapping[str, Any] | None = None,
+                sources: Mapping[str, str] | None = None) -> Settings:
     """Read, override (environment, then `overrides`) and validate.
 
-    Every error names the file, the line and the field.
+    Every error names the file, the line and the field; a bad value that came from the
+    environment or from `overrides` names that instead (`sources` maps an override's key to
+    the flag it came from, e.g. {"namespace": "--namespace"}).
     """
     env = os.environ if env is None else env
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the file is not UTF-8 text (byte 0x{raw[e.start]:02x} "
+                          f"at offset {e.start}); save it as UTF-8") from None
     loader = yaml.SafeLoader(text)
     try:  # one parse: the node tree for line numbers, the data built from it
         node = loader.get_single_node()
+        if node is not None:
+            _refuse_duplicate_keys(path, node)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -310,33 +514,64 @@ def load_config(path: Path, env: Mapping[str, str] | None = None,
         loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of settings")
-    data = {**_apply_env(data, env), **(overrides or {})}
+    data, origins = _apply_env(data, env)
+    for key, value in (overrides or {}).items():
+        data[key] = value
+        origins[(key,)] = (sources or {}).get(key, f"--{key.replace('_', '-')}")
     try:
         return Settings.model_validate(data)
     except ValidationError as e:
         lines = _line_index(node) if node is not None else {}
-        raise ConfigError(_format_errors(path, e, lines)) from None
+        raise ConfigError(_format_errors(path, e, lines, origins)) from None
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+def _refuse_duplicate_keys(path: Path, node: yaml.Node) -> None:
+    """A key given twice in one mapping is refused (PyYAML would keep the last silently)."""
+    problems: list[str] = []
+
+    def walk(n: yaml.Node) -> None:
+        if isinstance(n, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    line = key.start_mark.line + 1
+                    if key.value in first:
+                        problems.append(f"  {path}:{line}: duplicate key {key.value!r} (first at "
+                                        f"line {first[key.value]}); give each key once")
+                    else:
+                        first[key.value] = line
+                walk(value)
+        elif isinstance(n, yaml.SequenceNode):
+            for item in n.value:
+                walk(item)
+
+    walk(node)
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} duplicate key(s)\n" + "\n".join(problems))
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]
+               ) -> tuple[dict[str, Any], dict[Path_, str]]:
+    """The data with the environment's overrides, and where each overridden field came from."""
     data = dict(data)
+    origins: dict[Path_, str] = {}
     if env.get("NAMESPACE"):
         data["namespace"] = env["NAMESPACE"]
+        origins[("namespace",)] = "$NAMESPACE"
     if env.get("EMAIL_RECIPIENTS") and isinstance(data.get("notify"), dict) and \
             isinstance(data["notify"].get("email"), dict):
         recipients = [r.strip() for r in env["EMAIL_RECIPIENTS"].split(",") if r.strip()]
         data["notify"] = {**data["notify"], "email": {**data["notify"]["email"],
                                                       "recipients": recipients}}
+        origins[("notify", "email", "recipients")] = "$EMAIL_RECIPIENTS"
     if env.get("METRICS_SERVER"):
         url = env["METRICS_SERVER"]
         if "://" not in url:
             url = f"http://{url}"
         prom = data.get("prometheus")
         data["prometheus"] = {**(prom if isinstance(prom, dict) else {}), "url": url}
-    return data
-
-
-Path_ = tuple[str | int, ...]
+        origins[("prometheus", "url")] = "$METRICS_SERVER"
+    return data, origins
 
 
 def _line_index(node: yaml.Node, path: Path_ = ()) -> dict[Path_, int]:
@@ -353,7 +588,8 @@ def _line_index(node: yaml.Node, path: Path_ = ()) -> dict[Path_, int]:
     return index
 
 
-def _format_errors(path: Path, err: ValidationError, lines: dict[Path_, int]) -> str:
+def _format_errors(path: Path, err: ValidationError, lines: dict[Path_, int],
+                   origins: Mapping[Path_, str] | None = None) -> str:
     errors = err.errors()
     # pydantic adds "too short" for a list whose items failed; the item errors say more.
     failed_parents = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
@@ -368,10 +604,23 @@ def _format_errors(path: Path, err: ValidationError, lines: dict[Path_, int]) ->
             msg = msg[lead.end():]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; `devscale config init` writes every key)"
-        rows.append((_nearest_line(loc, lines), _field(loc), msg))
-    out = [f"{path}: {len(rows)} error(s) in the config"]
-    out += [f"  {path}:{line}: {field}: {msg}" for line, field, msg in sorted(rows)]
+        origin = _origin(loc, origins or {})
+        rows.append((0 if origin else _nearest_line(loc, lines), origin or "", _field(loc), msg))
+    in_file = sum(not origin for _, origin, _, _ in rows)
+    out = [f"{path}: {len(rows)} error(s) in the config" if in_file else
+           f"{len(rows)} error(s) in values given on the command line or in the environment"]
+    out += [f"  {origin or f'{path}:{line}'}: {field}: {msg}"
+            for line, origin, field, msg in sorted(rows)]
     return "\n".join(out)
+
+
+def _origin(loc: tuple[Any, ...], origins: Mapping[Path_, str]) -> str | None:
+    """The flag or environment variable a failing field's value came from, if not the file."""
+    snake = tuple(to_snake(p) if isinstance(p, str) else p for p in loc)
+    for key, origin in origins.items():
+        if snake[: len(key)] == key:
+            return origin
+    return None
 
 
 _LEADING_PATH = re.compile(r"^([A-Za-z_]+(?:\[\d+\]|\.[A-Za-z_]+)*): ")

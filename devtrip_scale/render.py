@@ -19,13 +19,16 @@ def fmt_number(value: float) -> str:
     return f"{value:.0f}" if value == int(value) and abs(value) < 1e15 else f"{value:.3g}"
 
 
-def proposal_text(p: Proposal) -> str:
+def proposal_text(p: Proposal, failed_query: bool = False) -> str:
+    """One metric of a Deployment; `failed_query`: the metric's whole query failed, and that
+    error is printed once below the table rather than in every row."""
     unit = _UNITS[p.type]
     target = f"{fmt_number(p.target)}{unit}"
     if p.type == "AverageValue":
         target += "/replica"
     if p.reading is None:
-        return f"{p.name}: no reading ({p.error or 'missing'}) / {target}"
+        why = "query failed, see below" if failed_query else (p.error or "missing")
+        return f"{p.name}: no reading ({why}) / {target}"
     asks = f"→ {p.replicas}" + (" (within tolerance)" if p.within_tolerance else "")
     return f"{p.name}: {fmt_number(p.reading)}{unit} / {target} {asks}"
 
@@ -67,7 +70,8 @@ def table(report: CheckReport) -> RenderableType:
         replicas = f"{d.current_replicas} → {d.desired_replicas}"
         if d.ready_pods is not None and d.ready_pods != d.current_replicas:
             replicas += f"\n({d.ready_pods} ready)"
-        metrics = "\n".join(proposal_text(p) for p in d.proposals)
+        metrics = "\n".join(proposal_text(p, p.error is not None and p.error == report
+                                          .metric_errors.get(p.name)) for p in d.proposals)
         reason = explanation(d) + (f"\nerror: {r.error}" if r.error else "")
         t.add_row(d.deployment, replicas, metrics, action_text(r, report.dry_run), reason)
     parts: list[RenderableType] = [t]
@@ -76,7 +80,11 @@ def table(report: CheckReport) -> RenderableType:
         if r.capacity is not None:
             parts.append(Text(f"{r.deployment}: {r.capacity}", style="red"))
     for name, error in report.metric_errors.items():
-        parts.append(Text(f"metric {name}: {error}", style="yellow"))
+        hit = [r.deployment for r in report.results if r.decision is not None and any(
+            p.name == name and p.reading is None for p in r.decision.proposals)]
+        parts.append(Text(f"metric {name}: {error}"
+                          + (f" (no reading for {', '.join(hit)})" if hit else ""),
+                          style="yellow"))
     for warning in report.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     for problem in (report.lock_lost, report.history_error):

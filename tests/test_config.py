@@ -1,15 +1,26 @@
 """Config: every shipped file loads; env overrides; camelCase and snake_case; each invalid
-config is refused with the file, line and field named."""
+config (duplicate keys, label selectors, URLs, PromQL, placeholders, encoding included) is refused
+with the file, line and field named, or the environment variable a bad value came from."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
-from devtrip_scale.config import load_config
+from devtrip_scale.config import (
+    HttpMetricModel,
+    MetricModel,
+    PrometheusModel,
+    TargetModel,
+    load_config,
+    promql_problem,
+)
 from devtrip_scale.errors import ConfigError
 from devtrip_scale.models import HPA_DEFAULT_SCALE_DOWN
+from devtrip_scale.presets import PRESETS, render
 from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
@@ -31,9 +42,14 @@ def test_every_shipped_config_loads(path: Path) -> None:
     assert load_config(path, env={}).targets
 
 
-def test_starter_is_the_devtrip_example() -> None:
-    starter = ROOT / "devtrip_scale" / "starter.yaml"
-    assert starter.read_text() == (ROOT / "config" / "devtrip.yaml").read_text()
+def test_starter_is_the_devtrip_example_but_names_its_own_file() -> None:
+    """The settings are config/devtrip.yaml's; the header tells how to validate the starter
+    itself (`config init` puts the path it wrote in), not the repository's example."""
+    starter = (ROOT / "devtrip_scale" / "starter.yaml").read_text().splitlines()
+    example = (ROOT / "config" / "devtrip.yaml").read_text().splitlines()
+    assert starter[3:] == example[3:]
+    assert "config validate -c devscale.yaml" in starter[1]
+    assert "config/devtrip.yaml" not in "\n".join(starter)
 
 
 def test_devtrip_seed_values() -> None:
@@ -123,7 +139,7 @@ BROKEN = [
      "metrics[0].query: String should have at least 1 character"),
     ("http-bad-url", VALID.replace("    preset: cpu_utilization\n",
                                    "    http: {url: 'ftp://queue/jobs'}\n"), 6,
-     "metrics[0].http.url: String should match pattern"),
+     "metrics[0].http.url: 'ftp://queue/jobs' is not an http:// or https:// URL"),
     ("http-and-query", VALID.replace("    preset: cpu_utilization\n",
                                      "    query: up\n    http: {url: 'http://q/jobs'}\n"), 5,
      "metrics[0]: give exactly one of `preset`, `query` or `http`"),
@@ -147,6 +163,45 @@ BROKEN = [
      "targets: Input should be a valid"),
     ("not-a-mapping", "- just\n- a list\n", 1, "must be a mapping"),
     ("bad-yaml", "targets: [\n", 2, "not valid YAML"),
+    ("duplicate-key", VALID + "scaling:\n  maxReplicas: 10\n  maxReplicas: 100\n", 10,
+     "duplicate key 'maxReplicas' (first at line 9)"),
+    ("duplicate-top-key", VALID + "namespace: other\n", 8,
+     "duplicate key 'namespace' (first at line 1)"),
+    ("duplicate-key-in-list-item", VALID.replace("    preset: cpu_utilization\n",
+                                                 "    preset: cpu_utilization\n    name: cpu2\n"),
+     7, "duplicate key 'name' (first at line 5)"),
+    ("selector-unclosed-set", VALID.replace("deployment: api", "selector: 'app in (a, b'"), 3,
+     "targets[0].selector: 'app in (a, b' is not a label selector: missing ')'"),
+    ("selector-two-words", VALID.replace("deployment: api", "selector: 'app api'"), 3,
+     "targets[0].selector: 'app api' is not a label selector: expected an operator"),
+    ("selector-bad-key", VALID.replace("deployment: api", "selector: '-app=x'"), 3,
+     "'-app' is not a label key"),
+    ("selector-bad-value", VALID.replace("deployment: api", "selector: 'app=a b'"), 3,
+     "expected ',' before 'b'"),
+    ("selector-trailing-comma", VALID.replace("deployment: api", "selector: 'app=a,'"), 3,
+     "it ends with ','"),
+    ("selector-empty-set", VALID.replace("deployment: api", "selector: 'app in ()'"), 3,
+     "needs at least one value"),
+    ("prometheus-url-no-scheme", VALID + "prometheus: {url: 'prometheus:9090'}\n", 8,
+     "prometheus.url: 'prometheus:9090' is not an http:// or https:// URL"),
+    ("prometheus-url-typo", VALID + "prometheus: {url: 'http//prometheus:9090'}\n", 8,
+     "prometheus.url: 'http//prometheus:9090' is not an http:// or https:// URL"),
+    ("prometheus-url-bad-port", VALID + "prometheus: {url: 'http://prometheus:90a90'}\n", 8,
+     "prometheus.url: 'http://prometheus:90a90' has an invalid port"),
+    ("prometheus-url-no-host", VALID + "prometheus: {url: 'http://:9090'}\n", 8,
+     "has no valid host name"),
+    ("promql-unclosed", VALID.replace("    preset: cpu_utilization\n",
+                                      "    query: 'sum(rate(x[5m])'\n"), 6,
+     "metrics[0].query: not valid PromQL: unclosed left parenthesis"),
+    ("promql-unknown-function", VALID.replace("    preset: cpu_utilization\n",
+                                              "    query: 'rat(x[5m])'\n"), 6,
+     "metrics[0].query: not valid PromQL: unknown function with name 'rat'"),
+    ("unknown-placeholder", VALID.replace(
+        "    preset: cpu_utilization\n", "    query: 'sum(x{namespace=\"{ns}\"})'\n"), 6,
+     "metrics[0].query: unknown placeholder {ns}; known: {namespace}, {window}"),
+    ("placeholder-in-url", VALID.replace("    preset: cpu_utilization\n",
+                                         "    http: {url: 'http://q/{namespace}/jobs'}\n"), 6,
+     "metrics[0].http.url: {namespace} in a URL is not filled"),
 ]
 
 
@@ -170,3 +225,70 @@ def test_broken_configs_name_file_line_and_field(tmp_path: Path, text: str, line
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(VALID.replace("namespace: devtrip", "namespace: devtrip # café")
+                     .encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"{path}:1: the file is not UTF-8 text \(byte 0xe9"):
+        load_config(path, env={})
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+    assert load_config(path, env={}).namespace == "devtrip"
+
+
+@pytest.mark.parametrize("selector", [
+    "app=api", "app==api", "app!=api", "app", "!app", "app in (a, b)", "app notin (a)",
+    "app.kubernetes.io/part-of=devtrip", "tier=,app", "a=b, c!=d ,e in (f,g), !h", "x>5",
+])
+def test_valid_label_selectors_pass(tmp_path: Path, selector: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID.replace("deployment: api", f"selector: '{selector}'"))
+    assert load_config(path, env={}).targets[0].selector == selector
+
+
+@pytest.mark.parametrize(("env", "blamed"), [
+    ({"NAMESPACE": "Bad_NS"}, "$NAMESPACE: namespace: 'Bad_NS' is not a valid namespace name"),
+    ({"METRICS_SERVER": "prom etheus:9090"}, "$METRICS_SERVER: prometheus.url:"),
+], ids=["namespace", "metrics-server"])
+def test_a_bad_value_from_the_environment_names_the_variable(
+        tmp_path: Path, env: dict[str, str], blamed: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env=env)
+    assert blamed in str(caught.value)
+    assert f"{path}:" not in str(caught.value)   # no line of the file is blamed
+
+
+def test_every_preset_is_valid_promql() -> None:
+    for name, query in PRESETS.items():
+        assert promql_problem(render(query, namespace="devtrip", window="2m")) is None, name
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end]
+
+
+@pytest.mark.parametrize("model", [PrometheusModel, TargetModel, MetricModel, HttpMetricModel],
+                         ids=lambda m: m.__name__)
+def test_the_readme_configuration_table_names_every_key(model: type[BaseModel]) -> None:
+    section = _readme_section("## Configuration")
+    prefix = {PrometheusModel: "prometheus.", HttpMetricModel: "metrics[].http"}.get(model, "")
+    for name in model.model_fields:
+        camel = to_camel(name)
+        assert f"`{name}" in section or f"`.{name}`" in section or f"`{camel}`" in section \
+            or f"{prefix}{name}" in section or f"`{camel}:" in section, f"{name} undocumented"
+    if prefix:
+        assert f"`{prefix}" in section
+
+
+def test_the_readme_says_simulate_and_run_share_the_policy_today() -> None:
+    assert "will share" not in (ROOT / "README.md").read_text()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -34,18 +37,64 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
             return _client(cfg)
         except ConfigException as e:
             raise KubeError(f"in-cluster Kubernetes config is unusable: {e}") from None
-    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube" / "config"
-    )
+    from_env = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = kubeconfig or from_env or str(Path.home() / ".kube" / "config")
     if not Path(path).is_file():
-        raise KubeError(f"kubeconfig {path} does not exist; pass --kubeconfig or set KUBECONFIG")
+        if kubeconfig:
+            hint = "check the path given to --kubeconfig"
+        elif from_env:
+            hint = "check $KUBECONFIG"
+        else:
+            hint = "pass --kubeconfig or set KUBECONFIG"
+        what = "is not a file" if Path(path).exists() else "does not exist"
+        raise KubeError(f"kubeconfig {path} {what}; {hint}")
     cfg = client.Configuration()
+    where = f"context {context!r} of {path}" if context else path
     try:
-        config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
-    except (ConfigException, ValueError, TypeError, OSError) as e:
-        where = f"context {context!r} of {path}" if context else path
+        with _logged_errors() as logged:
+            config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+    except ConfigException as e:
         raise KubeError(f"cannot use kubeconfig {where}: {e}") from None
+    except Exception as e:  # a file that is not a kubeconfig: bad YAML, wrong shapes
+        raise KubeError(f"kubeconfig {path} is malformed: {_malformed(e)}") from None
+    if logged:  # the client logs a failed exec credential plugin and goes on without credentials
+        raise KubeError(f"cannot use kubeconfig {where}: the user's exec credential plugin "
+                        f"failed: {_one_line(' '.join(logged))[:500]}")
     return _client(cfg)
+
+
+@contextmanager
+def _logged_errors() -> Iterator[list[str]]:
+    """Collect what the kubernetes client logs at ERROR on the root logger, instead of printing.
+
+    With a handler on the root logger, `logging.error` does not install its own stderr handler
+    (the raw `ERROR:root:` line).
+    """
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(logging.ERROR)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        root.removeHandler(handler)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\[Errno -?\d+\] ", "", " ".join(text.split()))
+
+
+def _malformed(e: Exception) -> str:
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None:  # a YAML error: its line and what is wrong
+        return f"not valid YAML at line {mark.line + 1}: {getattr(e, 'problem', '') or e}"
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
 def _client(cfg: Any) -> Any:
@@ -100,9 +149,39 @@ def raise_api_error(e: Exception, verb: str, resource: str, namespace: str,
         raise KubeError(f"{verb} {what} in namespace {namespace} failed: HTTP {status} {message}",
                         status=status) from None
     if isinstance(e, HTTPError | OSError):
+        server, cause = _transport_failure(e)
         raise KubeError(f"{verb} {what} in namespace {namespace}: API server unreachable "
-                        f"or too slow: {type(e).__name__}") from None
+                        f"or too slow: {cause}{server}") from None
     raise e
+
+
+def _transport_failure(e: Exception) -> tuple[str, str]:
+    """The API server's address (" (at URL)", or "") and the cause of a failed call."""
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+        SSLError,
+    )
+
+    pool = getattr(e, "pool", None)
+    server = f" (at {pool.scheme}://{pool.host}:{pool.port})" if pool is not None else ""
+    reason = e.reason if isinstance(e, MaxRetryError) and e.reason is not None else e
+    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+        return server, f"no connection within {TIMEOUT[0]:g}s (connect timeout)"
+    if isinstance(reason, ReadTimeoutError):
+        return server, f"no answer within {TIMEOUT[1]:g}s (read timeout)"
+    text = str(reason.args[0] if isinstance(reason, ProtocolError) and reason.args else reason)
+    text = re.sub(r"^\w+Connection(Pool)?\(host=[^)]*\): ", "", text)
+    text = text.removeprefix("Failed to establish a new connection: ")
+    text = re.sub(r"\[Errno -?\d+\] ", "", text).strip()
+    if isinstance(reason, SSLError):
+        text = f"TLS failed: {text}"
+    elif isinstance(reason, ProtocolError):
+        text = f"the connection broke: {text}"
+    return server, text or type(reason).__name__
 
 
 _API_GROUPS = {

@@ -175,5 +175,29 @@ def _summary(result: MetricResult, most: int = 20) -> str:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:300]
+    """One line of an error; for an HTTP error from the client, the status and Prometheus' own
+    `error` text rather than the raw JSON body in a byte-string repr."""
+    import ast
+    import json
+    import re
+
+    text = str(e).strip()
+    if m := re.fullmatch(r"HTTP Status Code (\d+) \((b?['\"].*['\"])\)", text, re.DOTALL):
+        status, body = m.group(1), m.group(2)
+        try:
+            raw = ast.literal_eval(body)
+            decoded = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        except (ValueError, SyntaxError):
+            decoded = body
+        try:
+            answer = json.loads(decoded)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("error"):
+            kind = f"{answer['errorType']}: " if answer.get("errorType") else ""
+            text = f"HTTP {status}: {kind}{answer['error']}"
+        else:  # not Prometheus' JSON (a proxy's page): its first line, as text
+            first = decoded.strip().splitlines()
+            text = f"HTTP {status}" + (f": {first[0]}" if first else "")
+    lines = text.splitlines()
+    return (lines[0] if lines else type(e).__name__)[:300]
