@@ -174,8 +174,11 @@ def _tell_failure(alerts: RunAlerts, error: BaseException, now: datetime) -> Non
 
 
 def _out() -> Console:
-    """Standard output; not a terminal (cron log, CI, a pipe): wide enough that rows don't fold."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    """Standard output: a terminal's width; otherwise (cron log, CI, a pipe) render.WIDE columns
+    at most, each line only as long as its content."""
+    from devtrip_scale.render import console
+
+    return console(sys.stdout)
 
 
 def _load(path: Path, namespace: str | None = None) -> Settings:
@@ -407,9 +410,11 @@ def run(
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta."""
+    """`30s`, `2m`, `1h`, `7d` as a timedelta; a bare number has no unit and is refused."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
+    if text.replace(".", "", 1).isdigit():  # bare: seconds or minutes? the user says which
+        raise ConfigError(f"{text!r} has no unit: write {text}s, {text}m or {text}h")
     try:
         seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
@@ -444,8 +449,12 @@ def simulate(
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="A second config, run on the same load and shown beside the first.",
         dir_okay=False)] = None,
+    max_gap: Annotated[str, typer.Option(
+        "--max-gap", help="A longer hole between samples is a gap: listed, replayed without "
+        "readings and left out of the figures.")] = "5m",
     plot: Annotated[Path | None, typer.Option(
-        "--plot", help="Write a chart of replicas against load (.png or .svg).")] = None,
+        "--plot", help="Write a chart of the replicas the load asks for against each config's "
+        "replicas (.png or .svg).")] = None,
     output: Annotated[Output, typer.Option(
         "--output", "-o", help="table for people, json for machines.")] = Output.table,
 ) -> None:
@@ -468,7 +477,8 @@ def simulate(
             configs.append((compare.name if compare.name != config.name else str(compare),
                             other))
         recording = _recording(settings, csv, deployment, since, step)
-        options = Options(parse_duration(interval), _zero_or(ready_delay), start_replicas)
+        options = Options(parse_duration(interval), _zero_or(ready_delay), start_replicas,
+                          max_gap=parse_duration(max_gap))
         runs = [(label, replay(recording, s, options)) for label, s in configs]
         if output is Output.json:
             print(json.dumps(simreport.to_dict(runs), indent=2))
