@@ -534,6 +534,49 @@ def _recording(settings: Settings, csv: Path | None, deployment: str | None, sin
     return recording
 
 
+@app.command()
+def status(
+    config: ConfigOption = Path("devscale.yaml"),
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace of the targets (overrides the config and "
+        "$NAMESPACE).")] = None,
+    deployment: Annotated[list[str] | None, typer.Option(
+        "--deployment", "-d", help="Only this target Deployment (repeatable).")] = None,
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table for people, json for machines.")] = Output.table,
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG or "
+        "~/.kube/config).")] = None,
+    context: Annotated[str | None, typer.Option(
+        "--context", help="kubeconfig context to use.")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", envvar="DEBUG", help="Show the traceback of an internal error.")] = False,
+) -> None:
+    """Show each target as devscale last left it, read-only: targets, replicas, last decision
+    and why, held-until, last scale (like `kubectl get hpa`).
+
+    Example: devscale status -c devscale.yaml -d api -o json
+    """
+
+    def body() -> int:
+        from devtrip_scale import status as st
+        from devtrip_scale.kube import connect
+
+        settings = _load(config, namespace)
+        api = connect(kubeconfig, context)
+        try:
+            report = st.collect(settings, api, datetime.now(UTC), deployment or ())
+        finally:
+            api.close()
+        if output is Output.json:
+            print(json.dumps(st.to_dict(report), indent=2))
+        else:
+            _out().print(st.table(report))
+        return int(report.exit_code)
+
+    _guard(debug, body)
+
+
 UserOption = Annotated[str | None, typer.Option(
     "--user", "-u", help="Another user's crontab (root only).")]
 
