@@ -202,6 +202,19 @@ def plot(runs: Sequence[tuple[str, dict[str, Outcome]]], path: Path) -> None:
     """A chart per Deployment (demand against replicas), as PNG or SVG by the file's suffix."""
     if path.suffix.lower() not in (".png", ".svg"):
         raise ConfigError(f"--plot {path}: the file must end in .png or .svg")
+    import matplotlib.pyplot as plt
+
+    fig = draw(chart(runs))
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise ConfigError(f"--plot {path}: cannot write the chart: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+
+
+def draw(panels: Sequence[Panel]) -> Any:
+    """The matplotlib Figure of the panels: one Axes each, every line labelled in the legend."""
     try:
         import matplotlib
     except ImportError:
@@ -210,7 +223,6 @@ def plot(runs: Sequence[tuple[str, dict[str, Outcome]]], path: Path) -> None:
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    panels = chart(runs)
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 4.2 * len(panels)), squeeze=False)
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         for line in panel.lines:
@@ -228,9 +240,4 @@ def plot(runs: Sequence[tuple[str, dict[str, Outcome]]], path: Path) -> None:
         ax.grid(True, alpha=0.25)
         ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise ConfigError(f"--plot {path}: cannot write the chart: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
+    return fig

@@ -249,3 +249,54 @@ def test_cli_output_is_not_padded_when_stdout_is_not_a_terminal() -> None:
     assert lines[0] == "devscale simulate"
     assert not [line for line in lines if line != line.rstrip()]
     assert max(len(line) for line in lines) < 150     # the table's own width, not 200
+
+
+def test_the_figure_draws_the_chart_data_with_a_legend_entry_per_line() -> None:
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    panels = simreport.chart(two_runs())
+    fig = simreport.draw(panels)
+    try:
+        [ax] = fig.axes
+        [panel] = panels
+        drawn = ax.get_lines()
+        assert [line.get_label() for line in drawn] == [line.label for line in panel.lines]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+            [line.label for line in panel.lines]
+        for artist, line in zip(drawn, panel.lines, strict=True):
+            ys = [None if y != y else float(y) for y in artist.get_ydata()]
+            xs = list(artist.get_xdata())
+            assert artist.get_drawstyle() == ("steps-post" if line.kind == "replicas"
+                                              else "default")
+            assert ys == line.values
+            assert [mdates.num2date(x) if isinstance(x, float) else x for x in xs] == \
+                line.times
+        assert ax.get_ylim() == (0.0, pytest.approx(panel.top * 1.08))
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("time (UTC)", "replicas")
+    finally:
+        plt.close(fig)
+
+
+SPREADSHEET_CSV = "\ufeffTimestamp;Deployment;Replicas;waiting_jobs\n" + "".join(
+    f"{(T0 + timedelta(minutes=i)).isoformat()};queue-worker;1;{w}\n"
+    for i, w in enumerate([0, 2, 5, 5, 0]))
+
+
+@pytest.mark.parametrize(("text", "code", "message"), [
+    pytest.param(SPREADSHEET_CSV, 0, "queue-worker", id="bom-Timestamp-semicolons"),
+    pytest.param(SPREADSHEET_CSV.replace(";1;5", ";1;NaN", 1), 2,
+                 ":4:4: waiting_jobs: 'NaN' is not a reading", id="nan"),
+    pytest.param(SPREADSHEET_CSV.replace(";1;2", ";1.5;2"), 2,
+                 ":3:3: replicas: '1.5' is not a whole number", id="fractional-replicas"),
+    pytest.param(SPREADSHEET_CSV.replace(";1;2", ";-1;2"), 2,
+                 ":3:3: replicas: '-1' is negative", id="negative-replicas"),
+])
+def test_cli_reads_spreadsheet_exports_and_refuses_bad_cells(tmp_path: Path, text: str,
+                                                             code: int, message: str) -> None:
+    csv = tmp_path / "export.csv"
+    csv.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["simulate", "-c", str(ROOT / "config" / "queue-workers.yaml"),
+                                 "--csv", str(csv), "--interval", "1m"])
+    assert result.exit_code == code, result.output
+    assert (f"{csv}{message}" if code else message) in result.output
