@@ -256,8 +256,11 @@ def _lease_seconds(text: str) -> int:
 
 
 def _out() -> Console:
-    """Standard output; not a terminal (cron log, CI, a pipe): wide enough that rows don't fold."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    """Standard output: a terminal's width; otherwise (cron log, CI, a pipe) render.WIDE columns
+    at most, each line only as long as its content."""
+    from devtrip_scale.render import console
+
+    return console(sys.stdout)
 
 
 def _load(path: Path, namespace: str | None = None) -> Settings:
@@ -562,13 +565,16 @@ def run(
 
 
 def parse_duration(text: str, option: str | None = None) -> timedelta:
-    """`30s`, `2m`, `1h`, `7d` (or bare seconds) as a timedelta; `option` names the flag in
-    the ConfigError a bad value raises (`run` and `simulate` share this parser)."""
+    """`30s`, `2m`, `1h`, `7d` as a timedelta; `option` names the flag in the ConfigError a bad
+    value raises (`run` and `simulate` share this parser). A bare number has no unit and is
+    refused: seconds or minutes, the user says which."""
     import math
 
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
     what = f"{option} {text!r}" if option else repr(text)
+    if text.replace(".", "", 1).isdigit():
+        raise ConfigError(f"{what} has no unit: write {text}s, {text}m or {text}h")
     try:
         seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
@@ -616,9 +622,12 @@ def simulate(
     compare: Annotated[Path | None, typer.Option(
         "--compare", help="A second config, run on the same load and shown beside the first.",
         dir_okay=False, metavar="<file>")] = None,
+    max_gap: Annotated[str, typer.Option(
+        "--max-gap", help="A longer hole between samples is a gap: listed, replayed without "
+        "readings and left out of the figures.", metavar=DurationMetavar)] = "5m",
     plot: Annotated[Path | None, typer.Option(
-        "--plot", help="Write a chart of replicas against load (.png or .svg).",
-        metavar="<file>")] = None,
+        "--plot", help="Write a chart of the replicas the load asks for against each config's "
+        "replicas (.png or .svg).", metavar="<file>")] = None,
     output: OutputOption = Output.table,
     debug: DebugOption = False,
 ) -> None:
@@ -635,6 +644,7 @@ def simulate(
         parse_duration(since, "--since")
         parse_duration(step, "--step")
         ready = _zero_or(ready_delay)
+        gap = parse_duration(max_gap, "--max-gap")
         if plot is not None:
             _check_plot_path(plot)
         settings = _load(config)
@@ -647,7 +657,7 @@ def simulate(
             configs.append((compare.name if compare.name != config.name else str(compare),
                             other))
         recording = _recording(settings, csv, deployment, since, step)
-        options = Options(every, ready, start_replicas)
+        options = Options(every, ready, start_replicas, max_gap=gap)
         runs = [(label, replay(recording, s, options)) for label, s in configs]
         if output is Output.json:
             _print_json({**simreport.to_dict(runs), "exitCode": 0, "error": None})
@@ -718,6 +728,42 @@ def _recording(settings: Settings, csv: Path | None, deployment: str | None, sin
         raise ConfigError("the recording holds no Deployment to replay"
                           + (f" named {deployment}" if deployment else ""))
     return recording
+
+
+@app.command(epilog=_example("devscale status -c devscale.yaml -d api -o json"))
+def status(
+    config: ConfigOption = Path("devscale.yaml"),
+    namespace: NamespaceOption = None,
+    deployment: Annotated[list[str] | None, typer.Option(
+        "--deployment", "-d", help="Only this target Deployment (repeatable).",
+        metavar="<name>")] = None,
+    output: OutputOption = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Show each target as devscale last left it, read-only: targets, replicas, last decision
+    and why, held-until, last scale (like `kubectl get hpa`)."""
+
+    def body() -> int:
+        from devtrip_scale import status as st
+        from devtrip_scale.kube import connect
+
+        settings = _load(config, namespace)
+        api = connect(kubeconfig, context)
+        try:
+            report = st.collect(settings, api, datetime.now(UTC), deployment or ())
+        finally:
+            api.close()
+        if output is Output.json:
+            _print_json({**st.to_dict(report), "exitCode": int(report.exit_code),
+                         "error": None})
+        else:
+            _out().print(st.table(report))
+        return int(report.exit_code)
+
+    _guard(debug, body, _json_failure(lambda: {"deployments": []})
+           if output is Output.json else None)
 
 
 UserOption = Annotated[str | None, typer.Option(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+import os
+import re
+from typing import Any, TextIO, cast
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -13,6 +16,36 @@ from devtrip_scale.models import Decision, Proposal
 from devtrip_scale.reconcile import CheckReport, TargetResult
 
 _UNITS = {"Utilization": "%", "Value": "", "AverageValue": ""}
+WIDE = 200   # columns when stdout is not a terminal: rows fold only past this
+_PADDING = re.compile(r"[ \t]+(?=\n)")
+
+
+class _Trimmed(io.TextIOBase):
+    """A text stream that drops the spaces rich pads each line with, before the newline."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out.write(_PADDING.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def console(out: TextIO) -> Console:
+    """A console on `out`: a terminal as it is; anything else (a cron log, CI, a pipe) gets
+    lines as long as their content (no padding), folded past $COLUMNS or WIDE columns."""
+    if out.isatty():
+        return Console(file=out, highlight=False)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else WIDE
+    return Console(file=cast(TextIO, _Trimmed(out)), width=width, highlight=False,
+                   color_system=None, soft_wrap=False)
 
 
 def fmt_number(value: float) -> str:

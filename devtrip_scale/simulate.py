@@ -6,6 +6,11 @@ was made with, Utilization readings are rescaled: the same demand over the simul
 memory presets); how the service fares — time over target, the largest gap — is judged on the
 *ready* pods, which follow a scale up `ready_delay` later (a scale down takes effect at once).
 Totals (AverageValue) and Value readings are replayed as recorded.
+
+A hole in the recording longer than `max_gap` (default: Prometheus' 5-minute staleness) is not
+skipped silently: each gap is listed in the outcome, the replay sees no reading there (replicas
+held, as `check` would hold them), and the measures stop `max_gap` after the last sample before
+it: the time in a gap counts in no figure but `seconds_unmeasured`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from devtrip_scale import policy
 from devtrip_scale.config import MetricModel, Settings
@@ -28,6 +34,7 @@ class Options:
     interval: timedelta
     ready_delay: timedelta = timedelta(0)
     start_replicas: int | None = None
+    max_gap: timedelta = LOOKBACK
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Step:
     recommendation: int | None
     reason: str
     load: float | None   # the highest reading/target ratio: 1.0 is exactly on target
+    demand: float | None = None   # the replicas the load asks for: the highest metric's need
 
 
 @dataclass
@@ -56,6 +64,8 @@ class Outcome:
     largest_gap: int = 0
     largest_gap_at: datetime | None = None
     max_replicas: int = 0
+    gaps: list[tuple[datetime, datetime]] = field(default_factory=list)
+    seconds_unmeasured: float = 0.0
 
 
 def simulate(recording: Recording, settings: Settings, options: Options) -> dict[str, Outcome]:
@@ -95,7 +105,8 @@ def replay(name: str, series: Series, settings: Settings, options: Options) -> O
         history = policy.remember(history, decision, spec, at, written=written)
         outcome.steps.append(Step(at, replicas, decision.desired_replicas,
                                   decision.recommendation, decision.reason,
-                                  _load(metrics, readings, replicas)))
+                                  _load(metrics, readings, replicas),
+                                  demand(metrics, readings, replicas)))
         if written is not None:
             if written > replicas:
                 outcome.scale_ups += 1
@@ -104,8 +115,14 @@ def replay(name: str, series: Series, settings: Settings, options: Options) -> O
             replicas = written
             timeline.set(at, replicas)
         at += options.interval
-    _measure(outcome, series, metrics, spec, timeline, options.interval)
+    outcome.gaps = gaps(times, options.max_gap)
+    _measure(outcome, series, metrics, spec, timeline, options)
     return outcome
+
+
+def gaps(times: list[datetime], longest: timedelta) -> list[tuple[datetime, datetime]]:
+    """Each pair of consecutive samples further apart than `longest`."""
+    return [(a, b) for a, b in pairwise(times) if b - a > longest]
 
 
 def _reading(metric: MetricModel, series: Series, i: int, pods: int) -> float | None:
@@ -126,9 +143,25 @@ def _load(metrics: tuple[MetricModel, ...], readings: tuple[MetricReading, ...],
     return max(ratios) if ratios else None
 
 
+def demand(metrics: tuple[MetricModel, ...], readings: tuple[MetricReading, ...],
+           pods: int) -> float | None:
+    """The replicas the load asks for, unrounded and unclamped: the highest of the metrics.
+
+    Utilization and Value: reading ÷ target × the pods it was read on; AverageValue: the total ÷
+    the target per replica. None when no metric has a reading.
+    """
+    needs = [r.value / m.target.value if m.target.type == "AverageValue"
+             else r.value / m.target.value * pods
+             for m, r in zip(metrics, readings, strict=True) if r.value is not None]
+    return max(needs) if needs else None
+
+
 def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
-             spec: PolicySpec, timeline: _Timeline, interval: timedelta) -> None:
-    """Cost and fit, sample by sample of the recording, against the simulated replicas."""
+             spec: PolicySpec, timeline: _Timeline, options: Options) -> None:
+    """Cost and fit, sample by sample of the recording, against the simulated replicas.
+
+    A sample stands for the time to the next one, at most `max_gap`: the rest is unmeasured.
+    """
     times = series.times
     n = len(times)
     columns = [(m.name, series.values[m.name], m.target.type, m.target.value,
@@ -136,7 +169,10 @@ def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
                for m in metrics]
     made_with = series.replicas or []
     over = dict.fromkeys((m.name for m in metrics), 0.0)
-    last_step = (times[-1] - times[-2]).total_seconds() if n > 1 else interval.total_seconds()
+    last_step = (times[-1] - times[-2]).total_seconds() if n > 1 else \
+        options.interval.total_seconds()
+    longest = options.max_gap.total_seconds()
+    unmeasured = 0.0
     spec_at, ready_at = timeline.walker(), timeline.walker(ready=True)
     hours = at_max = 0.0
     gap, gap_at = 0, None
@@ -144,6 +180,9 @@ def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
     for k in range(n):
         at = times[k]
         dt = (times[k + 1] - at).total_seconds() if k + 1 < n else last_step
+        if dt > longest:
+            unmeasured += dt - longest
+            dt = longest
         replicas, ready = spec_at(at), ready_at(at)
         hours += replicas * dt
         if replicas >= top:
@@ -172,6 +211,7 @@ def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
     outcome.seconds_at_max = at_max
     outcome.largest_gap, outcome.largest_gap_at = gap, gap_at
     outcome.seconds_over_target = over
+    outcome.seconds_unmeasured = unmeasured
 
 
 class _Timeline:
