@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything devscale and its test bed need on a fresh Debian machine (idempotent):
-# Debian's prometheus, Go (if missing), the Python package with its test extras, and the Go
-# build of the test control plane (cached in ~/.cache/devscale, reused when unchanged).
+# Debian's prometheus and redis-server, Go (if missing), the Python package with its test
+# extras, and the Go builds of the test cluster: the control plane (apiserver, controller-manager,
+# scheduler) and KWOK, cached in ~/.cache/devscale and reused when unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v git >/dev/null || need_apt+=(git)
 command -v crontab >/dev/null || need_apt+=(cron)
@@ -19,5 +21,5 @@ fi
 
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[test]"
 
-echo "building the test control plane (first time: a few minutes)..."
+echo "building the test cluster: control plane and KWOK (first time: many minutes)..."
 python3 -m testbed.controlplane build

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fixed clock, and the real test bed (Prometheus, kube-apiserver) on loopback.
+"""Shared fixtures: a fixed clock, and the real test bed on loopback: Prometheus, Redis and a
+Kubernetes cluster (kube-apiserver, controller-manager, scheduler, KWOK nodes).
 
 The servers start once per session, on first use, so the unit tier (`-m "not integration"`)
 needs none of them.
@@ -20,9 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed import kwok
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
+from testbed.net import wait_until
 from testbed.prometheus import Prometheus
+from testbed.redis import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -67,6 +71,13 @@ def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
 
 
 @pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    server = Redis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def admin_kubeconfig(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return controlplane.kubeconfig(tmp_path_factory.mktemp("kube") / "admin.yaml")
 
@@ -86,9 +97,11 @@ class Cluster:
 
     api: Any
     namespace: str
+    logs_dir: Path | None = None
 
     def deployment(self, name: str, replicas: int, labels: dict[str, str] | None = None,
-                   annotations: dict[str, str] | None = None) -> None:
+                   annotations: dict[str, str] | None = None, cpu: str | None = None) -> None:
+        """A Deployment of `replicas` pods; `cpu` is each pod's CPU request (none by default)."""
         from kubernetes import client
 
         labels = {"app": name, **(labels or {})}
@@ -100,11 +113,63 @@ class Cluster:
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels={"app": name}),
                     spec=client.V1PodSpec(containers=[client.V1Container(
-                        name="app", image="registry.invalid/app:1")]),
+                        name="app", image="registry.invalid/app:1",
+                        resources=client.V1ResourceRequirements(requests={"cpu": cpu})
+                        if cpu else None)]),
                 ),
             ),
         )
         client.AppsV1Api(self.api).create_namespaced_deployment(self.namespace, body)
+
+    def wait_ready(self, name: str, replicas: int, timeout: float = 60) -> float:
+        """Wait until Deployment `name` has exactly `replicas` Ready pods; the seconds it took."""
+        from kubernetes import client
+
+        apps = client.AppsV1Api(self.api)
+
+        def ready() -> bool:
+            status = apps.read_namespaced_deployment_status(name, self.namespace).status
+            return (status.ready_replicas or 0) == replicas and status.replicas == replicas
+
+        return wait_until(ready, f"deployment {self.namespace}/{name}: {replicas} ready",
+                          timeout=timeout)
+
+    def pod(self, name: str, run_seconds: float | None = None, exit_code: int | None = None
+            ) -> None:
+        """A bare pod (restartPolicy Never) that runs `run_seconds` on a KWOK node, then ends
+        Succeeded, or Failed with `exit_code` when that is not 0."""
+        from kubernetes import client
+
+        client.CoreV1Api(self.api).create_namespaced_pod(self.namespace, {
+            "metadata": {"name": name, "annotations": _run_annotations(run_seconds, exit_code)},
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "app", "image": "registry.invalid/app:1"}]}})
+
+    def job(self, name: str, run_seconds: float | None = None, exit_code: int | None = None,
+            completions: int = 1) -> None:
+        """A Job whose pods each run `run_seconds` and end with `exit_code` (0 by default)."""
+        from kubernetes import client
+
+        client.BatchV1Api(self.api).create_namespaced_job(self.namespace, {
+            "metadata": {"name": name},
+            "spec": {"completions": completions, "backoffLimit": 0, "template": {
+                "metadata": {"annotations": _run_annotations(run_seconds, exit_code)},
+                "spec": {"restartPolicy": "Never", "containers": [
+                    {"name": "app", "image": "registry.invalid/app:1"}]}}}})
+
+    def pod_log(self, pod: str, lines: list[str], container: str = "app") -> Path:
+        """Append `lines` to the log of `container` in `pod`, as `pods/log` serves it."""
+        from kubernetes import client
+
+        assert self.logs_dir is not None, "pod logs need the cluster fixture's KWOK"
+        path = self.logs_dir / self.namespace / pod / f"{container}.log"
+        if not path.exists():
+            kwok.write_log(path, [])
+            client.CustomObjectsApi(self.api).create_namespaced_custom_object(
+                kwok.GROUP, "v1alpha1", self.namespace, "logs",
+                kwok.logs_object(self.namespace, pod, container, path))
+        kwok.write_log(path, lines)
+        return path
 
     def replicas(self, name: str) -> int:
         from kubernetes import client
@@ -140,8 +205,14 @@ def service_account_kubeconfig(cluster: Cluster, controlplane: ControlPlane, pat
     return controlplane.kubeconfig(path, user=account, token=token)
 
 
+def _run_annotations(run_seconds: float | None, exit_code: int | None) -> dict[str, str]:
+    """The annotations the test bed's KWOK stages end a pod by (testbed/kwok/stages.yaml)."""
+    return {kwok.RUN_SECONDS: f"{run_seconds or 0:g}",
+            **({kwok.EXIT_CODE: str(exit_code)} if exit_code is not None else {})}
+
+
 @pytest.fixture
-def cluster(kube: Any) -> Iterator[Cluster]:
+def cluster(kube: Any, controlplane: ControlPlane) -> Iterator[Cluster]:
     """A fresh namespace on the real API server, deleted afterwards."""
     from kubernetes import client
 
@@ -149,7 +220,7 @@ def cluster(kube: Any) -> Iterator[Cluster]:
     core = client.CoreV1Api(kube)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=name, labels={"created-by": "devscale-tests"})))
-    yield Cluster(kube, name)
+    yield Cluster(kube, name, controlplane.logs_dir)
     core.delete_namespace(name)
 
 

@@ -1,8 +1,13 @@
-// Command controlplane runs etcd (embedded) and kube-apiserver in one process, on loopback,
-// for devscale's integration tests. It is test infrastructure, never shipped.
+// Command controlplane is the Kubernetes control plane of devscale's test bed, one binary for
+// all of it so that the compile of k8s.io/kubernetes is shared. It is test infrastructure,
+// never shipped. The first argument names the component:
 //
-// Usage: controlplane -data-dir DIR -etcd-port N -etcd-peer-port N -- <kube-apiserver flags>
-// The service-account signing key is generated into DIR/sa.key when it does not exist yet.
+//	controlplane apiserver -data-dir DIR -etcd-port N -etcd-peer-port N -- <kube-apiserver flags>
+//	controlplane controller-manager <kube-controller-manager flags>
+//	controlplane scheduler <kube-scheduler flags>
+//
+// apiserver runs etcd embedded in the same process, on loopback; the service-account signing
+// key is generated into DIR/sa.key when it does not exist yet.
 package main
 
 import (
@@ -17,15 +22,49 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/server/v3/embed"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 )
 
 func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	switch component, args := os.Args[1], os.Args[2:]; component {
+	case "apiserver":
+		runAPIServer(args)
+	case "controller-manager":
+		run(component, controllermanager.NewControllerManagerCommand(), args)
+	case "scheduler":
+		run(component, scheduler.NewSchedulerCommand(), args)
+	default:
+		usage()
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: controlplane apiserver|controller-manager|scheduler [flags]")
+	os.Exit(2)
+}
+
+// run executes a component's own command line, as its standalone binary would.
+func run(component string, cmd *cobra.Command, args []string) {
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "controlplane: %s: %v\n", component, err)
+		os.Exit(1)
+	}
+}
+
+func runAPIServer(argv []string) {
+	flag.CommandLine.Init("apiserver", flag.ExitOnError)
 	dataDir := flag.String("data-dir", "", "directory for etcd data and the service-account key")
 	etcdPort := flag.Int("etcd-port", 0, "etcd client port on 127.0.0.1")
 	etcdPeerPort := flag.Int("etcd-peer-port", 0, "etcd peer port on 127.0.0.1")
-	flag.Parse()
+	_ = flag.CommandLine.Parse(argv)
 	if *dataDir == "" || *etcdPort == 0 || *etcdPeerPort == 0 {
 		fmt.Fprintln(os.Stderr, "controlplane: -data-dir, -etcd-port and -etcd-peer-port are required")
 		os.Exit(2)
@@ -41,12 +80,7 @@ func main() {
 	}
 	defer etcd.Close()
 
-	cmd := app.NewAPIServerCommand()
-	cmd.SetArgs(flag.Args())
-	if err := cmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "controlplane: kube-apiserver:", err)
-		os.Exit(1)
-	}
+	run("kube-apiserver", apiserver.NewAPIServerCommand(), flag.Args())
 }
 
 func startEtcd(dir string, port, peerPort int) (*embed.Etcd, error) {
