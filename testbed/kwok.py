@@ -28,6 +28,7 @@ MODULE = "sigs.k8s.io/kwok/cmd/kwok"
 VERSION = "v0.7.0"
 STAGES = Path(__file__).parent / "kwok" / "stages.yaml"
 RUN_SECONDS = "devscale.test/run-seconds"
+READY_SECONDS = "devscale.test/ready-seconds"   # how long a pod takes to become Ready
 EXIT_CODE = "devscale.test/exit-code"
 GROUP = "kwok.x-k8s.io"
 
