@@ -16,10 +16,10 @@ follows `pkg/controller/podautoscaler` of Kubernetes:
    highest of the scale-down window; an entry exactly as old as a window is outside it
    (`stabilizeRecommendationWithBehaviors`);
 5. devscale's optional cooldowns: no scale in a direction within N s of the last scale event;
-6. rate policies measured from the replicas at the start of each period, found by undoing the
+6. devscale's extra: no scale-up while pods of the Deployment cannot be scheduled;
+7. rate policies measured from the replicas at the start of each period, found by undoing the
    scale events inside it, selected with Max/Min/Disabled, then the clamp to [min, max]
-   (`convertDesiredReplicasWithBehaviorRate`);
-7. devscale's extra: no scale-up while pods of the Deployment cannot be scheduled.
+   (`convertDesiredReplicasWithBehaviorRate`).
 
 `remember(history, decision, ...)` returns the history the next run needs (pure too).
 """
@@ -199,16 +199,18 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         limits.append(reason)
         held_until = None
 
+    if value > current and obs.unschedulable is not None:
+        # devscale's extra: no more pods asked of a cluster that cannot place those it has
+        value, reason = current, "ScaleUpUnschedulable"
+        message = (f"{obs.unschedulable.text(now)}; not scaling up into a cluster that cannot "
+                   "place the pods it already has")
+        limits.append(reason)
+        held_until = None
+
     final, rate_reason, rate_message = _rate_limit(current, value, spec, history.scale_events, now)
     if final != value:
         reason, message = rate_reason, rate_message
         limits.append(rate_reason)
-    if final > current and obs.unschedulable is not None:
-        # devscale's extra: no more pods asked of a cluster that cannot place those it has
-        final, reason = current, "ScaleUpUnschedulable"
-        message = (f"{obs.unschedulable.text(now)}; not scaling up into a cluster that cannot "
-                   "place the pods it already has")
-        limits.append(reason)
     if not message:
         message = _plain_message(reason, best, wanted)
     return verdict(final, reason, message, recommendation=wanted, deciding_metric=best.name,
