@@ -208,6 +208,10 @@ def check(
     now: Annotated[datetime | None, typer.Option(
         "--now", hidden=True, formats=["%Y-%m-%dT%H:%M:%S%z"],
         help="Decide as if it were this time (for replays and tests).")] = None,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", envvar="DEVSCALE_PUSHGATEWAY",
+        help="Push the outcome to this Prometheus Pushgateway for the alerts and dashboard "
+        "(not on --dry-run; a failed push is a warning).")] = None,
 ) -> None:
     """Run one pass: read the load, decide, scale, explain.
 
@@ -246,6 +250,11 @@ def check(
                 api.close()
 
         report = _alerting(alerts, moment, locked_pass)
+        if pushgateway and not dry_run:
+            from devtrip_scale.pushgateway import push
+
+            if problem := push(pushgateway, report):
+                report.warnings.append(problem)
         if output is Output.json:
             print(render.to_json(report, debug=debug))
         else:
@@ -538,19 +547,38 @@ def cron_install(
     log: Annotated[Path | None, typer.Option(
         help="Where the output goes (default ~/.local/state/devscale/check.log).")] = None,
     user: UserOption = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", metavar="FILE", help="kubeconfig the entry uses (default: the first "
+        "file of $KUBECONFIG, else ~/.kube/config, made absolute).")] = None,
+    context: Annotated[str | None, typer.Option(
+        "--context", metavar="NAME", help="Context the entry uses (default: the kubeconfig's "
+        "current-context now).")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace the entry scales (default: the config's, with "
+        "$NAMESPACE applied, now).")] = None,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", envvar="DEVSCALE_PUSHGATEWAY",
+        help="Each run pushes its outcome to this Prometheus Pushgateway.")] = None,
 ) -> None:
-    """Add (or update) one crontab entry; running it twice leaves one entry."""
+    """Add (or update) one crontab entry; running it twice leaves one entry.
+
+    The entry pins the kubeconfig, context and namespace in effect now, so a later
+    `kubectl config use-context` does not move it.
+
+    Example: devscale cron install -c devscale.yaml --every 2m
+    """
 
     def body() -> int:
         from devtrip_scale import cron
 
-        _load(config)
+        settings = _load(config, namespace)
         when = cron.validate_schedule(schedule) if schedule else cron.every_to_schedule(every)
-        target = log or Path.home() / ".local" / "state" / "devscale" / "check.log"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        line = cron.entry(when, config, target)
+        target = cron.resolve_target(settings.namespace, kubeconfig, context, pushgateway)
+        log_file = log or Path.home() / ".local" / "state" / "devscale" / "check.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        line = cron.entry(when, config, log_file, target)
         changed = cron.install(line, config, user)
-        print(("installed" if changed else "already installed") + f":\n{line}")
+        print(("installed" if changed else "already installed") + f":\n{cron.summary(line)}")
         return 0
 
     _guard(False, body)
@@ -575,14 +603,26 @@ def cron_uninstall(
 
 
 @cron_app.command("show")
-def cron_show(user: UserOption = None) -> None:
-    """List devscale's crontab entries."""
+def cron_show(
+    user: UserOption = None,
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table for people, json for machines.")] = Output.table,
+) -> None:
+    """List devscale's crontab entries, each with the cluster, context and namespace it acts on.
+
+    Example: devscale cron show -o json
+    """
 
     def body() -> int:
         from devtrip_scale import cron
 
         lines = cron.entries(user)
-        print("\n".join(lines) if lines else "no devscale entry in the crontab")
+        if output is Output.json:
+            print(json.dumps({"schemaVersion": 1,
+                              "entries": [cron.describe(line) for line in lines]}, indent=2))
+        else:
+            print("\n".join(cron.summary(line) for line in lines) if lines
+                  else "no devscale entry in the crontab")
         return 0
 
     _guard(False, body)
