@@ -276,7 +276,7 @@ def dashboard_queries() -> dict[str, str]:
         "Replicas: desired (devscale) and current":
             'devscale_desired_replicas{namespace="$namespace"} or '
             'devscale_current_replicas{namespace="$namespace"}',
-        "Scaling events per hour":
+        "Scaling events per hour (devscale run)":
             'sum by (deployment, action) (increase(devscale_decisions_total{namespace='
             '"$namespace", action=~"scale_up|scale_down"}[1h]))',
         "Capacity exhausted / held": 'devscale_capacity_exhausted{namespace="$namespace"} or '

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devtrip_scale.cron import Target, describe, entry, resolve_target, summary
+from devtrip_scale.cron import Target, describe, entry, resolve_target, summary, validate_schedule
 from devtrip_scale.errors import ConfigError
 from devtrip_scale.pushgateway import redact
 
@@ -122,3 +122,13 @@ def test_an_entry_from_an_older_devscale_says_it_is_not_pinned() -> None:
 ])
 def test_pushgateway_credentials_never_show(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+def test_the_shipped_crontab_line_pins_its_target() -> None:
+    from tests.conftest import ROOT
+
+    [line] = [x for x in (ROOT / "cron" / "devscale.crontab").read_text().splitlines()
+              if x and not x.startswith("#")]
+    described = describe(line)
+    assert described["pinned"] and described["context"] and described["namespace"]
+    assert validate_schedule(described["schedule"]) == "*/2 * * * *"

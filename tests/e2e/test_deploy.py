@@ -11,6 +11,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,13 +116,33 @@ def assert_complete(cluster: Cluster, printed: str, notice: str) -> list[dict[st
     resolves to an object (and key) that exists, or is named in the notice on stderr."""
     objects = [d for d in yaml.safe_load_all(printed) if d]
     cluster.apply(objects)
-    notice = " ".join(notice.split())
     live = []
     for obj in objects:
         got = _get(cluster, obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                    obj["metadata"]["namespace"])
         assert got is not None, f"{obj['kind']}/{obj['metadata']['name']} was not created"
         live.append(got)
+    assert_resolves(cluster, live, notice)
+    return live
+
+
+def in_namespace(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    """The workloads and RBAC objects the API server holds in a namespace."""
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(cluster.api)
+    found = []
+    for api_version, kind in (("batch/v1", "CronJob"), ("apps/v1", "Deployment"),
+                              ("rbac.authorization.k8s.io/v1", "Role"),
+                              ("rbac.authorization.k8s.io/v1", "RoleBinding")):
+        resource = dynamic.resources.get(api_version=api_version, kind=kind)
+        for item in resource.get(namespace=namespace).to_dict()["items"]:
+            found.append({**item, "apiVersion": api_version, "kind": kind})
+    return found
+
+
+def assert_resolves(cluster: Cluster, live: list[dict[str, Any]], notice: str) -> None:
+    notice = " ".join(notice.split())
     for obj in live:
         for api_version, kind, name, ns, key, optional in references(obj):
             target = _get(cluster, api_version, kind, name, ns)
@@ -133,7 +154,6 @@ def assert_complete(cluster: Cluster, printed: str, notice: str) -> list[dict[st
                     assert optional, f"a pod would not start without Secret {name}"
             elif key is not None and kind == "ConfigMap":
                 assert key in (target.get("data") or {}), (kind, name, key)
-    return live
 
 
 @pytest.mark.parametrize("command", [
@@ -481,3 +501,133 @@ def test_a_failed_push_is_a_warning_not_a_failure(
                               f"{nobody.rsplit(':', 1)[1]}: ")
     assert "Connection refused" in warning
     assert "s3cret" not in proc.stdout + proc.stderr
+
+
+# The README's Deploy section, run as written: each `sh` block by one test below.
+DEPLOY_RECIPES = {"cron": "devscale cron install", "kustomize": "kubectl apply -k",
+                  "cronjob": "devscale manifests cronjob", "loop": "devscale manifests loop",
+                  "rules": "devscale manifests prometheus-rules"}
+
+
+def readme_blocks(section: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", body, re.S)
+
+
+def recipe(key: str) -> str:
+    [block] = [b for b in readme_blocks("Deploy") if DEPLOY_RECIPES[key] in b]
+    return block
+
+
+def run_recipe(block: str, cwd: Path, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    """A README block in bash (-e, pipefail) as a user would type it: `devscale` is this tree's,
+    `kubectl` is the real one, $KUBECONFIG points at the test bed."""
+    bin_dir = cwd / ".bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "devscale"
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m devtrip_scale "$@"\n')
+    shim.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd),
+           "KUBECONFIG": str(kubeconfig), "DEVSCALE_STATE_DIR": str(cwd / "state")}
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_every_deploy_recipe_of_the_readme_is_run_by_a_test() -> None:
+    blocks = readme_blocks("Deploy")
+    assert sorted(blocks) == sorted(recipe(key) for key in DEPLOY_RECIPES)
+
+
+@pytest.fixture
+def root_crontab() -> Iterator[None]:
+    """The README's cron recipe edits the crontab of whoever runs it (root here): put back
+    what was there before."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the recipe edits the running user's crontab; CI runs as root")
+    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    yield
+    if before.returncode == 0:
+        subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
+    else:
+        subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+
+
+def test_readme_cron_recipe(root_crontab: None, cluster: Cluster, admin_kubeconfig: Path,
+                            tmp_path: Path) -> None:
+    write_config(tmp_path / "devscale.yaml", cluster.namespace, "http://prometheus:9090",
+                 [MEMORY], [{"deployment": "api"}])
+    proc = run_recipe(recipe("cron"), tmp_path, admin_kubeconfig)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0] == "installed:"
+    assert out[2] == out[4] == (f"  target: context testbed of {admin_kubeconfig}, namespace "
+                                f"{cluster.namespace}")
+    assert out[3] == out[1]                                       # `cron show`: the entry
+    assert out[5] == "removed 1 entry"
+    assert "# devscale:" not in subprocess.run(["crontab", "-l"], capture_output=True,
+                                               text=True, check=False).stdout
+
+
+@pytest.fixture
+def devtrip(kube: Any) -> Cluster:
+    """The namespace the production overlay deploys to."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube)
+    if "devtrip" not in [n.metadata.name for n in core.list_namespace().items]:
+        core.create_namespace({"metadata": {"name": "devtrip"}})
+    return Cluster(kube, "devtrip")
+
+
+def test_readme_kustomize_recipe(devtrip: Cluster, admin_kubeconfig: Path,
+                                 tmp_path: Path) -> None:
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT / "deploy", work / "deploy")
+    proc = run_recipe(recipe("kustomize"), work, admin_kubeconfig)
+    assert proc.returncode == 0, proc.stderr
+    live = in_namespace(devtrip, "devtrip")
+    assert {o["kind"] for o in live} == {"CronJob", "Role", "RoleBinding"}
+    assert_resolves(devtrip, live, notice="")       # the Secret too: the recipe made it
+    [job] = [o for o in live if o["kind"] == "CronJob"]
+    pod = _pod_spec(job)
+    assert pod is not None
+    [config_map] = [v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v]
+    mounted = _get(devtrip, "v1", "ConfigMap", config_map, "devtrip")
+    assert mounted is not None
+    assert yaml.safe_load(mounted["data"]["devscale.yaml"])["namespace"] == "devtrip"
+
+
+def test_overlays_deploy_where_their_config_scales() -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "base" / "devscale.yaml").read_text())
+    for overlay in (ROOT / "deploy" / "overlays").glob("*/kustomization.yaml"):
+        assert yaml.safe_load(overlay.read_text())["namespace"] == config["namespace"], overlay
+
+
+@pytest.mark.parametrize("key", ["cronjob", "loop"])
+def test_readme_manifests_recipes(key: str, cluster: Cluster, admin_kubeconfig: Path,
+                                  tmp_path: Path) -> None:
+    write_config(tmp_path / "devscale.yaml", cluster.namespace, "http://prometheus:9090",
+                 [MEMORY], [{"deployment": "api"}])
+    proc = run_recipe(recipe(key), tmp_path, admin_kubeconfig)
+    assert proc.returncode == 0, proc.stderr
+    live = in_namespace(cluster, cluster.namespace)
+    assert {o["kind"] for o in live} == {"CronJob" if key == "cronjob" else "Deployment",
+                                         "Role", "RoleBinding"}
+    assert_resolves(cluster, live, proc.stderr)   # the Secret is named on stderr
+    assert "Secret devscale-secrets is not printed" in proc.stderr
+
+
+def test_readme_rules_recipe(admin_kubeconfig: Path, tmp_path: Path) -> None:
+    proc = run_recipe(recipe("rules"), tmp_path, admin_kubeconfig)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "devscale-rules.yaml").read_text() == \
+        (ROOT / "deploy" / "prometheus" / "devscale-rules.yaml").read_text()
+    operator = yaml.safe_load((tmp_path / "devscale-prometheusrule.yaml").read_text())
+    assert operator["kind"] == "PrometheusRule"
+    (tmp_path / "from-operator.yaml").write_text(yaml.safe_dump(operator["spec"]))
+    for name in ("devscale-rules.yaml", "from-operator.yaml"):
+        checked = subprocess.run(["promtool", "check", "rules", name], cwd=tmp_path,
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stderr
+    assert json.loads((tmp_path / "devscale-dashboard.json").read_text())["uid"] == "devscale"
