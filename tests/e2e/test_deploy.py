@@ -366,6 +366,17 @@ def test_cron_refuses_a_schedule_cron_cannot_keep() -> None:
     assert proc.returncode == 2 and "hour '25' is outside 0-23" in proc.stderr
 
 
+def devscale_shim(where: Path) -> Path:
+    """A directory with a `devscale` command that runs this tree's code (the console script on
+    PATH may belong to another checkout)."""
+    bin_dir = where / ".bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "devscale"
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m devtrip_scale "$@"\n')
+    shim.chmod(0o755)
+    return bin_dir
+
+
 def test_jenkinsfile_shell_step_runs(cluster: Cluster, exporter: SyntheticExporter,
                                      prometheus: Prometheus, admin_kubeconfig: Path,
                                      tmp_path: Path) -> None:
@@ -377,9 +388,7 @@ def test_jenkinsfile_shell_step_runs(cluster: Cluster, exporter: SyntheticExport
     cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url, [MEMORY],
                        [{"deployment": "api"}], minReplicas=2, maxReplicas=10)
     settle()
-    devscale = shutil.which("devscale")
-    assert devscale is not None, "the console script is installed by scripts/setup.sh"
-    env = {"PATH": f"{Path(devscale).parent}:/usr/bin:/bin", "DEVSCALE_CONFIG": str(cfg),
+    env = {"PATH": f"{devscale_shim(tmp_path)}:/usr/bin:/bin", "DEVSCALE_CONFIG": str(cfg),
            "KUBECONFIG": str(admin_kubeconfig), "HOME": str(tmp_path)}
     subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, check=True, timeout=120)
     assert (tmp_path / "devscale-status").read_text().split() == ["ok", "0"]
@@ -523,12 +532,7 @@ def recipe(key: str) -> str:
 def run_recipe(block: str, cwd: Path, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
     """A README block in bash (-e, pipefail) as a user would type it: `devscale` is this tree's,
     `kubectl` is the real one, $KUBECONFIG points at the test bed."""
-    bin_dir = cwd / ".bin"
-    bin_dir.mkdir(exist_ok=True)
-    shim = bin_dir / "devscale"
-    shim.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m devtrip_scale "$@"\n')
-    shim.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd),
+    env = {"PATH": f"{devscale_shim(cwd)}:/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd),
            "KUBECONFIG": str(kubeconfig), "DEVSCALE_STATE_DIR": str(cwd / "state")}
     return subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=180)
@@ -621,8 +625,8 @@ def test_readme_manifests_recipes(key: str, cluster: Cluster, admin_kubeconfig: 
 def test_readme_rules_recipe(admin_kubeconfig: Path, tmp_path: Path) -> None:
     proc = run_recipe(recipe("rules"), tmp_path, admin_kubeconfig)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "devscale-rules.yaml").read_text() == \
-        (ROOT / "deploy" / "prometheus" / "devscale-rules.yaml").read_text()
+    assert yaml.safe_load((tmp_path / "devscale-rules.yaml").read_text()) == \
+        yaml.safe_load((ROOT / "deploy" / "prometheus" / "devscale-rules.yaml").read_text())
     operator = yaml.safe_load((tmp_path / "devscale-prometheusrule.yaml").read_text())
     assert operator["kind"] == "PrometheusRule"
     (tmp_path / "from-operator.yaml").write_text(yaml.safe_dump(operator["spec"]))
