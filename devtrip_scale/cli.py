@@ -698,6 +698,7 @@ def manifests_cronjob(
     def body() -> int:
         from devtrip_scale import manifests as m
         from devtrip_scale.cron import validate_schedule
+        from devtrip_scale.pushgateway import PUSHGATEWAY_ENV, redact
 
         validate_schedule(schedule)
         ns, settings = _deploy_target(config, namespace, without_config)
@@ -706,8 +707,12 @@ def manifests_cronjob(
         objects = [*m.rbac(ns, history), *m.state(ns, history)]
         if config is not None:
             objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
+        if pushgateway and redact(pushgateway) != pushgateway:  # credentials go in the Secret
+            secrets, pushgateway_url = (*secrets, (PUSHGATEWAY_ENV, "pushgateway-url")), None
+        else:
+            pushgateway_url = pushgateway
         objects.append(m.cronjob(ns, image, schedule, pin_namespace=True, secret_env=secrets,
-                                 pushgateway=pushgateway))
+                                 pushgateway=pushgateway_url))
         _print_set(objects, m.not_emitted(ns, secrets, config=config is not None))
         return 0
 

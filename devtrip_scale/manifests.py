@@ -32,12 +32,6 @@ DEFAULT_SECRET_ENV = (("SLACK_WEBHOOK", "slack-webhook"), ("SMTP_PASSWORD", "smt
 
 # Exactly the verbs devscale uses; the Lease and the history ConfigMap ship with the manifests,
 # so nothing needs `create`, and both are named.
-def rules(history: str = HISTORY) -> list[dict[str, Any]]:
-    """The Role's rules; `history` is the config's `history_configmap`."""
-    return [{**rule, "resourceNames": [history]} if rule["resources"] == ["configmaps"] else rule
-            for rule in RULES]
-
-
 RULES: list[dict[str, Any]] = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
     {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
@@ -48,6 +42,12 @@ RULES: list[dict[str, Any]] = [
      "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
+
+
+def rules(history: str = HISTORY) -> list[dict[str, Any]]:
+    """The Role's rules; `history` is the config's `history_configmap`."""
+    return [{**rule, "resourceNames": [history]} if rule["resources"] == ["configmaps"] else rule
+            for rule in RULES]
 
 
 def _meta(name: str, namespace: str) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def not_emitted(namespace: str, secret_env: tuple[tuple[str, str], ...],
     keys = " ".join(f"--from-literal={key}=…" for _, key in secret_env)
     envs = ", ".join(f"{key} → ${env}" for env, key in secret_env)
     notes.append(f"Secret {SECRET} is not printed (credentials never are); the pods read it "
-                 f"optionally ({envs}), so notifications stay off until it exists: "
+                 f"optionally ({envs}): until it exists those stay unset (no notifications): "
                  f"kubectl -n {namespace} create secret generic {SECRET} {keys}")
     return notes
 

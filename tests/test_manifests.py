@@ -192,6 +192,20 @@ def test_cronjob_pushes_to_the_gateway_it_is_given(tmp_path: Path) -> None:
         container["env"]
 
 
+def test_a_pushgateway_url_with_credentials_goes_through_the_secret(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "shop.yaml", CONFIG)
+    out = runner.invoke(app, ["manifests", "cronjob", "-c", str(cfg), "--pushgateway",
+                              "https://ops:s3cret@pushgateway.example"])
+    assert out.exit_code == 0, out.output
+    assert "s3cret" not in out.stdout + out.stderr
+    [job] = [d for d in yaml.safe_load_all(out.stdout) if d["kind"] == "CronJob"]
+    [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    [env] = [e for e in container["env"] if e["name"] == "DEVSCALE_PUSHGATEWAY"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "devscale-secrets",
+                                                "key": "pushgateway-url", "optional": True}
+    assert "--from-literal=pushgateway-url=…" in out.stderr
+
+
 def test_prometheus_rules_as_a_prometheus_operator_object() -> None:
     out = runner.invoke(app, ["manifests", "prometheus-rules", "--format", "prometheusrule",
                               "-n", "observability"])
