@@ -5,6 +5,7 @@ Prometheus, the crontab entry by Debian's crontab, and the Jenkinsfile's shell s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -248,7 +249,8 @@ def cron_user() -> str:
     """A throw-away user whose crontab the test may change (never the developer's own)."""
     if os.geteuid() != 0:
         pytest.skip("needs root for a throw-away user's crontab; CI runs as root")
-    name = "devscale-cron-test"
+    # One per checkout: test runs of other checkouts on this machine use their own crontab.
+    name = f"devscale-cron-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"
     try:
         pwd.getpwnam(name)
     except KeyError:
