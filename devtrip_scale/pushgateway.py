@@ -27,14 +27,18 @@ JOB = "devscale"
 TIMEOUT_SECONDS = 5.0
 
 
+def _netloc(host: str | None, port: int | None) -> str:
+    host = host or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
+
+
 def redact(url: str) -> str:
     """The URL without user and password, for messages."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.username is None and parts.password is None:
         return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=_netloc(parts.hostname, parts.port)))
 
 
 def push(url: str, report: CheckReport, timeout: float = TIMEOUT_SECONDS) -> str | None:
@@ -61,8 +65,7 @@ def push(url: str, report: CheckReport, timeout: float = TIMEOUT_SECONDS) -> str
             return basic_auth_handler(**request, username=user, password=password)
 
     shown = redact(url)
-    gateway = urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.port is None \
-        else urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}"))
+    gateway = urlunsplit(parts._replace(netloc=_netloc(parts.hostname, parts.port)))
     try:
         pushadd_to_gateway(gateway, job=JOB, registry=telemetry.registry,
                            grouping_key={"namespace": report.namespace}, timeout=timeout,

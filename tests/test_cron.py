@@ -119,6 +119,7 @@ def test_an_entry_from_an_older_devscale_says_it_is_not_pinned() -> None:
     ("pg:9091", "pg:9091"),
     ("https://user:pw@pg.example/prefix", "https://pg.example/prefix"),
     ("http://user@pg:9091", "http://pg:9091"),
+    ("http://u:p@[::1]:9091", "http://[::1]:9091"),
 ])
 def test_pushgateway_credentials_never_show(url: str, shown: str) -> None:
     assert redact(url) == shown

@@ -474,7 +474,9 @@ def test_a_failed_run_keeps_the_last_success_time(
                        [{"deployment": "api"}], minReplicas=2, maxReplicas=10)
     settle()
     args = ["check", "-c", str(cfg), "--kubeconfig", str(admin_kubeconfig)]
-    assert run_cli(args, {"DEVSCALE_PUSHGATEWAY": pushgateway.url}).returncode == 0
+    with_user = pushgateway.url.replace("http://", "http://ops:pw@")    # basic auth, accepted
+    first_run = run_cli([*args, "-o", "json"], {"DEVSCALE_PUSHGATEWAY": with_user})
+    assert first_run.returncode == 0 and json.loads(first_run.stdout)["warnings"] == []
 
     def success_time() -> float:
         [line] = [x for x in pushgateway.metrics().splitlines()
