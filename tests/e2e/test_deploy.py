@@ -1,7 +1,11 @@
-"""Every way of running devscale, checked by the real tool that reads it: the manifests by the
-real kube-apiserver (server-side apply, dry run), the RBAC by a check authenticated with a
-ServiceAccount token the API server minted, the rules by promtool, the dashboard's queries by
-Prometheus, the crontab entry by Debian's crontab, and the Jenkinsfile's shell step by bash."""
+"""Every way of running devscale, checked by the real tool that reads it: each printed manifest
+set applied for real to the kube-apiserver with every reference (ServiceAccount, ConfigMap and
+key, Secret, Lease, Role, RBAC subject) resolved or named on stderr, the RBAC by a check
+authenticated with a ServiceAccount token the API server minted, the rules by promtool, the
+dashboard's queries by Prometheus, the crontab entry by Debian's crontab — pinned to its cluster
+when the current context changes — a check's push by Debian's Pushgateway and the alerts it
+feeds by Prometheus, the Jenkinsfile's shell step by bash, and the README's Deploy recipes as
+written, with the real kubectl."""
 
 from __future__ import annotations
 
