@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -290,6 +291,10 @@ def check(
     now: Annotated[datetime | None, typer.Option(
         "--now", hidden=True, formats=["%Y-%m-%dT%H:%M:%S%z"],
         help="Decide as if it were this time (for replays and tests).")] = None,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", envvar="DEVSCALE_PUSHGATEWAY",
+        help="Push the outcome to this Prometheus Pushgateway for the alerts and dashboard "
+        "(not on --dry-run; a failed push is a warning).")] = None,
 ) -> None:
     """Run one pass: read the load, decide, scale, explain.
 
@@ -335,6 +340,11 @@ def check(
                 api.close()
 
         report = _alerting(alerts, moment, locked_pass)
+        if pushgateway and not dry_run:
+            from devtrip_scale.pushgateway import push
+
+            if problem := push(pushgateway, report):
+                report.warnings.append(problem)
         if output is Output.json:
             _print_json({**json.loads(render.to_json(report, debug=debug_on)), "error": None})
         else:
@@ -779,19 +789,38 @@ def cron_install(
     log: Annotated[Path | None, typer.Option(
         help="Where the output goes (default ~/.local/state/devscale/check.log).")] = None,
     user: UserOption = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", metavar="FILE", help="kubeconfig the entry uses (default: the first "
+        "file of $KUBECONFIG, else ~/.kube/config, made absolute).")] = None,
+    context: Annotated[str | None, typer.Option(
+        "--context", metavar="NAME", help="Context the entry uses (default: the kubeconfig's "
+        "current-context now).")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace the entry scales (default: the config's, with "
+        "$NAMESPACE applied, now).")] = None,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", envvar="DEVSCALE_PUSHGATEWAY",
+        help="Each run pushes its outcome to this Prometheus Pushgateway.")] = None,
 ) -> None:
-    """Add (or update) one crontab entry; running it twice leaves one entry."""
+    """Add (or update) one crontab entry; running it twice leaves one entry.
+
+    The entry pins the kubeconfig, context and namespace in effect now, so a later
+    `kubectl config use-context` does not move it.
+
+    Example: devscale cron install -c devscale.yaml --every 2m
+    """
 
     def body() -> int:
         from devtrip_scale import cron
 
-        _load(config)
+        settings = _load(config, namespace)
         when = cron.validate_schedule(schedule) if schedule else cron.every_to_schedule(every)
-        target = log or Path.home() / ".local" / "state" / "devscale" / "check.log"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        line = cron.entry(when, config, target)
+        target = cron.resolve_target(settings.namespace, kubeconfig, context, pushgateway)
+        log_file = log or Path.home() / ".local" / "state" / "devscale" / "check.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        line = cron.entry(when, config, log_file, target)
         changed = cron.install(line, config, user)
-        print(("installed" if changed else "already installed") + f":\n{line}")
+        print(("installed" if changed else "already installed") + f":\n{cron.summary(line)}")
         return 0
 
     _guard(False, body)
@@ -816,14 +845,26 @@ def cron_uninstall(
 
 
 @cron_app.command("show")
-def cron_show(user: UserOption = None) -> None:
-    """List devscale's crontab entries."""
+def cron_show(
+    user: UserOption = None,
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table for people, json for machines.")] = Output.table,
+) -> None:
+    """List devscale's crontab entries, each with the cluster, context and namespace it acts on.
+
+    Example: devscale cron show -o json
+    """
 
     def body() -> int:
         from devtrip_scale import cron
 
         lines = cron.entries(user)
-        print("\n".join(lines) if lines else "no devscale entry in the crontab")
+        if output is Output.json:
+            print(json.dumps({"schemaVersion": 1,
+                              "entries": [cron.describe(line) for line in lines]}, indent=2))
+        else:
+            print("\n".join(cron.summary(line) for line in lines) if lines
+                  else "no devscale entry in the crontab")
         return 0
 
     _guard(False, body)
@@ -831,31 +872,90 @@ def cron_show(user: UserOption = None) -> None:
 
 ManifestNamespace = Annotated[str, typer.Option("--namespace", "-n")]
 ImageOption = Annotated[str, typer.Option(help="The devscale container image.")]
+ScaledNamespace = Annotated[str | None, typer.Option(
+    "--namespace", "-n", help="The namespace that is scaled, and where the objects go "
+    "(default: the config's `namespace`; a different one is an error).")]
+ManifestConfig = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="The config to ship in the devscale-config ConfigMap (required "
+    "unless --without-config).", dir_okay=False)]
+WithoutConfig = Annotated[bool, typer.Option(
+    "--without-config", help="Leave the devscale-config ConfigMap out (you create it, e.g. with "
+    "kustomize); stderr names it.")]
+
+
+def _deploy_target(config: Path | None, namespace: str | None, without_config: bool
+                   ) -> tuple[str, Settings | None]:
+    """The namespace a printed set scales, and the config it ships; refuses a set that would
+    not start (no config) or would act elsewhere than its RBAC (namespace mismatch)."""
+    from devtrip_scale.config import load_config
+
+    if config is None:
+        if not without_config:
+            raise ConfigError("give -c CONFIG: the pods mount the ConfigMap devscale-config "
+                              "made from it (or --without-config -n NAMESPACE to create that "
+                              "ConfigMap yourself)")
+        if namespace is None:
+            raise ConfigError("--without-config needs -n NAMESPACE: the namespace that is "
+                              "scaled")
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+            raise ConfigError(f"-n {namespace!r} is not a valid namespace name (lower-case "
+                              "letters, digits and '-', at most 63)")
+        return namespace, None
+    if without_config:
+        raise ConfigError("give either -c CONFIG or --without-config, not both")
+    # The file as the pod will read it: the environment of this shell does not go along.
+    settings = load_config(config, env={})
+    if namespace is not None and namespace != settings.namespace:
+        raise ConfigError(f"-n {namespace} but {config} scales namespace "
+                          f"{settings.namespace}: the RBAC and the job must live where the "
+                          f"config scales; drop -n, or change `namespace:` in {config}")
+    return settings.namespace, settings
+
+
+def _print_set(objects: list[dict[str, Any]], notes: list[str]) -> None:
+    from devtrip_scale import manifests as m
+
+    print(m.dump(objects), end="")
+    for note in notes:
+        err.print(f"devscale: notice: {note}", style="yellow", markup=False)
 
 
 @manifests_app.command("cronjob")
 def manifests_cronjob(
-    namespace: ManifestNamespace = "devtrip",
+    config: ManifestConfig = None,
+    namespace: ScaledNamespace = None,
     image: ImageOption = IMAGE,
     schedule: Annotated[str, typer.Option(help="Cron schedule.")] = "*/2 * * * *",
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Config to ship in the devscale-config ConfigMap.",
-        dir_okay=False)] = None,
+    without_config: WithoutConfig = False,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", help="Push each run's outcome to this Prometheus "
+        "Pushgateway (sets $DEVSCALE_PUSHGATEWAY in the job).")] = None,
 ) -> None:
     """ServiceAccount, least-privilege Role and RoleBinding, Lease, history and config
-    ConfigMaps, and the CronJob (every 2 minutes, never two at once)."""
+    ConfigMaps, and the CronJob (every 2 minutes, never two at once).
+
+    Example: devscale manifests cronjob -c devscale.yaml | kubectl apply -f -
+    """
 
     def body() -> int:
         from devtrip_scale import manifests as m
         from devtrip_scale.cron import validate_schedule
+        from devtrip_scale.pushgateway import PUSHGATEWAY_ENV, redact
 
         validate_schedule(schedule)
-        objects = [*m.rbac(namespace), *m.state(namespace)]
+        ns, settings = _deploy_target(config, namespace, without_config)
+        history = settings.history_configmap if settings else m.HISTORY
+        secrets = m.secret_env(settings) if settings else m.DEFAULT_SECRET_ENV
+        objects = [*m.rbac(ns, history), *m.state(ns, history)]
         if config is not None:
-            _load(config)
-            objects.append(m.config_map(namespace, config.read_text(encoding="utf-8")))
-        objects.append(m.cronjob(namespace, image, schedule))
-        print(m.dump(objects), end="")
+            objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
+        if pushgateway and redact(pushgateway) != pushgateway:  # credentials go in the Secret
+            secrets, pushgateway_url = (*secrets, (PUSHGATEWAY_ENV, "pushgateway-url")), None
+        else:
+            pushgateway_url = pushgateway
+        objects.append(m.cronjob(ns, image, schedule, pin_namespace=True, secret_env=secrets,
+                                 pushgateway=pushgateway_url))
+        _print_set(objects, m.not_emitted(ns, secrets, config=config is not None))
         return 0
 
     _guard(False, body)
@@ -863,18 +963,31 @@ def manifests_cronjob(
 
 @manifests_app.command("loop")
 def manifests_loop(
-    namespace: ManifestNamespace = "devtrip",
+    config: ManifestConfig = None,
+    namespace: ScaledNamespace = None,
     image: ImageOption = IMAGE,
     interval: Annotated[str, typer.Option(help="Time between passes.")] = "60s",
+    without_config: WithoutConfig = False,
 ) -> None:
-    """`devscale run` as a Deployment of two replicas (one leads), with the same RBAC."""
+    """`devscale run` as a Deployment of two replicas (one leads), with the same RBAC, Lease,
+    history and config ConfigMaps.
+
+    Example: devscale manifests loop -c devscale.yaml --interval 60s | kubectl apply -f -
+    """
 
     def body() -> int:
         from devtrip_scale import manifests as m
 
         parse_duration(interval)
-        print(m.dump([*m.rbac(namespace), *m.state(namespace),
-                      m.loop_deployment(namespace, image, interval)]), end="")
+        ns, settings = _deploy_target(config, namespace, without_config)
+        history = settings.history_configmap if settings else m.HISTORY
+        secrets = m.secret_env(settings) if settings else m.DEFAULT_SECRET_ENV
+        objects = [*m.rbac(ns, history), *m.state(ns, history)]
+        if config is not None:
+            objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
+        objects.append(m.loop_deployment(ns, image, interval, pin_namespace=True,
+                                         secret_env=secrets))
+        _print_set(objects, m.not_emitted(ns, secrets, config=config is not None))
         return 0
 
     _guard(False, body)
@@ -903,12 +1016,31 @@ def manifests_hpa(
     _guard(False, body)
 
 
+class RulesFormat(StrEnum):
+    """How `manifests prometheus-rules` prints the rules."""
+
+    rules = "rules"
+    prometheusrule = "prometheusrule"
+
+
 @manifests_app.command("prometheus-rules")
-def manifests_prometheus_rules() -> None:
-    """Recording rules the configs use, and alerts: not running, capacity exhausted, held."""
+def manifests_prometheus_rules(
+    format_: Annotated[RulesFormat, typer.Option(
+        "--format", help="rules: a Prometheus rule file; prometheusrule: a Prometheus "
+        "Operator PrometheusRule object.")] = RulesFormat.rules,
+    namespace: Annotated[str, typer.Option(
+        "--namespace", "-n", help="With --format prometheusrule: its namespace.")] = "monitoring",
+) -> None:
+    """Recording rules the configs use, and alerts: not running, capacity exhausted, held.
+
+    Example: devscale manifests prometheus-rules --format prometheusrule -n monitoring
+    """
     from devtrip_scale import manifests as m
 
-    print(m.dump([m.prometheus_rules()]), end="")
+    if format_ is RulesFormat.prometheusrule:
+        print(m.dump([m.prometheus_rule(namespace)]), end="")
+    else:
+        print(m.dump([m.prometheus_rules()]), end="")
 
 
 @manifests_app.command("grafana-dashboard")

@@ -1,13 +1,25 @@
-"""The crontab entry: schedule validation, the `flock`-wrapped line, idempotent install/remove."""
+"""The crontab entry: schedule validation, the `flock`-wrapped line, idempotent install/remove.
+
+The entry pins its target — the kubeconfig file (absolute), its context and the namespace in
+effect at install time — so that a later `kubectl config use-context` or a changed $KUBECONFIG
+does not move the cron job to another cluster.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from devtrip_scale.config import config_id
 from devtrip_scale.errors import ConfigError
@@ -60,16 +72,105 @@ def marker(config: Path) -> str:
     return "devscale:" + config_id(config)
 
 
-def entry(schedule: str, config: Path, log: Path) -> str:
-    """The crontab line: never two checks at once (flock -n), output appended to `log`."""
+@dataclass(frozen=True)
+class Target:
+    """Where the entry's check acts, fixed at install time."""
+
+    kubeconfig: str
+    context: str
+    namespace: str
+    pushgateway: str | None = None
+
+
+def resolve_target(namespace: str, kubeconfig: str | None = None, context: str | None = None,
+                   pushgateway: str | None = None, env: Mapping[str, str] | None = None,
+                   home: Path | None = None) -> Target:
+    """The target in effect now: the given kubeconfig, else the first file of $KUBECONFIG,
+    else ~/.kube/config, made absolute; the given context, else that file's current-context.
+    Errors name the file and the context."""
+    env = os.environ if env is None else env
+    chosen = kubeconfig or env.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
+        (home or Path.home()) / ".kube" / "config")
+    path = Path(chosen).expanduser().absolute()
+    option = "--kubeconfig" if kubeconfig else (
+        "$KUBECONFIG" if env.get("KUBECONFIG") else "the default ~/.kube/config")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"kubeconfig {path} ({option}): cannot read it: "
+                          f"{e.strerror or e}; pass --kubeconfig FILE") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"kubeconfig {path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"kubeconfig {path}: not a kubeconfig (no mapping)")
+    contexts = [c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)]
+    chosen_context = context or doc.get("current-context")
+    if not chosen_context:
+        raise ConfigError(f"kubeconfig {path} has no current-context; pass --context NAME "
+                          f"(one of: {', '.join(map(str, contexts)) or 'none'})")
+    if chosen_context not in contexts:
+        raise ConfigError(f"kubeconfig {path} has no context {chosen_context!r} "
+                          f"(it has: {', '.join(map(str, contexts)) or 'none'})")
+    return Target(str(path), str(chosen_context), namespace, pushgateway)
+
+
+def entry(schedule: str, config: Path, log: Path, target: Target) -> str:
+    """The crontab line: never two checks at once (flock -n), output appended to `log`,
+    the kubeconfig, context and namespace pinned."""
     flock = shutil.which("flock") or "flock"
     config = config.resolve()
     tag = marker(config)
     lock = Path("/tmp") / f"{tag.replace(':', '-')}.lock"
     command = [flock, "-n", str(lock), sys.executable, "-m", "devtrip_scale", "check",
-               "--config", str(config)]
+               "--config", str(config), "--kubeconfig", target.kubeconfig,
+               "--context", target.context, "--namespace", target.namespace]
+    if target.pushgateway:
+        command += ["--pushgateway", target.pushgateway]
     return (f"{validate_schedule(schedule)} {shlex.join(command)} "
             f">> {shlex.quote(str(log))} 2>&1  # {tag}")
+
+
+_OPTIONS = {"--config": "config", "--kubeconfig": "kubeconfig", "--context": "context",
+            "--namespace": "namespace", "--pushgateway": "pushgateway"}
+
+
+def describe(line: str) -> dict[str, Any]:
+    """An installed entry as data: schedule, config, the pinned target (None where an entry
+    from an older devscale pins nothing), log, and the line itself (the Pushgateway's
+    credentials, if any, masked)."""
+    from devtrip_scale.pushgateway import redact
+
+    body, _, tag = line.partition("  # ")
+    fields = body.split(None, 5)
+    schedule, rest = " ".join(fields[:5]), fields[5] if len(fields) > 5 else ""
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        words = rest.split()
+    found: dict[str, Any] = dict.fromkeys(_OPTIONS.values())
+    for option, value in pairwise(words):
+        if option in _OPTIONS:
+            found[_OPTIONS[option]] = value
+    log = words[words.index(">>") + 1] if ">>" in words[:-1] else None
+    if found["pushgateway"]:
+        shown = redact(found["pushgateway"])
+        line = line.replace(found["pushgateway"], shown)
+        found["pushgateway"] = shown
+    return {"schedule": schedule, **found, "log": log, "pinned": found["kubeconfig"] is not None,
+            "tag": tag.strip(), "line": line}
+
+
+def summary(line: str) -> str:
+    """The entry, then its target in words."""
+    d = describe(line)
+    if not d["pinned"]:
+        where = ("target not pinned: it follows $KUBECONFIG and its current context; run "
+                 "`devscale cron install` again to pin them")
+    else:
+        where = (f"target: context {d['context']} of {d['kubeconfig']}, namespace "
+                 f"{d['namespace']}" + (f", pushes to {d['pushgateway']}" if d["pushgateway"]
+                                        else ""))
+    return f"{d['line']}\n  {where}"
 
 
 def read_crontab(user: str | None = None) -> list[str]:

@@ -1,18 +1,34 @@
-"""Deployable manifests as data: the CronJob with its least-privilege RBAC, and plain HPAs."""
+"""Deployable manifests as data: the CronJob with its least-privilege RBAC, and plain HPAs.
+
+A printed set is complete: every ServiceAccount, ConfigMap and Lease its objects refer to is in
+it; what it cannot hold (the Secret with the credentials, or the config ConfigMap of a set printed
+with `--without-config`) is named by `not_emitted()` for a notice on stderr.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from devtrip_scale import IMAGE
 from devtrip_scale.kube.lease import LEASE_NAME
 from devtrip_scale.models import HPA_DEFAULT_SCALE_DOWN, HPA_DEFAULT_SCALE_UP, ScalingRules
+from devtrip_scale.pushgateway import PUSHGATEWAY_ENV
+
+if TYPE_CHECKING:
+    from devtrip_scale.config import Settings
 
 APP = "devscale"
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/managed-by": "kustomize"}
 CONFIG_MOUNT = "/etc/devscale"
+CONFIG_MAP = "devscale-config"
+CONFIG_KEY = "devscale.yaml"
+HISTORY = "devscale-history"
+SECRET = "devscale-secrets"
+# Environment variable -> key of the Secret, for the shipped defaults of the config.
+DEFAULT_SECRET_ENV = (("SLACK_WEBHOOK", "slack-webhook"), ("SMTP_PASSWORD", "smtp-password"),
+                      ("EMAIL_RECIPIENTS", "email-recipients"))
 
 # Exactly the verbs devscale uses; the Lease and the history ConfigMap ship with the manifests,
 # so nothing needs `create`, and both are named.
@@ -22,22 +38,28 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
      "resourceNames": [LEASE_NAME], "verbs": ["get", "update"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["devscale-history"],
+    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [HISTORY],
      "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
+
+
+def rules(history: str = HISTORY) -> list[dict[str, Any]]:
+    """The Role's rules; `history` is the config's `history_configmap`."""
+    return [{**rule, "resourceNames": [history]} if rule["resources"] == ["configmaps"] else rule
+            for rule in RULES]
 
 
 def _meta(name: str, namespace: str) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(LABELS)}
 
 
-def rbac(namespace: str) -> list[dict[str, Any]]:
+def rbac(namespace: str, history: str = HISTORY) -> list[dict[str, Any]]:
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(APP, namespace),
          "automountServiceAccountToken": True},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": _meta(APP, namespace), "rules": RULES},
+         "metadata": _meta(APP, namespace), "rules": rules(history)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": _meta(APP, namespace),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
@@ -45,35 +67,72 @@ def rbac(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def state(namespace: str) -> list[dict[str, Any]]:
+def state(namespace: str, history: str = HISTORY) -> list[dict[str, Any]]:
     """The Lease and the history ConfigMap, shipped empty up front."""
     return [
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
          "metadata": _meta(LEASE_NAME, namespace), "spec": {}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("devscale-history", namespace),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(history, namespace),
          "data": {}},
     ]
 
 
 def config_map(namespace: str, config_text: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _meta("devscale-config", namespace),
-            "data": {"devscale.yaml": config_text}}
+            "metadata": _meta(CONFIG_MAP, namespace),
+            "data": {CONFIG_KEY: config_text}}
+
+
+def secret_env(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """(environment variable, Secret key) of every credential the config reads from its
+    environment: the Slack webhook, the SMTP password, the recipients, the Prometheus token."""
+    pairs = [(settings.notify.slack.webhook_env, "slack-webhook")]
+    email = settings.notify.email
+    if email is not None and email.password_env:
+        pairs.append((email.password_env, "smtp-password"))
+    pairs.append(("EMAIL_RECIPIENTS", "email-recipients"))
+    if settings.prometheus.bearer_token_env:
+        pairs.append((settings.prometheus.bearer_token_env, "prometheus-token"))
+    return tuple(pairs)
 
 
 def _secret_env(name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {
-        "name": "devscale-secrets", "key": key, "optional": True}}}
+        "name": SECRET, "key": key, "optional": True}}}
 
 
-def cronjob(namespace: str, image: str = IMAGE,
-            schedule: str = "*/2 * * * *") -> dict[str, Any]:
+def not_emitted(namespace: str, secret_env: tuple[tuple[str, str], ...],
+                config: bool = True) -> list[str]:
+    """What the printed objects refer to but do not contain, each with how to create it."""
+    notes = []
+    if not config:
+        notes.append(f"ConfigMap {CONFIG_MAP} (key {CONFIG_KEY}) is not printed and must exist "
+                     f"before the pods start: kubectl -n {namespace} create configmap "
+                     f"{CONFIG_MAP} --from-file={CONFIG_KEY}=YOUR-CONFIG.yaml")
+    keys = " ".join(f"--from-literal={key}=…" for _, key in secret_env)
+    envs = ", ".join(f"{key} → ${env}" for env, key in secret_env)
+    notes.append(f"Secret {SECRET} is not printed (credentials never are); the pods read it "
+                 f"optionally ({envs}): until it exists those stay unset (no notifications): "
+                 f"kubectl -n {namespace} create secret generic {SECRET} {keys}")
+    return notes
+
+
+def cronjob(namespace: str, image: str = IMAGE, schedule: str = "*/2 * * * *", *,
+            pin_namespace: bool = False,
+            secret_env: tuple[tuple[str, str], ...] = DEFAULT_SECRET_ENV,
+            pushgateway: str | None = None) -> dict[str, Any]:
+    """The CronJob; `pin_namespace` adds `--namespace`, so the job scales the namespace that
+    holds its RBAC whatever the mounted config says later."""
+    args = ["check", "--config", f"{CONFIG_MOUNT}/{CONFIG_KEY}", "--output", "json"]
+    if pin_namespace:
+        args += ["--namespace", namespace]
+    env = [_secret_env(name, key) for name, key in secret_env]
+    if pushgateway:
+        env.append({"name": PUSHGATEWAY_ENV, "value": pushgateway})
     container = {
         "name": APP, "image": image, "imagePullPolicy": "IfNotPresent",
-        "args": ["check", "--config", f"{CONFIG_MOUNT}/devscale.yaml", "--output", "json"],
-        "env": [_secret_env("SLACK_WEBHOOK", "slack-webhook"),
-                _secret_env("SMTP_PASSWORD", "smtp-password"),
-                _secret_env("EMAIL_RECIPIENTS", "email-recipients")],
+        "args": args,
+        "env": env,
         "resources": {"requests": {"cpu": "50m", "memory": "96Mi"},
                       "limits": {"cpu": "500m", "memory": "256Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -86,7 +145,7 @@ def cronjob(namespace: str, image: str = IMAGE,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": "devscale-config"}},
+        "volumes": [{"name": "config", "configMap": {"name": CONFIG_MAP}},
                     {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
     }
     return {
@@ -101,14 +160,17 @@ def cronjob(namespace: str, image: str = IMAGE,
     }
 
 
-def loop_deployment(namespace: str, image: str = IMAGE,
-                    interval: str = "60s") -> dict[str, Any]:
+def loop_deployment(namespace: str, image: str = IMAGE, interval: str = "60s", *,
+                    pin_namespace: bool = False,
+                    secret_env: tuple[tuple[str, str], ...] = DEFAULT_SECRET_ENV
+                    ) -> dict[str, Any]:
     """`devscale run` as a Deployment of two: one leads through the Lease, one stands by."""
-    job = cronjob(namespace, image)
+    job = cronjob(namespace, image, secret_env=secret_env)
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    container["args"] = ["run", "--config", f"{CONFIG_MOUNT}/devscale.yaml",
-                         "--interval", interval, "--listen", "0.0.0.0:8080"]
+    container["args"] = ["run", "--config", f"{CONFIG_MOUNT}/{CONFIG_KEY}",
+                         "--interval", interval, "--listen", "0.0.0.0:8080",
+                         *(["--namespace", namespace] if pin_namespace else [])]
     container["ports"] = [{"name": "http", "containerPort": 8080}]
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20}
     container["livenessProbe"] = {**probe, "failureThreshold": 3}
@@ -192,6 +254,12 @@ def prometheus_rules() -> dict[str, Any]:
     ]}
 
 
+def prometheus_rule(namespace: str) -> dict[str, Any]:
+    """The same rules as a Prometheus Operator `PrometheusRule` (monitoring.coreos.com/v1)."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": _meta(APP, namespace), "spec": prometheus_rules()}
+
+
 def dashboard_queries() -> dict[str, str]:
     """Panel title → PromQL, with `$namespace` from the dashboard's variable."""
     from devtrip_scale.presets import PRESETS, render
@@ -208,7 +276,7 @@ def dashboard_queries() -> dict[str, str]:
         "Replicas: desired (devscale) and current":
             'devscale_desired_replicas{namespace="$namespace"} or '
             'devscale_current_replicas{namespace="$namespace"}',
-        "Scaling events per hour":
+        "Scaling events per hour (devscale run)":
             'sum by (deployment, action) (increase(devscale_decisions_total{namespace='
             '"$namespace", action=~"scale_up|scale_down"}[1h]))',
         "Capacity exhausted / held": 'devscale_capacity_exhausted{namespace="$namespace"} or '

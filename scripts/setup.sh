@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v prometheus-pushgateway >/dev/null || need_apt+=(prometheus-pushgateway)
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v git >/dev/null || need_apt+=(git)
 command -v crontab >/dev/null || need_apt+=(cron)

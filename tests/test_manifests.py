@@ -1,6 +1,7 @@
 """Shipped files agree with the code that describes them: deploy/ with `devscale manifests`,
-the Dockerfile's sources exist, the Role grants exactly the verbs devscale uses; cron schedules
-are validated."""
+the Dockerfile's sources exist, the Role grants exactly the verbs devscale uses; a printed set
+follows its config (namespace, history ConfigMap, credentials) and names what it leaves out, a set
+that could not work is refused; the PrometheusRule form; cron schedules are validated."""
 
 from __future__ import annotations
 
@@ -80,16 +81,141 @@ def test_dockerfile_copies_files_that_exist() -> None:
 
 
 def test_manifests_commands_print_valid_documents(tmp_path: Path) -> None:
-    out = runner.invoke(app, ["manifests", "cronjob", "-n", "prod", "--image", "reg/ds:1",
+    out = runner.invoke(app, ["manifests", "cronjob", "--image", "reg/ds:1",
                               "-c", str(ROOT / "config" / "devtrip.yaml")])
     assert out.exit_code == 0, out.output
-    kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout)]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Lease", "ConfigMap", "ConfigMap",
-                     "CronJob"]
+    docs = list(yaml.safe_load_all(out.stdout))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Lease",
+                                         "ConfigMap", "ConfigMap", "CronJob"]
+    assert {d["metadata"]["namespace"] for d in docs} == {"devtrip"}
     hpa = yaml.safe_load(runner.invoke(app, ["manifests", "hpa", "api"]).stdout)
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
     bad = runner.invoke(app, ["manifests", "cronjob", "--schedule", "*/2 * *"])
     assert bad.exit_code == 2 and "5 fields" in bad.output
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+CONFIG = """namespace: shop
+prometheus: {url: "http://prometheus:9090", bearer_token_env: PROM_TOKEN}
+history_configmap: shop-scaling-history
+targets: [{deployment: api}]
+metrics: [{name: cpu, preset: cpu_utilization, target: {type: Utilization, value: 70}}]
+notify:
+  slack: {webhook_env: SHOP_SLACK}
+  email: {smtp_host: smtp.example.com, sender: ds@example.com, password_env: SHOP_SMTP}
+"""
+
+
+@pytest.mark.parametrize("command", ["cronjob", "loop"])
+def test_a_printed_set_follows_its_config(command: str, tmp_path: Path) -> None:
+    """The namespace, the history ConfigMap's name and the credentials' variables come from
+    the config; the job pins the namespace; the Secret, which is not printed, is named."""
+    cfg = write(tmp_path / "shop.yaml", CONFIG)
+    out = runner.invoke(app, ["manifests", command, "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    docs = list(yaml.safe_load_all(out.stdout))
+    assert {d["metadata"]["namespace"] for d in docs} == {"shop"}
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert {("ConfigMap", "shop-scaling-history"), ("ConfigMap", "devscale-config"),
+            ("Lease", "devscale-lock"), ("ServiceAccount", "devscale")} <= names
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    assert ["shop-scaling-history"] in [r.get("resourceNames") for r in role["rules"]]
+    [config_map] = [d for d in docs if d["metadata"]["name"] == "devscale-config"]
+    assert config_map["data"]["devscale.yaml"] == CONFIG
+    [workload] = [d for d in docs if d["kind"] in ("CronJob", "Deployment")]
+    pod = (workload["spec"]["jobTemplate"]["spec"]["template"]["spec"] if command == "cronjob"
+           else workload["spec"]["template"]["spec"])
+    [container] = pod["containers"]
+    assert container["args"][-2:] == ["--namespace", "shop"]
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"]} == {
+        "SHOP_SLACK": "slack-webhook", "SHOP_SMTP": "smtp-password",
+        "EMAIL_RECIPIENTS": "email-recipients", "PROM_TOKEN": "prometheus-token"}
+    notice = " ".join(out.stderr.split())
+    assert "Secret devscale-secrets is not printed" in notice
+    assert "kubectl -n shop create secret generic devscale-secrets" in notice
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    pytest.param(["-n", "devtrip"], "give -c CONFIG: the pods mount the ConfigMap "
+                 "devscale-config", id="no-config"),
+    pytest.param(["-n", "foo", "-c", "CFG"], "-n foo but CFG scales namespace shop",
+                 id="namespace-mismatch"),
+    pytest.param(["--without-config"], "--without-config needs -n NAMESPACE",
+                 id="without-config-no-namespace"),
+    pytest.param(["--without-config", "-n", "Bad_NS"], "'Bad_NS' is not a valid namespace",
+                 id="without-config-bad-namespace"),
+    pytest.param(["--without-config", "-n", "shop", "-c", "CFG"], "not both",
+                 id="config-and-without-config"),
+])
+@pytest.mark.parametrize("command", ["cronjob", "loop"])
+def test_a_set_that_would_not_work_is_refused(command: str, args: list[str], error: str,
+                                              tmp_path: Path) -> None:
+    cfg = str(write(tmp_path / "shop.yaml", CONFIG))
+    out = runner.invoke(app, ["manifests", command, *[cfg if a == "CFG" else a for a in args]])
+    assert out.exit_code == 2, out.output
+    assert out.stdout == ""
+    assert error.replace("CFG", cfg) in " ".join(out.stderr.split())
+
+
+def test_without_config_prints_the_rest_and_names_the_config_map() -> None:
+    out = runner.invoke(app, ["manifests", "cronjob", "--without-config", "-n", "shop"])
+    assert out.exit_code == 0, out.output
+    kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout)]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Lease", "ConfigMap", "CronJob"]
+    notice = " ".join(out.stderr.split())
+    assert "ConfigMap devscale-config (key devscale.yaml) is not printed" in notice
+    assert "kubectl -n shop create configmap devscale-config --from-file=devscale.yaml=" \
+        in notice
+
+
+def test_the_environment_does_not_change_what_is_shipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pod does not get this shell's $NAMESPACE: the file's namespace is the one scaled."""
+    monkeypatch.setenv("NAMESPACE", "elsewhere")
+    cfg = write(tmp_path / "shop.yaml", CONFIG)
+    out = runner.invoke(app, ["manifests", "cronjob", "-c", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert {d["metadata"]["namespace"] for d in yaml.safe_load_all(out.stdout)} == {"shop"}
+
+
+def test_cronjob_pushes_to_the_gateway_it_is_given(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "shop.yaml", CONFIG)
+    out = runner.invoke(app, ["manifests", "cronjob", "-c", str(cfg), "--pushgateway",
+                              "http://pushgateway.monitoring:9091"])
+    [job] = [d for d in yaml.safe_load_all(out.stdout) if d["kind"] == "CronJob"]
+    [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "DEVSCALE_PUSHGATEWAY", "value": "http://pushgateway.monitoring:9091"} in \
+        container["env"]
+
+
+def test_a_pushgateway_url_with_credentials_goes_through_the_secret(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "shop.yaml", CONFIG)
+    out = runner.invoke(app, ["manifests", "cronjob", "-c", str(cfg), "--pushgateway",
+                              "https://ops:s3cret@pushgateway.example"])
+    assert out.exit_code == 0, out.output
+    assert "s3cret" not in out.stdout + out.stderr
+    [job] = [d for d in yaml.safe_load_all(out.stdout) if d["kind"] == "CronJob"]
+    [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    [env] = [e for e in container["env"] if e["name"] == "DEVSCALE_PUSHGATEWAY"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "devscale-secrets",
+                                                "key": "pushgateway-url", "optional": True}
+    assert "--from-literal=pushgateway-url=…" in out.stderr
+
+
+def test_prometheus_rules_as_a_prometheus_operator_object() -> None:
+    out = runner.invoke(app, ["manifests", "prometheus-rules", "--format", "prometheusrule",
+                              "-n", "observability"])
+    assert out.exit_code == 0, out.output
+    rule = yaml.safe_load(out.stdout)
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "observability"
+    assert rule["spec"] == m.prometheus_rules()
+    plain = yaml.safe_load(runner.invoke(app, ["manifests", "prometheus-rules"]).stdout)
+    assert plain == m.prometheus_rules()
 
 
 @pytest.mark.parametrize(("schedule", "error"), [
