@@ -36,6 +36,7 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
     {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},   # Pending: unschedulable?
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
      "resourceNames": [LEASE_NAME], "verbs": ["get", "update"]},
     {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [HISTORY],

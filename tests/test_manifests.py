@@ -67,7 +67,7 @@ def test_role_grants_exactly_what_devscale_calls() -> None:
     assert granted == {
         ("apps", "deployments", "get"), ("apps", "deployments", "list"),
         ("apps", "deployments/scale", "patch"),
-        ("autoscaling", "horizontalpodautoscalers", "list"),
+        ("autoscaling", "horizontalpodautoscalers", "list"), ("", "pods", "list"),
         ("coordination.k8s.io", "leases", "get"), ("coordination.k8s.io", "leases", "update"),
         ("", "configmaps", "get"), ("", "configmaps", "patch"), ("", "events", "create")}
 
