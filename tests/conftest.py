@@ -100,8 +100,12 @@ class Cluster:
     logs_dir: Path | None = None
 
     def deployment(self, name: str, replicas: int, labels: dict[str, str] | None = None,
-                   annotations: dict[str, str] | None = None, cpu: str | None = None) -> None:
-        """A Deployment of `replicas` pods; `cpu` is each pod's CPU request (none by default)."""
+                   annotations: dict[str, str] | None = None, cpu: str | None = None,
+                   ready: bool = True) -> None:
+        """A Deployment of `replicas` pods; `cpu` is each pod's CPU request (none by default).
+
+        With `ready`, it returns once all the pods are Ready, as a Deployment that has run for a
+        while would be: the HPA's arithmetic multiplies the ready pods."""
         from kubernetes import client
 
         labels = {"app": name, **(labels or {})}
@@ -120,6 +124,8 @@ class Cluster:
             ),
         )
         client.AppsV1Api(self.api).create_namespaced_deployment(self.namespace, body)
+        if ready:
+            self.wait_ready(name, replicas)
 
     def wait_ready(self, name: str, replicas: int, timeout: float = 60) -> float:
         """Wait until Deployment `name` has exactly `replicas` Ready pods; the seconds it took."""
@@ -129,7 +135,7 @@ class Cluster:
 
         def ready() -> bool:
             status = apps.read_namespaced_deployment_status(name, self.namespace).status
-            return (status.ready_replicas or 0) == replicas and status.replicas == replicas
+            return (status.ready_replicas or 0) == replicas and (status.replicas or 0) == replicas
 
         return wait_until(ready, f"deployment {self.namespace}/{name}: {replicas} ready",
                           timeout=timeout)

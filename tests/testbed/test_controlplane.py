@@ -51,7 +51,7 @@ def test_nodes_have_their_stated_capacity(controlplane: ControlPlane) -> None:
 
 @pytest.mark.integration
 def test_deployment_of_three_gets_three_ready_pods(cluster: Cluster) -> None:
-    cluster.deployment("api", 3)
+    cluster.deployment("api", 3, ready=False)
     cluster.wait_ready("api", 3)
     running = pods(cluster)
     assert len(running) == 3
@@ -60,7 +60,7 @@ def test_deployment_of_three_gets_three_ready_pods(cluster: Cluster) -> None:
 
 @pytest.mark.integration
 def test_scaling_changes_the_ready_count(cluster: Cluster) -> None:
-    cluster.deployment("api", 2)
+    cluster.deployment("api", 2, ready=False)
     cluster.wait_ready("api", 2)
     cluster.set_replicas("api", 5)
     cluster.wait_ready("api", 5)
@@ -74,7 +74,7 @@ def test_deployment_larger_than_the_nodes_leaves_pods_pending(cluster: Cluster) 
     from kubernetes import client
 
     # 3 nodes of 4 CPUs hold 6 pods asking 2 CPUs each; the other 2 cannot be placed.
-    cluster.deployment("big", 8, cpu="2")
+    cluster.deployment("big", 8, cpu="2", ready=False)
     wait_until(lambda: sum(is_ready(p) for p in pods(cluster)) == 6, "6 of 8 pods Ready",
                timeout=60)
 
