@@ -38,10 +38,12 @@ def check(cfg: Path, kubeconfig: Path, *extra: str,
 
 
 def events(cluster: Cluster, name: str) -> list[Any]:
+    """Events on `name` other than the Deployment controller's own (ScalingReplicaSet)."""
     from kubernetes import client
 
     items = client.CoreV1Api(cluster.api).list_namespaced_event(cluster.namespace).items
-    return [e for e in items if e.involved_object.name == name]
+    return [e for e in items if e.involved_object.name == name
+            and e.source.component != "deployment-controller"]
 
 
 @pytest.fixture
