@@ -1,5 +1,6 @@
-"""A local sandbox: the test bed's Prometheus and kube-apiserver with example Deployments and
-synthetic load, on which `devscale check --debug` runs and visibly scales something.
+"""A local sandbox: the test bed's Prometheus and Kubernetes cluster (KWOK nodes) with example
+Deployments and synthetic load, on which `devscale check --debug` runs and visibly scales
+something: the pods listing before and after shows the new pods scheduled and Ready.
 
 `python -m testbed.sandbox` runs one check and stops everything; `--keep` leaves the servers up
 and prints the commands to explore them.
@@ -17,6 +18,7 @@ import yaml
 
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
+from testbed.net import wait_until
 from testbed.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +65,33 @@ def create_examples(kubeconfig: Path) -> None:
     api.close()
 
 
+def pod_counts(cp: ControlPlane) -> dict[str, tuple[int, int, set[str]]]:
+    """Per example Deployment: (pods wanted, pods Ready, nodes they run on)."""
+    counts = {}
+    pods = cp.api("GET", f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]
+    for name in EXAMPLES:
+        wanted = cp.api("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}"
+                        )["spec"]["replicas"]
+        mine = [p for p in pods if p["metadata"]["labels"].get("app") == name]
+        ready = [p for p in mine if any(c["type"] == "Ready" and c["status"] == "True"
+                                        for c in p["status"].get("conditions", []))]
+        counts[name] = (wanted, len(ready), {p["spec"].get("nodeName") or "-" for p in ready})
+    return counts
+
+
+def wait_and_list(cp: ControlPlane, when: str) -> None:
+    """Wait (up to a minute) for every example's pods to be Ready, then print them."""
+    try:
+        wait_until(lambda: all(w == r for w, r, _ in pod_counts(cp).values()),
+                   "the sandbox's pods Ready", timeout=60, ignore=())
+    except TimeoutError as e:
+        print(f"({e})")
+    print(f"\npods {when}:")
+    for name, (wanted, ready, nodes) in pod_counts(cp).items():
+        print(f"  {name:<8} {ready}/{wanted} Ready   on {', '.join(sorted(nodes)) or '-'}",
+              flush=True)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.sandbox", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the servers running")
@@ -73,7 +102,7 @@ def main(argv: list[str]) -> int:
         subprocess.run(["rm", "-rf", str(workdir)], check=True)
     workdir.mkdir(parents=True)
 
-    print("starting the synthetic exporter, Prometheus and kube-apiserver on loopback…")
+    print("starting the synthetic exporter, Prometheus and the cluster (KWOK nodes) on loopback…")
     exporter = SyntheticExporter()
     for name, (_, load) in EXAMPLES.items():
         exporter.set_load(NAMESPACE, name, pods=EXAMPLES[name][0], **load)
@@ -87,8 +116,10 @@ def main(argv: list[str]) -> int:
         time.sleep(12)
         command = [sys.executable, "-m", "devtrip_scale", "check", "--debug", "-c", str(config),
                    "--kubeconfig", str(kubeconfig)]
+        wait_and_list(cp, "before the check")
         print(f"\n$ devscale check --debug -c {config} --kubeconfig {kubeconfig}\n", flush=True)
         code = subprocess.run(command, check=False).returncode
+        wait_and_list(cp, "after the check")
         if args.keep:
             print(f"\nThe sandbox keeps running (Ctrl-C stops it). In another shell:\n"
                   f"  export KUBECONFIG={kubeconfig}\n"
