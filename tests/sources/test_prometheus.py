@@ -106,9 +106,10 @@ def test_every_preset_and_example_query_runs_on_real_prometheus(
     results = {r.name: r for r in source.fetch(queries)}
     source.close()
     assert all(r.error is None for r in results.values()), results
-    assert results["cpu_utilization"].values["api"] == pytest.approx(90, rel=0.02)
+    # rate() over a 5 s window of 1 s scrapes: a busy machine's scrape jitter costs a few %
+    assert results["cpu_utilization"].values["api"] == pytest.approx(90, rel=0.05)
     assert results["memory_utilization"].values["api"] == pytest.approx(40)
-    assert results["http_requests_per_second"].values["api"] == pytest.approx(50, rel=0.02)
+    assert results["http_requests_per_second"].values["api"] == pytest.approx(50, rel=0.05)
     assert results["http_p95_latency_seconds"].values["api"] == pytest.approx(1.5, rel=0.01)
     assert results["devtrip.yaml:active_users"].values["api"] == pytest.approx(70)
     assert results["queue-workers.yaml:waiting_jobs"].shared == 4
