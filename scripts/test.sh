@@ -8,7 +8,7 @@ echo "== ruff"; python3 -m ruff check devtrip_scale testbed tests bench examples
 echo "== mypy"; python3 -m mypy
 echo "== pytest"
 set +e
-python3 -m pytest "$@"
+python3 -m pytest --durations=15 "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi
