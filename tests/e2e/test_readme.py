@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtrip_scale import manifests as m
 from testbed.exporter import SyntheticExporter
 from testbed.prometheus import Prometheus
 from testbed.receivers import SlackReceiver
@@ -113,8 +114,9 @@ def test_readme_first_two_commands(tmp_path: Path) -> None:
         assert "$ devscale check --debug" in out
         [api] = [row for row in out.splitlines() if row.startswith("│ api ")]
         assert "2 → 4" in api and "scaled up" in api and "cpu asks for 4" in api, out
-        assert "debug: requests in order" in out
-        assert "patch deployments/api/scale -n devtrip replicas=4" in out
+        debug = proc.stderr                  # the --debug trace goes to stderr
+        assert "debug: requests in order" in debug
+        assert "patch deployments/api/scale -n devtrip replicas=4" in debug
 
 
 # "Using it"
@@ -204,9 +206,10 @@ def test_readme_using_it(cluster: Cluster, devtrip_api: Cluster, exporter: Synth
 
     checks: dict[str, Callable[[Any], None]] = {
         "devscale config init devscale.yaml": init,
-        "devscale config validate -c devscale.yaml": lambda p: None,
+        "devscale config validate -c devscale.yaml":
+            expect(lambda p: p.stdout.startswith("devscale.yaml: valid (1 target(s), 5 metric")),
         "devscale config validate -c devscale.yaml --online":
-            lambda p: assert_no_warning(p),
+            expect(lambda p: "warning" not in (p.stdout + p.stderr).lower()),
         "devscale check -c devscale.yaml --dry-run": dry_run,
         "devscale check -c devscale.yaml": scaled,
         "devscale check -c devscale.yaml --debug": debug,
@@ -216,19 +219,19 @@ def test_readme_using_it(cluster: Cluster, devtrip_api: Cluster, exporter: Synth
         "devscale status -c devscale.yaml": status,
         "devscale notify test -c devscale.yaml": notified,
         "devscale manifests cronjob -c devscale.yaml":
-            lambda p: kinds(p.stdout) >= {"CronJob", "ConfigMap", "Role"} or fail(p),
+            expect(lambda p: kinds(p.stdout) >= {"CronJob", "ConfigMap", "Role", "Lease"}),
         "devscale manifests loop -c devscale.yaml":
-            lambda p: kinds(p.stdout) >= {"Deployment", "ConfigMap", "Role"} or fail(p),
+            expect(lambda p: kinds(p.stdout) >= {"Deployment", "ConfigMap", "Role", "Lease"}),
         "devscale manifests hpa api":
-            lambda p: kinds(p.stdout) == {"HorizontalPodAutoscaler"} or fail(p),
+            expect(lambda p: kinds(p.stdout) == {"HorizontalPodAutoscaler"}),
         "devscale manifests prometheus-rules":
-            lambda p: yaml.safe_load(p.stdout)["groups"] or fail(p),
+            expect(lambda p: yaml.safe_load(p.stdout) == m.prometheus_rules()),
         "devscale manifests grafana-dashboard":
-            lambda p: json.loads(p.stdout)["uid"] == "devscale" or fail(p),
+            expect(lambda p: json.loads(p.stdout)["uid"] == "devscale"),
         "devscale cron install -c devscale.yaml": cron_installed,
-        "devscale cron show": lambda p: "# devscale:" in p.stdout or fail(p),
+        "devscale cron show": expect(lambda p: "# devscale:" in p.stdout),
         "devscale cron uninstall -c devscale.yaml":
-            lambda p: p.stdout.startswith("removed 1 entry") or fail(p),
+            expect(lambda p: p.stdout.startswith("removed 1 entry")),
     }
     try:
         run_lines("using-it", USING_IT_EXCLUDED, checks, tmp_path, admin_kubeconfig, env)
@@ -236,12 +239,11 @@ def test_readme_using_it(cluster: Cluster, devtrip_api: Cluster, exporter: Synth
         slack.stop()
 
 
-def assert_no_warning(proc: Any) -> None:
-    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
-
-
-def fail(proc: Any) -> None:
-    raise AssertionError(proc.stdout + proc.stderr)
+def expect(holds: Callable[[Any], bool]) -> Callable[[Any], None]:
+    """A check that `holds` of a line's finished process, showing its output when not."""
+    def check(proc: Any) -> None:
+        assert holds(proc), proc.stdout + proc.stderr
+    return check
 
 
 # "Backtesting a policy: `devscale simulate`"
