@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -88,7 +89,7 @@ def copy_of_the_repository(to: Path) -> Path:
 def test_readme_first_two_commands(tmp_path: Path) -> None:
     """`bash scripts/sandbox.sh` as written, from a copy of the repository, on a Python whose
     installs go to a virtualenv of its own (the script's `pip install -e .` must not replace this
-    machine's install of devscale). `--keep` is the same run that then waits for Ctrl-C."""
+    machine's install of devscale); then with `--keep`."""
     repo = copy_of_the_repository(tmp_path / "repo")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
@@ -117,6 +118,34 @@ def test_readme_first_two_commands(tmp_path: Path) -> None:
         debug = proc.stderr                  # the --debug trace goes to stderr
         assert "debug: requests in order" in debug
         assert "patch deployments/api/scale -n devtrip replicas=4" in debug
+    keep_the_sandbox(repo, env)
+
+
+def keep_the_sandbox(repo: Path, env: dict[str, str]) -> None:
+    """"Add `--keep` to leave the servers running and try commands yourself": the commands it
+    prints work in another shell, and Ctrl-C (SIGINT to the foreground group) stops it all."""
+    with subprocess.Popen(["bash", "scripts/sandbox.sh", "--keep"], cwd=repo, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          start_new_session=True) as sandbox:
+        try:
+            assert sandbox.stdout is not None
+            printed = []
+            for line in sandbox.stdout:
+                printed.append(line)
+                if line.startswith("Prometheus: "):
+                    break
+            text = "".join(printed)
+            assert "The sandbox keeps running (Ctrl-C stops it)" in text, text
+            shell = text.split("In another shell:\n", 1)[1].split("\nPrometheus: ", 1)[0]
+            tried = subprocess.run(["bash", "-euo", "pipefail", "-c", shell], env=env,
+                                   cwd=repo, capture_output=True, text=True, timeout=120)
+            assert tried.returncode == 0, shell + tried.stdout + tried.stderr
+            assert "│ api " in tried.stdout and "debug: requests in order" in tried.stderr
+        finally:
+            os.killpg(sandbox.pid, signal.SIGINT)
+            sandbox.wait(timeout=60)
+    left = subprocess.run(["pgrep", "-g", str(sandbox.pid)], capture_output=True, text=True)
+    assert left.stdout == "", f"processes left running: {left.stdout}"
 
 
 # "Using it"
