@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from devtrip_scale.errors import MetricsError
 from devtrip_scale.ports import MetricQuery, MetricResult
 from devtrip_scale.trace import Trace
+
+# Prometheus answers a range query of more points per series with HTTP 400 (bad_data).
+MAX_RANGE_POINTS = 10_000
 
 
 class PrometheusSource:
@@ -44,20 +47,35 @@ class PrometheusSource:
 
     def fetch_range(self, query: MetricQuery, start: datetime, end: datetime,
                     step_seconds: float) -> list[dict[str, Any]]:
-        """A range query's matrix (for `simulate`); raises MetricsError naming the metric."""
+        """A range query's matrix (for `simulate`); raises MetricsError naming the metric.
+
+        Prometheus refuses more than 11,000 points per series in one query (a week at 30 s is
+        20,160), so a longer range is asked for in consecutive windows on the same grid of
+        steps, and each series' values are joined."""
         import requests
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
-        try:
-            with self._trace.span("promql", f"range {query.name}: {query.promql}"):
-                result = self._client.custom_query_range(
-                    query.promql, start_time=start, end_time=end, step=f"{step_seconds:g}",
-                    params={"timeout": f"{self._timeout:g}"})
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as e:
-            raise MetricsError(f"range query of metric {query.name} failed: {_short(e)}") from None
-        if not isinstance(result, list):
-            raise MetricsError(f"range query of metric {query.name} returned no matrix")
-        return result
+        span = timedelta(seconds=step_seconds * (MAX_RANGE_POINTS - 1))
+        series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        window = start
+        while window <= end:
+            stop = min(window + span, end)
+            try:
+                with self._trace.span("promql", f"range {query.name}: {query.promql}"):
+                    result = self._client.custom_query_range(
+                        query.promql, start_time=window, end_time=stop,
+                        step=f"{step_seconds:g}", params={"timeout": f"{self._timeout:g}"})
+            except (PrometheusApiClientException, requests.RequestException, ValueError) as e:
+                raise MetricsError(
+                    f"range query of metric {query.name} failed: {_short(e)}") from None
+            if not isinstance(result, list):
+                raise MetricsError(f"range query of metric {query.name} returned no matrix")
+            for item in result:
+                key = tuple(sorted(item.get("metric", {}).items()))
+                series.setdefault(key, {**item, "values": []})["values"].extend(
+                    item.get("values", []))
+            window = stop + timedelta(seconds=step_seconds)
+        return list(series.values())
 
     def _query(self, q: MetricQuery) -> MetricResult:
         import requests

@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,9 @@ from testbed.exporter import SyntheticExporter
 from testbed.net import free_port, wait_until
 from testbed.prometheus import Prometheus
 from testbed.pushgateway import Pushgateway
+from tests import readme
 from tests.conftest import ROOT, Cluster, run_cli, service_account_kubeconfig, settle, write_config
+from tests.readme import devscale_shim, recipe, run_recipe
 
 pytestmark = pytest.mark.integration
 
@@ -372,17 +373,6 @@ def test_cron_refuses_a_schedule_cron_cannot_keep() -> None:
     assert proc.returncode == 2 and "hour '25' is outside 0-23" in proc.stderr
 
 
-def devscale_shim(where: Path) -> Path:
-    """A directory with a `devscale` command that runs this tree's code (the console script on
-    PATH may belong to another checkout)."""
-    bin_dir = where / ".bin"
-    bin_dir.mkdir(exist_ok=True)
-    shim = bin_dir / "devscale"
-    shim.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m devtrip_scale "$@"\n')
-    shim.chmod(0o755)
-    return bin_dir
-
-
 def test_jenkinsfile_shell_step_runs(cluster: Cluster, exporter: SyntheticExporter,
                                      prometheus: Prometheus, admin_kubeconfig: Path,
                                      tmp_path: Path) -> None:
@@ -520,49 +510,9 @@ def test_a_failed_push_is_a_warning_not_a_failure(
     assert "s3cret" not in proc.stdout + proc.stderr
 
 
-# The README's Deploy section, run as written: each `sh` block by one test below.
-DEPLOY_RECIPES = {"cron": "devscale cron install", "kustomize": "kubectl apply -k",
-                  "cronjob": "devscale manifests cronjob", "loop": "devscale manifests loop",
-                  "rules": "devscale manifests prometheus-rules"}
-
-
-def readme_blocks(section: str) -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", body, re.S)
-
-
-def recipe(key: str) -> str:
-    [block] = [b for b in readme_blocks("Deploy") if DEPLOY_RECIPES[key] in b]
-    return block
-
-
-def run_recipe(block: str, cwd: Path, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
-    """A README block in bash (-e, pipefail) as a user would type it: `devscale` is this tree's,
-    `kubectl` is the real one, $KUBECONFIG points at the test bed."""
-    env = {"PATH": f"{devscale_shim(cwd)}:/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd),
-           "KUBECONFIG": str(kubeconfig), "DEVSCALE_STATE_DIR": str(cwd / "state")}
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180)
-
-
-def test_every_deploy_recipe_of_the_readme_is_run_by_a_test() -> None:
-    blocks = readme_blocks("Deploy")
-    assert sorted(blocks) == sorted(recipe(key) for key in DEPLOY_RECIPES)
-
-
-@pytest.fixture
-def root_crontab() -> Iterator[None]:
-    """The README's cron recipe edits the crontab of whoever runs it (root here): put back
-    what was there before."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the recipe edits the running user's crontab; CI runs as root")
-    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    yield
-    if before.returncode == 0:
-        subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
-    else:
-        subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+# The README's Deploy section, run as written: each `sh` block by one test below (the
+# blocks and the tests that run them are registered in tests/readme.py).
+root_crontab = readme.root_crontab
 
 
 def test_readme_cron_recipe(root_crontab: None, cluster: Cluster, admin_kubeconfig: Path,

@@ -133,3 +133,31 @@ def test_prometheus_not_there_fails_fast() -> None:
     source.close()
     assert result.error == f"cannot connect to Prometheus at {url}"
     assert time.monotonic() - start < 3   # one quick retry, no backoff storm
+
+
+@pytest.mark.integration
+def test_a_range_longer_than_prometheus_allows_is_asked_in_windows(
+        exporter: SyntheticExporter, prometheus: Prometheus,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A week at 30 s (20,160 points, over Prometheus' 11,000) is answered; and a range split
+    into windows gives exactly the points one query gives, on the same grid, none twice."""
+    from datetime import UTC, datetime, timedelta
+    from itertools import pairwise
+
+    from devtrip_scale.sources import prometheus as module
+
+    exporter.set_gauge("devtrip_range_probe", 3, namespace="ranges")
+    settle()
+    query = MetricQuery("probe", 'devtrip_range_probe{namespace="ranges"}')
+    source = PrometheusSource(prometheus.url, timeout=5)
+    end = datetime.now(UTC).replace(microsecond=0)
+    [week] = source.fetch_range(query, end - timedelta(days=7), end, 30)
+    assert week["values"] and all(float(v) == 3 for _, v in week["values"])
+    whole = source.fetch_range(query, end - timedelta(seconds=6), end, 1)
+    monkeypatch.setattr(module, "MAX_RANGE_POINTS", 3)
+    windows = source.fetch_range(query, end - timedelta(seconds=6), end, 1)
+    source.close()
+    [series] = whole
+    stamps = [t for t, _ in series["values"]]
+    assert len(stamps) >= 5 and all(b - a == 1 for a, b in pairwise(stamps))
+    assert windows == whole          # three windows of 3 points: the same 1 s grid, none twice
