@@ -174,6 +174,11 @@ class Cluster:
             client.CustomObjectsApi(self.api).create_namespaced_custom_object(
                 kwok.GROUP, "v1alpha1", self.namespace, "logs",
                 kwok.logs_object(self.namespace, pod, container, path))
+            # KWOK serves the file once it has seen the Logs object: until then, 400 "no logs"
+            core = client.CoreV1Api(self.api)
+            wait_until(lambda: core.read_namespaced_pod_log(pod, self.namespace,
+                                                            container=container) is not None,
+                       f"KWOK serves the log of {self.namespace}/{pod}", timeout=30)
         kwok.write_log(path, lines)
         return path
 
