@@ -77,6 +77,8 @@ DebugOption = Annotated[bool, typer.Option(
 OutputOption = Annotated[Output, typer.Option(
     "--output", "-o", help="table for people, json for machines (one document, also on "
     "errors).")]
+DeploymentOption = Annotated[list[str] | None, typer.Option(
+    "--deployment", "-d", metavar="<name>", help="Only this target Deployment (repeatable).")]
 DurationMetavar = "<duration>"
 # `-o json` documents carry this; README "JSON output" documents each version's fields.
 JSON_SCHEMA_VERSION = 1
@@ -274,9 +276,7 @@ def _load(path: Path, namespace: str | None = None) -> Settings:
 def check(
     config: ConfigOption = Path("devscale.yaml"),
     namespace: NamespaceOption = None,
-    deployment: Annotated[list[str] | None, typer.Option(
-        "--deployment", "-d", metavar="<name>",
-        help="Only this target Deployment (repeatable).")] = None,
+    deployment: DeploymentOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Compute and show the decisions; change nothing.")] = False,
     debug: Annotated[bool, typer.Option(
@@ -744,9 +744,7 @@ def _recording(settings: Settings, csv: Path | None, deployment: str | None, sin
 def status(
     config: ConfigOption = Path("devscale.yaml"),
     namespace: NamespaceOption = None,
-    deployment: Annotated[list[str] | None, typer.Option(
-        "--deployment", "-d", help="Only this target Deployment (repeatable).",
-        metavar="<name>")] = None,
+    deployment: DeploymentOption = None,
     output: OutputOption = Output.table,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,

@@ -227,19 +227,25 @@ def test_a_refused_history_write_fails_the_run_and_is_told(
 
 # The Lease -----------------------------------------------------------------------------------
 
+def slow_check(cluster: Cluster, prometheus: Prometheus, queue: QueueEndpoint, kubeconfig: Path,
+               tmp_path: Path, *, lease: str) -> subprocess.Popen[str]:
+    """`check` on a worker at 1 replica, sized by the queue (set its delay first), running."""
+    cluster.deployment("worker", 1)
+    cfg = with_timeout(write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url,
+                                    [jobs(queue)], [{"deployment": "worker"}], minReplicas=1,
+                                    maxReplicas=10), queue.delay + 7)
+    return subprocess.Popen(
+        [sys.executable, "-m", "devtrip_scale", "check", "-c", str(cfg), "--kubeconfig",
+         str(kubeconfig), "-o", "json", "--lease-duration", lease],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
 def test_the_lease_is_renewed_through_a_pass_longer_than_it(
         cluster: Cluster, prometheus: Prometheus, queue: QueueEndpoint, admin_kubeconfig: Path,
         tmp_path: Path) -> None:
     # A 6 s Lease, a queue that answers after 13 s: unrenewed, others may take it at 6 + 5 s.
-    cluster.deployment("worker", 1)
     queue.waiting, queue.delay = 3, 13
-    cfg = with_timeout(write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url,
-                                    [jobs(queue)], [{"deployment": "worker"}], minReplicas=1,
-                                    maxReplicas=10), 20)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devtrip_scale", "check", "-c", str(cfg), "--kubeconfig",
-         str(admin_kubeconfig), "-o", "json", "--lease-duration", "6s"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = slow_check(cluster, prometheus, queue, admin_kubeconfig, tmp_path, lease="6s")
     time.sleep(12)
     second = LeaseLock(cluster.api, cluster.namespace, identity="second-runner")
     with pytest.raises(LeaseHeld, match="holds Lease"):
@@ -254,15 +260,8 @@ def test_a_runner_that_loses_its_lease_mid_pass_writes_nothing(
         tmp_path: Path) -> None:
     from kubernetes import client
 
-    cluster.deployment("worker", 1)
     queue.waiting, queue.delay = 6, 5
-    cfg = with_timeout(write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url,
-                                    [jobs(queue)], [{"deployment": "worker"}], minReplicas=1,
-                                    maxReplicas=10), 10)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devtrip_scale", "check", "-c", str(cfg), "--kubeconfig",
-         str(admin_kubeconfig), "-o", "json", "--lease-duration", "9s"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = slow_check(cluster, prometheus, queue, admin_kubeconfig, tmp_path, lease="9s")
     leases = client.CoordinationV1Api(cluster.api)
     wait_until(lambda: queue.gets > 0, "the run holds the Lease and waits for the queue")
     lease = leases.read_namespaced_lease("devscale-lock", cluster.namespace)
