@@ -69,12 +69,10 @@ class PodWatch:
     async def _watch(self, version: str) -> str | None:
         """Watch from `version`; the version to watch from next, or None to list again."""
         async for event in self.kube.watch_pods(self.selector, version):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                if obj.get("code") == 410:   # Gone: too old, list again
-                    return None
-                raise DevscaleError(f"watch pods: {obj.get('message', obj)}")
-            version = obj.get("metadata", {}).get("resourceVersion", version)
+            step = read_event(event)
+            if step is None:
+                return None
+            kind, obj, version = step[0], step[1], step[2] or version
             if kind == "BOOKMARK":
                 continue
             name = obj["metadata"]["name"]
@@ -82,5 +80,18 @@ class PodWatch:
                 self.pods.pop(name, None)
             else:
                 self.pods[name] = obj
-            self.handler(str(kind), obj)
+            self.handler(kind, obj)
         return version
+
+
+def read_event(event: dict[str, Any]) -> tuple[str, dict[str, Any], str | None] | None:
+    """A watch event as (type, object, its resourceVersion); None for 410 Gone (list again).
+    Any other ERROR raises (pure)."""
+    kind, obj = str(event.get("type")), event.get("object") or {}
+    if kind == "ERROR":
+        if obj.get("code") == 410:
+            return None
+        raise DevscaleError(f"watch pods: {obj.get('message', obj)}")
+    if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+        raise DevscaleError(f"watch pods: unexpected event type {kind!r}")
+    return kind, obj, (obj.get("metadata") or {}).get("resourceVersion")
