@@ -524,6 +524,9 @@ class WorkerServer:
             await self.store.unclaim(key)
             raise
         await self.store.close(key)
+        for problem in self.reporter.problems:   # an Event or a notification that failed
+            self.say(f"task {state.spec.task_id}: {problem}")
+        self.reporter.problems.clear()
         if seconds is not None:
             self.telemetry.task_seconds.labels(result.outcome).observe(seconds)
         self.say(result.summary())
