@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from devtrip_scale.workers.config import RedisModel
@@ -28,11 +28,17 @@ class Entry:
     deliveries: int = 1
 
 
+POOL = 64   # connections: many concurrent requests share them instead of each opening one
+
+
 def connect(settings: RedisModel, password: str | None = None) -> Redis:
-    """A redis.asyncio client whose socket timeout is well above the blocking read's time."""
-    return Redis.from_url(settings.url, password=password, decode_responses=True,
-                          socket_timeout=settings.socket_timeout_seconds,
-                          socket_connect_timeout=5, health_check_interval=30)
+    """A redis.asyncio client whose socket timeout is well above the blocking read's time, on a
+    bounded pool (a request waits for a free connection rather than opening its own)."""
+    pool = BlockingConnectionPool.from_url(
+        settings.url, password=password, decode_responses=True, max_connections=POOL,
+        timeout=settings.socket_timeout_seconds, socket_timeout=settings.socket_timeout_seconds,
+        socket_connect_timeout=5, health_check_interval=30)
+    return Redis.from_pool(pool)   # owns the pool: aclose() closes its connections
 
 
 class Intake:

@@ -4,7 +4,7 @@
 Only what workers need: pods (create, delete, list, watch, log) and events (create). Errors are
 mapped as devtrip_scale.kube maps them: 403 names the verb and resource and the RBAC rule that
 grants it; 409 AlreadyExists on create is success; every call has (connect, read) timeouts. API
-writes pass a token bucket (the config's rate limit). Requests are counted per verb.
+writes pass a token bucket (the config's rate limit). Requests are counted per verb and resource.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class AsyncKube:
                     body: Any = None, timeout: float | None = None) -> httpx.Response:
         if method in ("POST", "DELETE", "PATCH", "PUT"):
             await self.limit.take()
-        self.calls[verb] += 1
+        self.calls[f"{verb} {resource}"] += 1
         try:
             response = await self._http.request(
                 method, self.base + path, params=params, json=body, headers=self._headers(),
@@ -172,7 +172,7 @@ class AsyncKube:
         server ends the watch. A 410 Gone arrives as an ERROR event with code 410."""
         params = {"labelSelector": selector, "watch": "true", "resourceVersion": resource_version,
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_SECONDS)}
-        self.calls["watch"] += 1
+        self.calls["watch pods"] += 1
         try:
             async with self._http.stream(
                     "GET", self.base + self._pods, params=params, headers=self._headers(),

@@ -96,7 +96,7 @@ class Telemetry:
         self.connected = Gauge("devscale_workers_connected", "1 while the peer is reachable",
                                ["peer"], registry=r)
         self.api_calls = Gauge("devscale_workers_api_requests", "Kubernetes API requests "
-                               "made, by verb", ["verb"], registry=r)
+                               "made, by verb and resource", ["verb", "resource"], registry=r)
 
 
 class WorkerServer:
@@ -236,8 +236,9 @@ class WorkerServer:
         t.workers.labels("failed").set(phases.count("Failed"))
         t.workers.labels("queued").set(self.capacity.waiting)
         t.connected.labels("kubernetes").set(1 if self.watch.connected else 0)
-        for verb, n in self.kube.calls.items():
-            t.api_calls.labels(verb).set(n)
+        for call, n in self.kube.calls.items():
+            verb, _, resource = call.partition(" ")
+            t.api_calls.labels(verb, resource).set(n)
 
     # ---------------------------------------------------------------- requests
 

@@ -41,7 +41,7 @@ def test_pods_create_twice_list_log_delete(cluster: Cluster, admin_kubeconfig: P
                 _log(admin_kubeconfig, cluster.namespace)), "the log", timeout=20)
             assert await kube.delete_pod("w-t-0-0") is True
             assert await kube.delete_pod("w-t-0-0") is False     # 404: gone
-            assert kube.calls["create"] == 2 and kube.calls["delete"] == 2
+            assert kube.calls["create pods"] == 2 and kube.calls["delete pods"] == 2
         finally:
             await kube.aclose()
 

@@ -68,7 +68,7 @@ def test_one_watch_sees_every_change(cluster: Cluster, admin_kubeconfig: Path) -
     assert names == {f"p{i}" for i in range(5)}                 # the selector holds
     assert {n for _, n, ph in seen if ph == "Succeeded"} == names
     assert ("DELETED", "p0") in {(k, n) for k, n, _ in seen}
-    assert calls == {"list": 1, "watch": 1}                     # no GET per pod
+    assert calls == {"list pods": 1, "watch pods": 1}                     # no GET per pod
 
 
 def test_a_relist_reports_what_vanished_while_not_watching(
