@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
 from devtrip_scale.workers.config import WorkersSettings
 from devtrip_scale.workers.kube import AsyncKube
-from devtrip_scale.workers.tasks import TaskResult, task_key
+from devtrip_scale.workers.tasks import TaskResult
 
 COMPONENT = "devscale-workers"
 
@@ -50,9 +50,24 @@ def event_body(result: TaskResult, pod: str, namespace: str, now: datetime) -> d
     }
 
 
+FAILING = "failed:workers"   # one condition for all tasks: a storm of failures is told once
+
+
 def failure_notice(result: TaskResult) -> Notice:
-    return Notice("failed", "critical", f"failed:task:{task_key(result.task_id)}",
-                  f"worker task {result.task_id} failed", result.summary())
+    return Notice("failed", "critical", FAILING, f"worker task {result.task_id} failed",
+                  result.summary())
+
+
+def tell(result: TaskResult, told: NotifyState, now: datetime, quiet: timedelta
+         ) -> tuple[list[Notice], NotifyState]:
+    """What a finished task notifies (pure): a failure, unless one was told within the quiet
+    period; after failures, the next success resolves the condition. Cancelled tasks tell
+    nothing."""
+    if result.outcome == "failed":
+        return select([failure_notice(result)], told, now, quiet)
+    if result.outcome == "succeeded" and FAILING in told.active:
+        return select([], told, now, quiet)
+    return [], told
 
 
 class Reporter:
@@ -77,9 +92,9 @@ class Reporter:
             await self.kube.create_event(event_body(result, first_pod, self.kube.namespace, now))
         except Exception as e:   # an Event is not worth failing a task for
             self.problems.append(f"event for task {result.task_id}: {e}")
-        if result.outcome == "failed" and self.notifiers:
+        if self.notifiers:
             quiet = timedelta(minutes=self.settings.notify.quiet_minutes)
-            send, self.told = select([failure_notice(result)], self.told, now, quiet)
+            send, self.told = tell(result, self.told, now, quiet)
             if send:
                 failures = await asyncio.to_thread(fan_out, self.kube.namespace, send,
                                                    self.notifiers)

@@ -121,6 +121,7 @@ class WorkerServer:
         self.redis_ok = False
         self.stop = asyncio.Event()
         self.inflight: dict[str, Entry] = {}
+        self.left_unacked: set[str] = set()    # entries given up unacked (shutdown)
         self._entry_tasks: set[asyncio.Task[None]] = set()
         self._pod_tasks: dict[str, asyncio.Task[None]] = {}
         self._tickets: dict[str, tuple[str, asyncio.Event]] = {}   # entry → (task key, event)
@@ -164,7 +165,7 @@ class WorkerServer:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        left = len(self.inflight)
+        left = len(self.left_unacked | set(self.inflight))
         self.say(f"stopped; {left} request(s) left unacked for other consumers" if left
                  else "stopped")
 
@@ -250,10 +251,12 @@ class WorkerServer:
 
     async def _handle_entry(self, entry: Entry) -> None:
         backoff = 0.5
+        handled = False
         try:
             while True:
                 try:
                     await self._handle(entry)
+                    handled = True
                     return
                 except Stopping:
                     return
@@ -270,6 +273,8 @@ class WorkerServer:
                 backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
             self.inflight.pop(entry.id, None)
+            if not handled:
+                self.left_unacked.add(entry.id)
 
     async def _handle(self, entry: Entry) -> None:
         t = self.telemetry

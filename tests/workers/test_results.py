@@ -1,13 +1,17 @@
 """A task's outcome as told (pure): the results stream entry, the Event the API server is
-given, and the failure notice with its quiet-period key."""
+given, the failure notice, and what a task tells: once per quiet period, resolved by the next
+success (the quiet-period rules of `check`)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from devtrip_scale.workers.results import event_body, failure_notice, result_fields
-from devtrip_scale.workers.tasks import Outcome, PodResult, summarise
+import pytest
+
+from devtrip_scale.notify import NotifyState
+from devtrip_scale.workers.results import event_body, failure_notice, result_fields, tell
+from devtrip_scale.workers.tasks import Outcome, PodResult, TaskResult, summarise
 
 RESULT = summarise("Build/42", [PodResult(0, Outcome.SUCCEEDED, 1, 0, 1.5, "w-a-0-0"),
                                 PodResult(1, Outcome.FAILED, 2, 3, 2.0, "w-a-1-1")], False, 9.0)
@@ -30,7 +34,31 @@ def test_event_body() -> None:
     assert "exit codes 3" in body["message"]
 
 
-def test_failure_notice_key_is_per_task() -> None:
+def test_failure_notice() -> None:
     notice = failure_notice(RESULT)
-    assert notice.kind == "failed" and notice.key.startswith("failed:task:build-42-")
-    assert notice.title == "worker task Build/42 failed"
+    assert notice.kind == "failed" and notice.key == "failed:workers"
+    assert notice.title == "worker task Build/42 failed" and "exit codes 3" in notice.text
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+QUIET = timedelta(minutes=30)
+OK = summarise("ok", [PodResult(0, Outcome.SUCCEEDED, 1, 0)], False, 1.0)
+CANCELLED = summarise("stop", [PodResult(0, Outcome.CANCELLED, 1)], False, 1.0)
+
+
+@pytest.mark.parametrize(("steps", "told"), [
+    pytest.param([(RESULT, 0)], ["failed"], id="a-failure-is-told"),
+    pytest.param([(RESULT, 0), (RESULT, 10)], ["failed"], id="again-within-quiet-period"),
+    pytest.param([(RESULT, 0), (RESULT, 31)], ["failed", "failed"], id="again-after-it"),
+    pytest.param([(RESULT, 0), (OK, 5)], ["failed", "recovered"], id="success-resolves"),
+    pytest.param([(OK, 0)], [], id="success-alone-is-quiet"),
+    pytest.param([(CANCELLED, 0)], [], id="cancelled-is-quiet"),
+    pytest.param([(RESULT, 0), (OK, 5), (RESULT, 6)], ["failed", "recovered", "failed"],
+                 id="fails-again-after-resolving"),
+])
+def test_tell(steps: list[tuple[TaskResult, int]], told: list[str]) -> None:
+    state, kinds = NotifyState(), []
+    for result, minute in steps:
+        send, state = tell(result, state, T0 + timedelta(minutes=minute), QUIET)
+        kinds += [n.kind for n in send]
+    assert kinds == told

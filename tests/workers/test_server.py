@@ -246,3 +246,24 @@ def test_rbac_missing_for_pods_is_named_and_the_request_stays_unacked(
     rbac.patch_namespaced_role("w", ns, {"rules": rules})
     [result] = workers.wait_results(1, timeout=60)
     assert result["outcome"] == "succeeded" and workers.pending() == 0
+
+
+def test_sigterm_finishes_in_flight_work_and_leaves_the_rest_unacked(workers: Workers) -> None:
+    workers.configure(run_seconds=120, limits={"max_workers": 1},
+                      redis={"claim_idle_seconds": 2})
+    first = workers.start(consumer="c1")
+    workers.submit(type="scale_up", pod_count=1, task_id="running")
+    workers.wait_pods(1, "running")
+    workers.submit(type="scale_up", pod_count=1, task_id="waiting")   # no room: unacked
+    wait_until(lambda: "wait for room" in first.output(), "the second request queued",
+               timeout=10)
+    started = time.monotonic()
+    assert first.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 10                # within the grace period
+    assert "1 request(s) left unacked for other consumers" in first.output()
+    assert workers.pending() == 1 and len(workers.pods("running")) == 1   # pods left running
+    second = workers.start(consumer="c2")                 # another consumer takes it over
+    workers.submit(type="scale_down", task_id="running")   # room for it
+    workers.wait_pods(1, "waiting", timeout=30)
+    assert "reading" in second.output()
+    wait_until(lambda: workers.pending() == 0, "all acked", timeout=20)
