@@ -30,7 +30,10 @@ from devtrip_scale.notify import Notifier
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
     CONTAINER,
+    ENTRY_ANNOTATION,
     INDEX_LABEL,
+    META_ENV_PREFIX,
+    POD_COUNT_ANNOTATION,
     SELECTOR,
     TASK_ID_ANNOTATION,
     TASK_LABEL,
@@ -470,7 +473,7 @@ class WorkerServer:
         name, labels = meta["name"], meta["labels"]
         key, index, attempt = labels[TASK_LABEL], int(labels[INDEX_LABEL]), \
             int(labels[ATTEMPT_LABEL])
-        state = await self.store.state(key)
+        state = await self._state_of(pod)
         stale = state.spec is None or index in state.results or attempt < state.attempt(index)
         if not stale:
             await self._keep_log(pod)
@@ -487,13 +490,36 @@ class WorkerServer:
         labels = pod["metadata"]["labels"]
         key, index, attempt = labels[TASK_LABEL], int(labels[INDEX_LABEL]), \
             int(labels[ATTEMPT_LABEL])
-        state = await self.store.state(key)
+        state = await self._state_of(pod)
         if state.spec is None or state.cancelled or index in state.results or \
                 attempt < state.attempt(index):
             return
         self.telemetry.finished.labels(Outcome.LOST.value).inc()
         await self._next(key, state, index, attempt, Outcome.LOST, pod)
         await self._finalize(key)
+
+    async def _state_of(self, pod: dict[str, Any]) -> TaskState:
+        """The task state of a pod's task; rebuilt from the pod itself when Redis lost it (a
+        Redis restarted without persistence) and the task is not reported yet."""
+        meta = pod["metadata"]
+        labels, notes = meta["labels"], meta.get("annotations") or {}
+        key = labels[TASK_LABEL]
+        state = await self.store.state(key)
+        if state.spec is not None or await self.store.is_done(key):
+            return state
+        try:
+            spec = Spec(notes[TASK_ID_ANNOTATION], int(notes[POD_COUNT_ANNOTATION]),
+                        notes[ENTRY_ANNOTATION], _metadata_of(pod))
+        except (KeyError, ValueError):
+            return state          # not a pod this version made: left alone
+        state = await self.store.begin(key, spec)
+        attempt = int(labels[ATTEMPT_LABEL])
+        index = int(labels[INDEX_LABEL])
+        if attempt > state.attempt(index):   # as many failures as attempts: never more retries
+            await self.store.next_attempt(key, index, attempt, attempt, 0)
+            state = await self.store.state(key)
+        self.say(f"task {spec.task_id}: state rebuilt from pod {meta['name']}")
+        return state
 
     async def _next(self, key: str, state: TaskState, index: int, attempt: int,
                     outcome: Outcome, pod: dict[str, Any]) -> None:
@@ -562,6 +588,14 @@ class WorkerServer:
             except (DevscaleError, RedisError, OSError) as e:
                 self.say(f"recovery: {e}; again in 5s")
                 await asyncio.sleep(5)
+
+
+def _metadata_of(pod: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Request metadata back from a pod's env (keys in lower case: env names are upper)."""
+    [container] = pod["spec"]["containers"][:1] or [{}]
+    return tuple(sorted((e["name"][len(META_ENV_PREFIX):].lower(), e.get("value", ""))
+                        for e in container.get("env") or []
+                        if e["name"].startswith(META_ENV_PREFIX)))
 
 
 def _seconds(pod: dict[str, Any]) -> float | None:

@@ -267,3 +267,19 @@ def test_sigterm_finishes_in_flight_work_and_leaves_the_rest_unacked(workers: Wo
     workers.wait_pods(1, "waiting", timeout=30)
     assert "reading" in second.output()
     wait_until(lambda: workers.pending() == 0, "all acked", timeout=20)
+
+
+def test_task_state_lost_in_redis_is_rebuilt_from_the_pods(workers: Workers) -> None:
+    workers.configure(run_seconds=6)
+    server = workers.start()
+    workers.submit(type="scale_up", pod_count=2, task_id="survivor",
+                   metadata=json.dumps({"branch": "main"}))
+    pods = workers.wait_pods(2, "survivor")
+    workers.log_pods(pods, lambda name: [f"{name} ran"])
+    r = workers.client()
+    [key] = r.keys(f"{workers.stream}:task:*")
+    r.delete(key)                                  # as a Redis restarted without persistence
+    [result] = workers.wait_results(1, timeout=60)
+    assert result["outcome"] == "succeeded" and result["pods_succeeded"] == "2"
+    assert "state rebuilt from pod" in server.output()
+    assert "ran" in (workers.logs_dir / "survivor.log").read_text()
