@@ -8,3 +8,4 @@ python3 bench/plot_check.py bench/results/check.json bench/check-scaling.png
 python3 bench/bench_startup.py --repeat 15
 python3 bench/bench_policy.py
 python3 bench/bench_simulate.py --repeat 3
+python3 bench/bench_workers.py --json bench/results/workers.json

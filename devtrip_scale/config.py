@@ -490,6 +490,23 @@ def load_config(path: Path, env: Mapping[str, str] | None = None,
     the flag it came from, e.g. {"namespace": "--namespace"}).
     """
     env = os.environ if env is None else env
+    data, node = read_document(path)
+    data, origins = _apply_env(data, env)
+    for key, value in (overrides or {}).items():
+        data[key] = value
+        origins[(key,)] = (sources or {}).get(key, f"--{key.replace('_', '-')}")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(path, e, node, origins) from None
+
+
+def read_document(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """A YAML config file's top-level mapping and its node tree (for line numbers).
+
+    Unreadable files, non-UTF-8 bytes, bad YAML, duplicate keys and a document that is not a
+    mapping are ConfigErrors naming the file and line. Shared by every config devscale reads.
+    """
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -514,15 +531,14 @@ def load_config(path: Path, env: Mapping[str, str] | None = None,
         loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of settings")
-    data, origins = _apply_env(data, env)
-    for key, value in (overrides or {}).items():
-        data[key] = value
-        origins[(key,)] = (sources or {}).get(key, f"--{key.replace('_', '-')}")
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as e:
-        lines = _line_index(node) if node is not None else {}
-        raise ConfigError(_format_errors(path, e, lines, origins)) from None
+    return data, node
+
+
+def validation_error(path: Path, e: ValidationError, node: yaml.Node | None,
+                     origins: Mapping[Path_, str] | None = None) -> ConfigError:
+    """A pydantic validation failure as a ConfigError, each problem with file:line and field."""
+    lines = _line_index(node) if node is not None else {}
+    return ConfigError(_format_errors(path, e, lines, origins or {}))
 
 
 def _refuse_duplicate_keys(path: Path, node: yaml.Node) -> None:

@@ -31,7 +31,7 @@ class Redis:
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()   # a restart keeps its port
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",

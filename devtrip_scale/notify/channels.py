@@ -6,24 +6,28 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from devtrip_scale.config import Settings
+from devtrip_scale.config import NotifyModel, Settings
 from devtrip_scale.errors import ConfigError
 from devtrip_scale.notify import Kind, Notifier
 
 
-def notifiers_from(settings: Settings, env: Mapping[str, str] | None = None) -> list[Notifier]:
-    """Slack when its webhook env var is set; email when configured with recipients."""
+def notifiers_from(settings: Settings | NotifyModel, env: Mapping[str, str] | None = None
+                   ) -> list[Notifier]:
+    """Slack when its webhook env var is set; email when configured with recipients.
+
+    Takes a whole config, or just its `notify` block (workers.yaml has one of its own)."""
     from devtrip_scale.notify.email import EmailNotifier
     from devtrip_scale.notify.slack import SlackNotifier
 
     env = os.environ if env is None else env
+    notify = settings if isinstance(settings, NotifyModel) else settings.notify
     out: list[Notifier] = []
-    slack = settings.notify.slack
+    slack = notify.slack
     if url := env.get(slack.webhook_env, "").strip():
         if not url.startswith(("https://", "http://")):
             raise ConfigError(f"${slack.webhook_env} does not hold a webhook URL")
         out.append(SlackNotifier(url, _kinds(slack.kinds), timeout=slack.timeout_seconds))
-    email = settings.notify.email
+    email = notify.email
     if email is not None and email.recipients:
         password = env.get(email.password_env) if email.password_env else None
         if email.ca_file and not Path(email.ca_file).is_file():

@@ -1,0 +1,171 @@
+"""workers.yaml: the typed config of `devscale workers serve`; errors name file, line, field.
+
+Read with devtrip_scale.config's loader (UTF-8, duplicate keys, line index), not a copy of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from devtrip_scale.config import NotifyModel, _Model, read_document, validation_error
+from devtrip_scale.errors import ConfigError
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+
+
+class RedisModel(_Model):
+    url: str = "redis://localhost:6379/0"
+    password_env: str | None = None
+    stream: str = Field(default="devscale:requests", min_length=1)
+    group: str = Field(default="devscale-workers", min_length=1)
+    consumer: str | None = Field(default=None, description="default: the host name")
+    dead_letter_stream: str = "devscale:requests:dead"
+    results_stream: str = "devscale:results"
+    results_maxlen: int = Field(default=100_000, ge=100)
+    block_seconds: float = Field(default=5, gt=0, le=60)
+    socket_timeout_seconds: float = Field(default=30, gt=0, le=600)
+    claim_idle_seconds: float = Field(default=60, gt=0)
+    max_deliveries: int = Field(default=5, ge=1)
+    batch: int = Field(default=16, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("not a redis://, rediss:// or unix:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> RedisModel:
+        # a blocking read longer than the socket timeout fails as a timeout (redis-py #2807)
+        if self.socket_timeout_seconds < self.block_seconds + 5:
+            raise ValueError(f"socket_timeout_seconds ({self.socket_timeout_seconds:g}) must be "
+                             f"at least block_seconds + 5 ({self.block_seconds + 5:g})")
+        return self
+
+    def safe_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+            f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ResourcesModel(_Model):
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+    @model_validator(mode="after")
+    def _both(self) -> ResourcesModel:
+        for kind in ("requests", "limits"):
+            got: dict[str, str] = getattr(self, kind)
+            missing = [r for r in ("cpu", "memory") if r not in got]
+            if missing:
+                raise ValueError(f"{kind} must give {' and '.join(missing)}")
+            for name, value in got.items():
+                if not _QUANTITY.match(str(value)):
+                    raise ValueError(f"{kind}.{name}: {value!r} is not a quantity such as "
+                                     "500m or 256Mi")
+        return self
+
+
+class WorkerModel(_Model):
+    """The worker pod template."""
+
+    image: str = Field(min_length=1)
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: ResourcesModel
+    active_deadline_seconds: int = Field(default=3600, ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    service_account: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return env
+
+
+class RetryModel(_Model):
+    max_retries: int = Field(default=2, ge=0, le=20)
+    max_disruptions: int = Field(default=5, ge=0, le=50, description="evictions and lost "
+                                 "nodes retried without using a retry")
+
+
+class LimitsModel(_Model):
+    max_workers: int = Field(default=100, ge=1)
+    max_pod_count: int | None = Field(default=None, ge=1, description="per request; default "
+                                      "max_workers")
+    api_writes_per_second: float = Field(default=20, gt=0)
+    api_write_burst: int = Field(default=40, ge=1)
+
+    @property
+    def pod_count_limit(self) -> int:
+        return min(self.max_pod_count or self.max_workers, self.max_workers)
+
+
+class WorkersSettings(_Model):
+    namespace: str = "default"
+    redis: RedisModel = RedisModel()
+    worker: WorkerModel
+    limits: LimitsModel = LimitsModel()
+    retry: RetryModel = RetryModel()
+    logs_dir: str = "/var/lib/devscale/worker-logs"
+    cancel_grace_seconds: int = Field(default=30, ge=0)
+    shutdown_grace_seconds: float = Field(default=25, ge=0)
+    notify: NotifyModel = NotifyModel()
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str) -> str:
+        if not _DNS_LABEL.match(namespace):
+            raise ValueError(f"{namespace!r} is not a valid namespace name")
+        return namespace
+
+    def redis_password(self, env: Mapping[str, str] | None = None) -> str | None:
+        env = os.environ if env is None else env
+        name = self.redis.password_env
+        if name is None:
+            return None
+        if name not in env:
+            raise ConfigError(f"redis.password_env names ${name}, which is not set")
+        return env[name]
+
+
+def load_workers_config(path: Path, env: Mapping[str, str] | None = None) -> WorkersSettings:
+    """Read and validate workers.yaml ($NAMESPACE overrides `namespace`, as for `check`)."""
+    env = os.environ if env is None else env
+    data, node = read_document(path)
+    origins: dict[tuple[str | int, ...], str] = {}
+    if env.get("NAMESPACE"):
+        data = {**data, "namespace": env["NAMESPACE"]}
+        origins[("namespace",)] = "$NAMESPACE"
+    try:
+        return WorkersSettings.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(path, e, node, origins) from None
+
+
+def example(namespace: str = "devtrip") -> dict[str, Any]:
+    """The smallest useful config (what config/workers.yaml spells out with comments)."""
+    return {"namespace": namespace, "redis": {"url": "redis://redis:6379/0"},
+            "worker": {"image": "busybox:1.36", "command": ["sh", "-c", "echo work; sleep 5"],
+                       "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                     "limits": {"cpu": "500m", "memory": "128Mi"}}}}

@@ -1,0 +1,73 @@
+"""`devscale manifests workers`: the worker controller as a Deployment, its config as a
+ConfigMap, and RBAC for exactly the verbs it uses (pure data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devtrip_scale import IMAGE
+
+APP = "devscale-workers"
+LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "devscale"}
+CONFIG_MOUNT = "/etc/devscale"
+
+# Every call the server makes (workers/kube.py): create, delete, list and watch pods; read a
+# finished pod's log; create Events. Nothing else.
+RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def _meta(name: str, namespace: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(LABELS)}
+
+
+def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int = 2,
+            secret: str = "devscale-workers-secrets") -> list[dict[str, Any]]:
+    """ServiceAccount, Role, RoleBinding, ConfigMap and Deployment, in that order."""
+    env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key,
+                                                         "optional": True}}}
+           for name, key in (("SLACK_WEBHOOK", "slack-webhook"),
+                             ("SMTP_PASSWORD", "smtp-password"),
+                             ("REDIS_PASSWORD", "redis-password"))]
+    env.append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    container = {
+        "name": "workers", "image": image, "imagePullPolicy": "IfNotPresent",
+        "args": ["workers", "serve", "--config", f"{CONFIG_MOUNT}/workers.yaml",
+                 "--listen", "0.0.0.0:8080", "--consumer", "$(POD_NAME)"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 20},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                      "limits": {"cpu": "1", "memory": "512Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+                         {"name": "logs", "mountPath": "/var/lib/devscale"}],
+    }
+    selector = {"app.kubernetes.io/name": APP}
+    pod = {"serviceAccountName": APP, "terminationGracePeriodSeconds": 30,
+           "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                               "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+           "containers": [container],
+           "volumes": [{"name": "config", "configMap": {"name": APP}},
+                       {"name": "logs", "emptyDir": {}}]}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(APP, namespace)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(APP, namespace), "rules": RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(APP, namespace),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
+         "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": namespace}]},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(APP, namespace),
+         "data": {"workers.yaml": config_text}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(APP, namespace),
+         "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                  "template": {"metadata": {"labels": {**selector, **LABELS}, "annotations": {
+                      "prometheus.io/scrape": "true", "prometheus.io/port": "8080"}},
+                               "spec": pod}}},
+    ]

@@ -1,0 +1,79 @@
+"""workers.yaml: the example in config/ loads; mistakes are refused with file:line and field,
+through the same loader as devscale.yaml (duplicate keys, YAML errors); the Redis password
+never shows in a URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devtrip_scale.errors import ConfigError
+from devtrip_scale.workers.config import RedisModel, example, load_workers_config
+from tests.conftest import ROOT
+
+
+def test_the_example_config_loads() -> None:
+    settings = load_workers_config(ROOT / "config" / "workers.yaml", env={})
+    assert settings.limits.max_workers == 100 and settings.worker.resources.limits["cpu"] == "1"
+    assert settings.redis.socket_timeout_seconds > settings.redis.block_seconds
+
+
+def test_namespace_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(example()))
+    assert load_workers_config(path, env={"NAMESPACE": "ci"}).namespace == "ci"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "workers.yaml"
+    path.write_text(text)
+    return path
+
+
+WORKER = """worker:
+  image: w:1
+  resources:
+    requests: {cpu: 100m, memory: 64Mi}
+    limits: {cpu: 200m, memory: 128Mi}
+"""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param("namespace: x\n", "workers.yaml:1: worker: Field required", id="no-worker"),
+    pytest.param(WORKER.replace("    limits: {cpu: 200m, memory: 128Mi}\n", ""),
+                 "workers.yaml:3: worker.resources.limits: Field required",
+                 id="limits-required"),
+    pytest.param(WORKER.replace("limits: {cpu: 200m, memory: 128Mi}", "limits: {cpu: 200m}"),
+                 "limits must give memory", id="memory-limit-required"),
+    pytest.param(WORKER.replace("cpu: 200m", "cpu: lots"), "'lots' is not a quantity",
+                 id="bad-quantity"),
+    pytest.param(WORKER + "redis:\n  block_seconds: 30\n  socket_timeout_seconds: 10\n",
+                 "workers.yaml:6: redis: socket_timeout_seconds (10) must be at least "
+                 "block_seconds + 5", id="socket-timeout-below-block"),
+    pytest.param(WORKER + "redis:\n  url: http://redis:6379\n",
+                 "workers.yaml:7: redis.url: not a redis://", id="not-redis-url"),
+    pytest.param(WORKER + "limits:\n  max_workers: 0\n",
+                 "workers.yaml:7: limits.max_workers", id="zero-cap"),
+    pytest.param(WORKER + "retry:\n  max_retires: 1\n",
+                 "workers.yaml:7: retry.max_retires: unknown key", id="misspelt-key"),
+    pytest.param(WORKER + "namespace: a\nnamespace: b\n", "duplicate key 'namespace'",
+                 id="duplicate-key"),
+    pytest.param(WORKER.replace("image: w:1", "image: w:1\n  env: {1BAD: x}"),
+                 "'1BAD' is not an environment variable name", id="bad-env-name"),
+])
+def test_mistakes_name_file_line_and_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_workers_config(_write(tmp_path, text), env={})
+    assert message in str(e.value)
+
+
+def test_password_env_must_be_set_and_never_shows(tmp_path: Path) -> None:
+    path = _write(tmp_path, WORKER + "redis:\n  password_env: REDIS_PASSWORD\n")
+    settings = load_workers_config(path, env={})
+    with pytest.raises(ConfigError, match=r"\$REDIS_PASSWORD, which is not set"):
+        settings.redis_password(env={})
+    assert settings.redis_password(env={"REDIS_PASSWORD": "s3cr3t"}) == "s3cr3t"
+    masked = RedisModel(url="redis://user:s3cr3t@redis:6379/0").safe_url()
+    assert masked == "redis://user:***@redis:6379/0"
