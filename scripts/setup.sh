@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# kubectl ships with this machine's image; Debian's old client is the fallback elsewhere
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 command -v prometheus-pushgateway >/dev/null || need_apt+=(prometheus-pushgateway)
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v git >/dev/null || need_apt+=(git)

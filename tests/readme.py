@@ -49,6 +49,8 @@ RECIPES = {
                        "tests/e2e/test_readme.py::test_readme_simulate_recipes"),
     "status": Recipe("What devscale last did: `devscale status`", "devscale status",
                      "tests/e2e/test_readme.py::test_readme_status_recipes"),
+    "workers": Recipe("Event-driven workers", "devscale manifests workers",
+                      "tests/workers/test_readme.py::test_the_readme_recipe_runs"),
     "development": Recipe("Development", "python3 -m ruff check",
                           "tests/e2e/test_readme.py::test_readme_development_recipes"),
 }
