@@ -884,6 +884,21 @@ WithoutConfig = Annotated[bool, typer.Option(
     "kustomize); stderr names it.")]
 
 
+def _shared_set(config: Path | None, namespace: str | None, without_config: bool
+                ) -> tuple[str, tuple[tuple[str, str], ...], list[dict[str, Any]]]:
+    """What the CronJob's and the loop's sets share: their namespace, the Secret's env, and the
+    RBAC, Lease, history and (with a config) config ConfigMap objects."""
+    from devtrip_scale import manifests as m
+
+    ns, settings = _deploy_target(config, namespace, without_config)
+    history = settings.history_configmap if settings else m.HISTORY
+    secrets = m.secret_env(settings) if settings else m.DEFAULT_SECRET_ENV
+    objects = [*m.rbac(ns, history), *m.state(ns, history)]
+    if config is not None:
+        objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
+    return ns, secrets, objects
+
+
 def _deploy_target(config: Path | None, namespace: str | None, without_config: bool
                    ) -> tuple[str, Settings | None]:
     """The namespace a printed set scales, and the config it ships; refuses a set that would
@@ -944,12 +959,7 @@ def manifests_cronjob(
         from devtrip_scale.pushgateway import PUSHGATEWAY_ENV, redact
 
         validate_schedule(schedule)
-        ns, settings = _deploy_target(config, namespace, without_config)
-        history = settings.history_configmap if settings else m.HISTORY
-        secrets = m.secret_env(settings) if settings else m.DEFAULT_SECRET_ENV
-        objects = [*m.rbac(ns, history), *m.state(ns, history)]
-        if config is not None:
-            objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
+        ns, secrets, objects = _shared_set(config, namespace, without_config)
         if pushgateway and redact(pushgateway) != pushgateway:  # credentials go in the Secret
             secrets, pushgateway_url = (*secrets, (PUSHGATEWAY_ENV, "pushgateway-url")), None
         else:
@@ -979,13 +989,8 @@ def manifests_loop(
     def body() -> int:
         from devtrip_scale import manifests as m
 
-        parse_duration(interval)
-        ns, settings = _deploy_target(config, namespace, without_config)
-        history = settings.history_configmap if settings else m.HISTORY
-        secrets = m.secret_env(settings) if settings else m.DEFAULT_SECRET_ENV
-        objects = [*m.rbac(ns, history), *m.state(ns, history)]
-        if config is not None:
-            objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
+        parse_duration(interval, "--interval")
+        ns, secrets, objects = _shared_set(config, namespace, without_config)
         objects.append(m.loop_deployment(ns, image, interval, pin_namespace=True,
                                          secret_env=secrets))
         _print_set(objects, m.not_emitted(ns, secrets, config=config is not None))

@@ -34,6 +34,13 @@ _ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
+def check_namespace(namespace: str) -> str:
+    """A namespace name as Kubernetes takes it (a DNS-1123 label), else ValueError."""
+    if not _DNS_LABEL.match(namespace):
+        raise ValueError(f"{namespace!r} is not a valid namespace name")
+    return namespace
+
+
 def check_url(url: str) -> str:
     """An http(s) URL with a host and a valid port, or a ValueError saying what is wrong."""
     example = "such as http://prometheus:9090"
@@ -380,12 +387,7 @@ class Settings(_Model):
     history_configmap: str = "devscale-history"
     notify: NotifyModel = NotifyModel()
 
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, namespace: str) -> str:
-        if not _DNS_LABEL.match(namespace):
-            raise ValueError(f"{namespace!r} is not a valid namespace name")
-        return namespace
+    _namespace = field_validator("namespace")(check_namespace)
 
     @field_validator("metrics")
     @classmethod

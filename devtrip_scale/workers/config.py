@@ -14,10 +14,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from devtrip_scale.config import NotifyModel, _Model, read_document, validation_error
+from devtrip_scale.config import (
+    NotifyModel,
+    _Model,
+    check_namespace,
+    read_document,
+    validation_error,
+)
 from devtrip_scale.errors import ConfigError
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
@@ -132,12 +137,7 @@ class WorkersSettings(_Model):
     shutdown_grace_seconds: float = Field(default=25, ge=0)
     notify: NotifyModel = NotifyModel()
 
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, namespace: str) -> str:
-        if not _DNS_LABEL.match(namespace):
-            raise ValueError(f"{namespace!r} is not a valid namespace name")
-        return namespace
+    _namespace = field_validator("namespace")(check_namespace)
 
     def redis_password(self, env: Mapping[str, str] | None = None) -> str | None:
         env = os.environ if env is None else env
