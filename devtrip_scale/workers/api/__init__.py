@@ -1,0 +1,1 @@
+"""The gRPC API of `devscale workers serve` (devscale.v1, proto/devscale/v1/devscale.proto)."""
