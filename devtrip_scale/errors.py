@@ -16,6 +16,8 @@ class ExitCode(IntEnum):
     PARTIAL = 5
     LOCKED = 6
     NOTIFY = 7
+    PIPELINE = 8
+    API = 9
     INTERRUPTED = 130
 
 
@@ -65,6 +67,19 @@ class NotifyError(DevscaleError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class PipelineFailed(DevscaleError):
+    """A pipeline ran and did not succeed (a stage failed, or the build was cancelled)."""
+
+    exit_code = ExitCode.PIPELINE
+
+
+class ApiError(DevscaleError):
+    """The devscale gRPC API could not be reached, or refused the call (the status code and
+    the server's message are in the text)."""
+
+    exit_code = ExitCode.API
 
 
 class KubeForbidden(KubeError):

@@ -12,6 +12,7 @@ import urllib3
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from devtrip_scale.errors import (
+    ApiError,
     ConfigError,
     DevscaleError,
     ExitCode,
@@ -22,6 +23,7 @@ from devtrip_scale.errors import (
     LeaseHeld,
     MetricsError,
     NotifyError,
+    PipelineFailed,
 )
 from devtrip_scale.kube import raise_api_error
 from devtrip_scale.sources.prometheus import _short
@@ -33,7 +35,8 @@ from testbed.net import free_port
     (MetricsError("x"), ExitCode.METRICS), (KubeError("x"), ExitCode.KUBERNETES),
     (KubeForbidden("x"), ExitCode.KUBERNETES), (KubeNotFound("x"), ExitCode.KUBERNETES),
     (KubeConflict("x"), ExitCode.KUBERNETES), (LeaseHeld("x"), ExitCode.LOCKED),
-    (NotifyError("x"), ExitCode.NOTIFY),
+    (NotifyError("x"), ExitCode.NOTIFY), (PipelineFailed("x"), ExitCode.PIPELINE),
+    (ApiError("x"), ExitCode.API),
 ], ids=lambda v: type(v).__name__ if isinstance(v, Exception) else v.name)
 def test_each_error_class_has_its_exit_code(error: DevscaleError, code: ExitCode) -> None:
     assert error.exit_code == code
