@@ -216,9 +216,9 @@ class _Follower:
                                "ended before the build did")
             self.ended = time.monotonic()
         elif kind == "log-error":
-            message = str(item)
-            self.state.warnings.append(f"the logs stopped: {message}")
-            _warn(f"the logs stopped: {message}")
+            self.state.warnings.append(f"the logs stopped: {item}")
+            if not self.live:
+                _warn(f"the logs stopped: {item}")
             self.logs_started = True
             self.log_done = True
         elif kind == "log-end":

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -443,3 +447,52 @@ def test_pipeline_logs_of_a_stage(server: Loopback, servicer: Scripted) -> None:
         "test/build-42-test-0-1 | ok 1", "test/build-42-test-0-1 | ok 2"]
     request = servicer.requests[0][1]
     assert (list(request.stages), request.follow) == (["test"], False)
+
+
+def test_ctrl_c_detaches_and_says_how_to_follow_again(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append([*build(5)[:2], Hang(threading.Event())])
+    code = "from devtrip_scale.workers.client_cli import pipeline_app; pipeline_app()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "run", str(pipeline), "--no-logs", "--ca",
+         str(server.tls.ca_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN, "DEVSCALE_SERVER": server.address})
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline() for _ in range(2)]
+        assert seen[1].rstrip().endswith("#2 stage lint running: #2"), seen
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "detached from build build-42; it goes on on the server" in err
+    assert f"--server {server.address} --build-id build-42" in err
+    assert "devscale pipeline logs build-42 --follow" in err
+    assert TOKEN not in out + err
+
+
+def test_pipeline_logs_warns_of_missed_lines(server: Loopback, servicer: Scripted) -> None:
+    late = entry(4, "lint", "after the drop")
+    late.missed = 2
+    servicer.logs.append([entry(1, "lint", "first"), late])
+    result = invoke(server, "logs", BUILD, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["missed"] for line in result.stdout.splitlines()] == [0, 2]
+    assert "warning: 2 log lines were lost before #4" in result.stderr
+
+
+def test_pipeline_run_goes_on_when_the_logs_fail(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append(build(4))
+    servicer.logs.append([Abort(grpc.StatusCode.UNIMPLEMENTED, "no logs here")])
+    result = invoke(server, "run", str(pipeline), "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert "the logs stopped" in result.stderr and "UNIMPLEMENTED: no logs here" in result.stderr
+    last = json.loads(result.stdout.splitlines()[-1])
+    assert (last["state"], last["exitCode"]) == ("succeeded", 0)
+    assert "UNIMPLEMENTED" in last["warnings"][0]
