@@ -1,8 +1,9 @@
 """workers/client.py and `devscale pipeline …` against a real gRPC server over TLS on loopback:
-the bearer token on every call, UNAUTHENTICATED/UNAVAILABLE/INVALID_ARGUMENT mapped to exit codes
-with advice and no token in any text, a progress stream resumed where it broke (also across a
-real server restart) with every message exactly once, `missed` warned about, a silent gap
-refused, and `pipeline run -o json` writing JSON lines and exiting with the build's result.
+the bearer token on every call (or mTLS with a client certificate); UNAUTHENTICATED,
+UNAVAILABLE and INVALID_ARGUMENT mapped to exit codes with advice and no token in any text; a
+progress stream resumed where it broke (also across a real server restart) with every message
+exactly once, `missed` warned about, a silent gap refused; `pipeline run -o json` writing JSON
+lines and exiting with the build's result; Ctrl-C detaching.
 
 The server is grpc.aio with a scripted servicer (the real servicers are tested beside them): it
 checks the token as the real one does and plays back the messages each test gives it.
@@ -97,6 +98,8 @@ class Scripted(pb_grpc.OttoscalerServiceServicer, pb_grpc.LogStreamingServiceSer
     async def _auth(self, method: str, request: Any, context: Any) -> None:
         headers = dict(context.invocation_metadata())
         self.requests.append((method, request, headers.get("authorization")))
+        if context.peer_identities():   # a client certificate the TLS layer verified
+            return
         if headers.get("authorization") != f"Bearer {TOKEN}":
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong bearer token")
@@ -137,6 +140,8 @@ class Tls:
     ca_file: Path
     key: bytes
     chain: bytes
+    client_cert: Path      # a client certificate from the same CA, for mTLS
+    client_key: Path
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +150,21 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     cert = ca.issue_cert("localhost", "127.0.0.1")
     path = tmp_path_factory.mktemp("tls") / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
+    client = ca.issue_cert("ci-runner@example.com")
+    client.cert_chain_pems[0].write_to_path(str(path.with_name("client.pem")))
+    client.private_key_pem.write_to_path(str(path.with_name("client.key")))
     return Tls(path, cert.private_key_pem.bytes(),
-               b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+               b"".join(blob.bytes() for blob in cert.cert_chain_pems),
+               path.with_name("client.pem"), path.with_name("client.key"))
 
 
 class Loopback:
     """A grpc.aio server with TLS on 127.0.0.1, in its own thread and event loop."""
 
-    def __init__(self, servicer: Scripted, tls: Tls, port: int = 0) -> None:
+    def __init__(self, servicer: Scripted, tls: Tls, port: int = 0, mtls: bool = False) -> None:
         self.servicer = servicer
         self.tls = tls
+        self.mtls = mtls   # require a client certificate signed by the test CA
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -168,7 +178,9 @@ class Loopback:
         self.server = grpc.aio.server()
         pb_grpc.add_OttoscalerServiceServicer_to_server(self.servicer, self.server)
         pb_grpc.add_LogStreamingServiceServicer_to_server(self.servicer, self.server)
-        credentials = grpc.ssl_server_credentials([(self.tls.key, self.tls.chain)])
+        credentials = grpc.ssl_server_credentials(
+            [(self.tls.key, self.tls.chain)], root_certificates=self.tls.ca_file.read_bytes(),
+            require_client_auth=self.mtls)
         bound: int = self.server.add_secure_port(f"127.0.0.1:{port}", credentials)
         await self.server.start()
         return bound
@@ -496,3 +508,20 @@ def test_pipeline_run_goes_on_when_the_logs_fail(
     last = json.loads(result.stdout.splitlines()[-1])
     assert (last["state"], last["exitCode"]) == ("succeeded", 0)
     assert "UNIMPLEMENTED" in last["warnings"][0]
+
+
+def test_mtls_authenticates_without_a_token(servicer: Scripted, tls: Tls) -> None:
+    servicer.status = pb.PipelineStatus(build_id=BUILD, state=OK)
+    loopback = Loopback(servicer, tls, mtls=True)
+    try:
+        with connect(loopback, token=None, cert_file=tls.client_cert,
+                     key_file=tls.client_key) as client:
+            assert client.status(BUILD).state == OK
+        assert servicer.requests == [("GetPipelineStatus", pb.PipelineStatusRequest(
+            build_id=BUILD), None)]
+        with connect(loopback, token=TOKEN) as client, pytest.raises(
+                ApiError, match="UNAVAILABLE"):
+            client.status(BUILD)   # no client certificate: the handshake fails
+        assert len(servicer.requests) == 1
+    finally:
+        loopback.close()
