@@ -1,0 +1,337 @@
+"""The synchronous gRPC client of devscale's pipeline API: TLS, a bearer token, errors mapped to
+exit codes, and progress and log streams that resume where they broke.
+
+Every call goes over TLS (the system's trust store unless a CA file is given; mTLS with a client
+certificate and key) with `authorization: Bearer <token>` metadata when a token is set. A stream
+that breaks mid-build (UNAVAILABLE, a reset connection, an early end) is called again with the
+build id and the last sequence seen, a bounded number of times with backoff; sequences are
+checked by live.Continuity, so nothing is lost or repeated without the user being told.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import grpc
+
+from devtrip_scale.errors import ApiError, ConfigError, DevscaleError
+from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
+from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
+from devtrip_scale.workers.live import Continuity, LiveState, LogRecord, Progress, StageView
+from devtrip_scale.workers.progress import (
+    BuildState,
+    LogLine,
+    ProgressEvent,
+    StageState,
+    StageStatus,
+)
+
+TOKEN_ENV = "DEVSCALE_API_TOKEN"
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+T = TypeVar("T", Progress, LogRecord)
+
+
+# ---------------------------------------------------------------- proto → values
+
+
+def _seconds(ts: Any) -> float:
+    """A google.protobuf.Timestamp as Unix seconds."""
+    return float(ts.seconds) + float(ts.nanos) / 1e9
+
+
+def _stage_state(value: int) -> StageState | None:
+    name = pb.StageState.Name(value)
+    if value == pb.STAGE_STATE_UNSPECIFIED:
+        return None
+    return StageState(name.removeprefix("STAGE_STATE_").lower())
+
+
+def _build_state(value: int) -> BuildState:
+    if value == pb.PIPELINE_STATE_UNSPECIFIED:
+        return BuildState.RUNNING
+    name = pb.PipelineState.Name(value)
+    return BuildState(name.removeprefix("PIPELINE_STATE_").lower())
+
+
+def stage_of(s: pb.StageStatus) -> StageStatus:
+    return StageStatus(
+        name=s.name, state=_stage_state(s.state) or StageState.WAITING, needs=tuple(s.needs),
+        attempt=s.attempt, workers=s.workers, workers_succeeded=s.workers_succeeded,
+        started=_seconds(s.started) if s.HasField("started") else None,
+        finished=_seconds(s.finished) if s.HasField("finished") else None,
+        message=s.message)
+
+
+def progress_of(m: pb.PipelineProgress) -> Progress:
+    event = ProgressEvent(
+        time=_seconds(m.time) if m.HasField("time") else time.time(),
+        build_id=m.build_id, build_state=_build_state(m.pipeline_state), stage=m.stage,
+        stage_state=_stage_state(m.stage_state), attempt=m.attempt,
+        worker_index=m.worker_index if m.pod else -1, pod=m.pod, message=m.message,
+        stages=tuple(stage_of(s) for s in m.stages))
+    return Progress(m.sequence, event, m.missed)
+
+
+def log_of(m: pb.LogEntry) -> LogRecord:
+    line = LogLine(time=_seconds(m.time) if m.HasField("time") else time.time(),
+                   text=m.message, pod=m.worker, task_id=m.task_id, build_id=m.build_id,
+                   stage=m.stage, index=m.index, attempt=m.attempt,
+                   container=m.container or "worker", stream=m.stream or "combined")
+    return LogRecord(m.sequence, line, m.missed)
+
+
+def status_state(s: pb.PipelineStatus) -> LiveState:
+    """A PipelineStatus as the live view's state."""
+    state = LiveState(build_id=s.build_id, pipeline=s.pipeline,
+                      state=_build_state(s.state), last_sequence=s.last_sequence,
+                      started=_seconds(s.started) if s.HasField("started") else None,
+                      finished=_seconds(s.finished) if s.HasField("finished") else None)
+    state.stages = {st.name: StageView.of(stage_of(st)) for st in s.stages}
+    return state
+
+
+# ---------------------------------------------------------------- the client
+
+
+class Stream(Generic[T]):
+    """A server stream that resumes after a break; iterate it once. `cancel()` (from any
+    thread) ends the iteration quietly."""
+
+    def __init__(self, client: ApiClient, what: str,
+                 call: Callable[[int], Any], convert: Callable[[Any], T],
+                 continuity: Continuity, *, key: str = "",
+                 finished: Callable[[T | None], bool],
+                 on_warning: Callable[[str], None] | None = None,
+                 bad_input: bool = False) -> None:
+        self._client = client
+        self._bad_input = bad_input     # INVALID_ARGUMENT: the user's input (exit 2)
+        self._what = what
+        self._call_at = call            # after_sequence → the call (an iterator of messages)
+        self._convert: Callable[[Any], T] = convert
+        self.continuity = continuity
+        self.key = key                  # the build id once known: resuming needs it
+        # did the stream end where it should, given its last item?
+        self._finished: Callable[[T | None], bool] = finished
+        self.warnings: list[str] = []
+        self._on_warning = on_warning
+        self._lock = threading.Lock()
+        self._call: Any = None
+        self._cancelled = False
+        self.resumed = 0
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._call is not None:
+                self._call.cancel()
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self._on_warning is not None:
+            self._on_warning(text)
+
+    def __iter__(self) -> Iterator[T]:
+        client = self._client
+        failures = 0
+        last: T | None = None
+        while True:
+            with self._lock:
+                if self._cancelled:
+                    return
+                self._call = call = self._call_at(self.continuity.last)
+            cause = "it ended before the build did"
+            try:
+                for message in call:
+                    item = self._convert(message)
+                    keep, warning = self.continuity.accept(item.sequence, item.missed)
+                    if not keep:
+                        continue
+                    failures = 0
+                    if warning:
+                        self._warn(warning)
+                    if isinstance(item, Progress) and item.event.build_id:
+                        self.key = item.event.build_id
+                    last = item
+                    yield item
+            except grpc.RpcError as e:
+                if self._cancelled:
+                    return
+                if e.code() not in RESUMABLE or not self.key:
+                    raise client.error(e, self._what, bad_input=self._bad_input) from None
+                cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
+            if self._cancelled or self._finished(last):
+                return
+            failures += 1
+            if failures > client.retries:
+                raise ApiError(
+                    f"{self._what}: the stream from {client.server} broke {failures} times in a "
+                    f"row without progress (last: {cause}); build {self.key} may still be "
+                    f"running: see `devscale pipeline status {self.key}`")
+            time.sleep(min(client.backoff * 2 ** (failures - 1), client.max_backoff))
+            self.resumed += 1
+
+
+class ApiClient:
+    """One TLS channel to `devscale workers serve`'s gRPC API."""
+
+    def __init__(self, server: str, *, ca_file: Path | None = None, token: str | None = None,
+                 cert_file: Path | None = None, key_file: Path | None = None,
+                 timeout: float = 30.0, token_env: str = TOKEN_ENV, retries: int = 5,
+                 backoff: float = 0.5, max_backoff: float = 5.0) -> None:
+        if not server.strip():
+            raise ConfigError("--server: give the API's host:port (or set $DEVSCALE_SERVER)")
+        if (cert_file is None) != (key_file is None):
+            raise ConfigError("--cert and --key go together (mTLS needs both)")
+        self.server = server
+        self.timeout = timeout
+        self.token_env = token_env
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._token = token or None
+        self._mtls = cert_file is not None
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca_file, "--ca"),
+            private_key=_read(key_file, "--key"),
+            certificate_chain=_read(cert_file, "--cert"))
+        self._channel = grpc.secure_channel(server, credentials)
+        self._pipelines = pb_grpc.OttoscalerServiceStub(  # type: ignore[no-untyped-call]
+            self._channel)
+        self._logs = pb_grpc.LogStreamingServiceStub(  # type: ignore[no-untyped-call]
+            self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self._token}"),) if self._token else ()
+
+    def scrub(self, text: str) -> str:
+        """`text` with the token masked (a server should never echo it; if one does, it stops
+        here)."""
+        return text.replace(self._token, "<token>") if self._token else text
+
+    def error(self, e: grpc.RpcError, what: str, *, bad_input: bool = False) -> DevscaleError:
+        """A gRPC failure as devscale's error: the status code, the server's message, advice.
+        With `bad_input`, INVALID_ARGUMENT is the user's input (the server's file:line text):
+        a ConfigError."""
+        code: grpc.StatusCode = e.code()
+        details = self.scrub(e.details() or "")
+        if code is grpc.StatusCode.INVALID_ARGUMENT and bad_input:
+            return ConfigError(details or f"{what}: the server refused the pipeline")
+        text = f"{what}: {self.server} answered {code.name}: {details}"
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            if self._token:
+                text += f"; the token in ${self.token_env} was refused: set it to the " \
+                    "server's API token"
+            elif self._mtls:
+                text += "; the client certificate was not accepted"
+            else:
+                text += f"; no token was sent: set ${self.token_env} to the server's API token " \
+                    "(or give --cert and --key for mTLS)"
+        elif code is grpc.StatusCode.PERMISSION_DENIED:
+            text += "; this identity may not do that"
+        elif code is grpc.StatusCode.UNAVAILABLE:
+            text += f"; check the address {self.server} and that TLS matches: the server must " \
+                "serve TLS with a certificate for that name, signed by the CA in --ca (or one " \
+                "the system trusts)"
+        elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            text += f" (no answer within {self.timeout:g}s)"
+        elif code is grpc.StatusCode.UNIMPLEMENTED:
+            text += "; the server does not offer this method (an older devscale?)"
+        return ApiError(text)
+
+    def _unary(self, method: Callable[..., Any], request: Any, what: str) -> Any:
+        try:
+            return method(request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise self.error(e, what) from None
+
+    # -------------------------------------------------------------- pipelines
+
+    def execute(self, pipeline_yaml: str, file_name: str, build_id: str = "",
+                on_warning: Callable[[str], None] | None = None) -> Stream[Progress]:
+        """Run a pipeline (or attach to `build_id` if that build exists); its progress."""
+
+        def call(after: int) -> Any:
+            if after == 0:   # (again, with the build id: an existing build is attached to)
+                request = pb.ExecutePipelineRequest(pipeline_yaml=pipeline_yaml,
+                                                    file_name=file_name, build_id=stream.key)
+            else:   # resuming: attach to the build the first call started
+                request = pb.ExecutePipelineRequest(build_id=stream.key, after_sequence=after)
+            return self._pipelines.ExecutePipeline(request, metadata=self._metadata)
+
+        stream = self._progress(call, f"run {file_name}", build_id, on_warning, bad_input=True)
+        return stream
+
+    def attach(self, build_id: str, after_sequence: int = 0,
+               on_warning: Callable[[str], None] | None = None) -> Stream[Progress]:
+        """The progress of a build already running (or ended), after `after_sequence`."""
+
+        def call(after: int) -> Any:
+            request = pb.ExecutePipelineRequest(build_id=build_id, after_sequence=after)
+            return self._pipelines.ExecutePipeline(request, metadata=self._metadata)
+
+        return self._progress(call, f"follow build {build_id}", build_id, on_warning,
+                              after_sequence)
+
+    def _progress(self, call: Callable[[int], Any], what: str, build_id: str,
+                  on_warning: Callable[[str], None] | None, after: int = 0, *,
+                  bad_input: bool = False) -> Stream[Progress]:
+        def finished(last: Progress | None) -> bool:
+            return last is not None and last.event.build_state is not BuildState.RUNNING
+
+        return Stream(self, what, call, progress_of,
+                      Continuity("progress messages", after), key=build_id,
+                      finished=finished, on_warning=on_warning, bad_input=bad_input)
+
+    def status(self, build_id: str) -> pb.PipelineStatus:
+        result: pb.PipelineStatus = self._unary(
+            self._pipelines.GetPipelineStatus, pb.PipelineStatusRequest(build_id=build_id),
+            f"status of build {build_id}")
+        return result
+
+    def cancel(self, build_id: str) -> pb.PipelineStatus:
+        result: pb.PipelineStatus = self._unary(
+            self._pipelines.CancelPipeline, pb.CancelPipelineRequest(build_id=build_id),
+            f"cancel build {build_id}")
+        return result
+
+    # -------------------------------------------------------------- logs
+
+    def build_logs(self, build_id: str, *, follow: bool = False, stages: tuple[str, ...] = (),
+                   after_sequence: int = 0,
+                   on_warning: Callable[[str], None] | None = None) -> Stream[LogRecord]:
+        """A build's log lines (merged by time across its pods); with `follow`, live until the
+        build ends. A broken stream resumes only when following (otherwise it ends)."""
+
+        def call(after: int) -> Any:
+            request = pb.BuildLogsRequest(build_id=build_id, follow=follow,
+                                          after_sequence=after, stages=list(stages))
+            return self._logs.StreamBuildLogs(request, metadata=self._metadata)
+
+        # a stage filter leaves gaps in the build's numbering: only `missed` can tell a loss
+        return Stream(self, f"logs of build {build_id}", call, log_of,
+                      Continuity("log lines", after_sequence, check_gaps=not stages),
+                      key=build_id if follow else "", finished=lambda _: True,
+                      on_warning=on_warning)
+
+
+def _read(path: Path | None, option: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot read it: {e.strerror or e}") from None

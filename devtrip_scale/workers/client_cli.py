@@ -1,0 +1,474 @@
+"""`devscale pipeline run | status | logs | cancel`: the gRPC API's client on the command line.
+
+`run` sends a pipeline file and follows the build: progress and logs arrive on two streams (each
+read in its own thread, both feeding one queue), the main thread draws them: a live view on a
+terminal, plain lines elsewhere, JSON lines with `-o json`. The exit code is the build's result.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from devtrip_scale.errors import ApiError, ConfigError, ExitCode, PipelineFailed
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from devtrip_scale.workers.client import ApiClient, Stream
+    from devtrip_scale.workers.live import LiveState, LogRecord, Progress
+
+pipeline_app = typer.Typer(
+    help="Run CI/CD pipelines on `devscale workers serve`'s gRPC API and follow them live.",
+    no_args_is_help=True)
+
+LOG_DRAIN_SECONDS = 3.0   # after the build ends, how long the log stream may take to catch up
+TICK_SECONDS = 0.25       # the live view's redraw when nothing arrives (durations move on)
+
+
+class PipelineOutput(StrEnum):
+    """How the pipeline commands print."""
+
+    table = "table"
+    json = "json"
+
+
+ServerOption = Annotated[str, typer.Option(
+    "--server", envvar="DEVSCALE_SERVER", metavar="<host:port>",
+    help="The gRPC API of `devscale workers serve` (TLS).")]
+CaOption = Annotated[Path | None, typer.Option(
+    "--ca", metavar="<file>", dir_okay=False,
+    help="PEM file of the CA that signed the server's certificate (default: the system's "
+    "trust store).")]
+CertOption = Annotated[Path | None, typer.Option(
+    "--cert", metavar="<file>", dir_okay=False,
+    help="Client certificate (PEM) for mTLS; needs --key.")]
+KeyOption = Annotated[Path | None, typer.Option(
+    "--key", metavar="<file>", dir_okay=False, help="The client certificate's key (PEM).")]
+TokenEnvOption = Annotated[str, typer.Option(
+    "--token-env", metavar="<name>",
+    help="The environment variable holding the API token (sent as a bearer token).")]
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="<seconds>",
+    help="Deadline of a single request (streams have none).")]
+OutputOption = Annotated[PipelineOutput, typer.Option(
+    "--output", "-o", help="table for people, json for machines (JSON lines for streams).")]
+DebugOption = Annotated[bool, typer.Option(
+    "--debug", help="On an unexpected error, print its traceback (also DEBUG=1).")]
+
+
+def _example(command: str) -> str:
+    """A command's `--help` epilog: one example, printed as written."""
+    return f"\b\nExample:\n  {command}"
+
+
+def _guard(debug: bool, body: Callable[[], int],
+           on_error: Callable[[ExitCode, str], None] | None = None) -> None:
+    from devtrip_scale.cli import _guard as guard
+
+    guard(debug, body, on_error)
+
+
+def _connect(server: str, ca: Path | None, cert: Path | None, key: Path | None,
+             token_env: str, timeout: float) -> ApiClient:
+    from devtrip_scale.workers.client import ApiClient
+
+    return ApiClient(server, ca_file=ca, cert_file=cert, key_file=key,
+                     token=os.environ.get(token_env) or None, token_env=token_env,
+                     timeout=timeout)
+
+
+def _err() -> Console:
+    from devtrip_scale.cli import err
+
+    return err
+
+
+def _warn(text: str) -> None:
+    _err().print(f"devscale: warning: {text}", style="yellow", markup=False)
+
+
+def _json_line(document: dict[str, Any]) -> None:
+    import json
+
+    print(json.dumps(document), flush=True)
+
+
+def _stdout() -> Console:
+    from devtrip_scale.render import console
+
+    return console(sys.stdout)
+
+
+# ---------------------------------------------------------------- following a build
+
+
+class _Reader(threading.Thread):
+    """Reads one stream into the queue as (kind, item); then (kind + "-end", None), or
+    (kind + "-error", the exception)."""
+
+    def __init__(self, kind: str, stream: Iterable[Any], events: queue.Queue[tuple[str, Any]]
+                 ) -> None:
+        super().__init__(name=f"devscale-{kind}", daemon=True)
+        self.kind = kind
+        self.stream = stream
+        self.events = events
+
+    def run(self) -> None:
+        try:
+            for item in self.stream:
+                self.events.put((self.kind, item))
+        except Exception as e:   # handed to the main thread, which decides
+            self.events.put((f"{self.kind}-error", e))
+        else:
+            self.events.put((f"{self.kind}-end", None))
+
+
+class _Follower:
+    """Draws a build from its progress (and log) streams until it ends; returns its state."""
+
+    def __init__(self, client: ApiClient, output: PipelineOutput, logs: bool) -> None:
+        from devtrip_scale.workers.live import LiveState
+
+        self.client = client
+        self.output = output
+        self.want_logs = logs
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.state: LiveState = LiveState()
+        self.streams: list[Stream[Any]] = []
+        self.live = output is PipelineOutput.table and sys.stdout.isatty()
+        self.logs_started = False
+        self.log_done = False
+        self.ended: float | None = None    # monotonic time the progress stream ended
+
+    def warn(self, text: str) -> None:
+        self.events.put(("warning", text))
+
+    def cancel(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+
+    def follow(self, progress: Stream[Progress]) -> LiveState:
+        self.streams.append(progress)
+        _Reader("progress", progress, self.events).start()
+        if progress.key:
+            self._start_logs(progress.key)
+        try:
+            if self.live:
+                self._follow_live()
+            else:
+                self._follow_lines()
+        finally:
+            self.cancel()
+        return self.state
+
+    def _start_logs(self, build_id: str) -> None:
+        if self.logs_started or not self.want_logs:
+            return
+        self.logs_started = True
+        stream = self.client.build_logs(build_id, follow=True, on_warning=self.warn)
+        self.streams.append(stream)
+        _Reader("log", stream, self.events).start()
+
+    def _handle(self, kind: str, item: Any) -> bool:
+        """Fold one queued event into the state; True when the build is over (and its logs
+        are in or have had their time)."""
+        from devtrip_scale.workers.live import log_json, progress_json
+
+        if kind == "progress":
+            p: Progress = item
+            self.state.apply(p)
+            if self.output is PipelineOutput.json:
+                _json_line(progress_json(p))
+            elif not self.live:
+                from devtrip_scale.workers.live import progress_line
+
+                print(progress_line(p), flush=True)
+            if self.state.build_id:
+                self._start_logs(self.state.build_id)
+        elif kind == "log":
+            r: LogRecord = item
+            self.state.add_log(r.line)
+            if self.output is PipelineOutput.json:
+                _json_line(log_json(r))
+            elif not self.live:
+                from devtrip_scale.workers.live import log_plain
+
+                print(log_plain(r.line), flush=True)
+        elif kind == "warning":
+            self.state.warnings.append(item)
+            if not self.live:
+                _warn(item)
+        elif kind == "progress-error":
+            raise item
+        elif kind == "progress-end":
+            if not self.state.done:
+                raise ApiError(f"the progress stream of build {self.state.build_id or '?'} "
+                               "ended before the build did")
+            self.ended = time.monotonic()
+        elif kind == "log-error":
+            self.state.warnings.append(f"the logs stopped: {item}")
+            if not self.live:
+                _warn(f"the logs stopped: {item}")
+            self.logs_started = True
+            self.log_done = True
+        elif kind == "log-end":
+            self.log_done = True
+        return self._over()
+
+    def _over(self) -> bool:
+        if self.ended is None:
+            return False
+        if self.log_done or not self.logs_started:
+            return True
+        return time.monotonic() - self.ended > LOG_DRAIN_SECONDS
+
+    def _next(self) -> tuple[str, Any] | None:
+        try:
+            return self.events.get(timeout=TICK_SECONDS)
+        except queue.Empty:
+            return None
+
+    def _follow_lines(self) -> None:
+        while True:
+            event = self._next()
+            if event is None:
+                if self._over():
+                    return
+                continue
+            if self._handle(*event):
+                return
+
+    def _follow_live(self) -> None:
+        from rich.live import Live
+
+        from devtrip_scale.workers.live import view
+
+        console = _stdout()
+        with Live(view(self.state, time.time()), console=console, auto_refresh=False,
+                  transient=True) as live:
+            while True:
+                event = self._next()
+                over = self._over() if event is None else self._handle(*event)
+                live.update(view(self.state, time.time()), refresh=True)
+                if over:
+                    return
+
+
+def _result(state: LiveState, output: PipelineOutput, repeat_warnings: bool) -> int:
+    """The end of a followed build: the summary (or the JSON result line); exit 0 or
+    PipelineFailed. `repeat_warnings`: the live view's warnings vanished with it."""
+    from devtrip_scale.workers.live import result_json, stage_tree
+    from devtrip_scale.workers.progress import BuildState
+
+    if output is PipelineOutput.json:
+        _json_line(result_json(state))
+    else:
+        out = _stdout()
+        out.print(stage_tree(state, time.time()))
+        for warning in state.warnings if repeat_warnings else ():
+            _warn(warning)
+    if state.state is BuildState.SUCCEEDED:
+        if output is PipelineOutput.table:
+            _stdout().print(state.outcome(), style="bold green", markup=False)
+        return 0
+    raise PipelineFailed(state.outcome())
+
+
+def _detached(state: LiveState, output: PipelineOutput, again: str) -> int:
+    """Ctrl-C while following: the build goes on; say how to follow it again."""
+    from devtrip_scale.workers.live import result_json
+
+    build = state.build_id or "?"
+    if output is PipelineOutput.json:
+        _json_line({**result_json(state), "exitCode": int(ExitCode.INTERRUPTED)})
+    _err().print(f"devscale: detached from build {build}; it goes on on the server.\n"
+                 f"  follow it again: {again}\n"
+                 f"  its logs:        devscale pipeline logs {build} --follow\n"
+                 f"  cancel it:       devscale pipeline cancel {build}",
+                 style="yellow", markup=False)
+    return int(ExitCode.INTERRUPTED)
+
+
+def _json_result_failure(state: Callable[[], LiveState | None]
+                         ) -> Callable[[ExitCode, str], None]:
+    """`-o json`: a failure that left no result line still ends with one."""
+
+    def write(code: ExitCode, message: str) -> None:
+        current = state()
+        if code is ExitCode.PIPELINE:
+            return   # the result line is out already
+        _json_line({"type": "result", "buildId": current.build_id if current else "",
+                    "state": current.state.value if current else None,
+                    "exitCode": int(code), "error": message})
+
+    return write
+
+
+# ---------------------------------------------------------------- commands
+
+
+@pipeline_app.command("run", epilog=_example(
+    "DEVSCALE_API_TOKEN=… devscale pipeline run ci.yaml --server ci.example.com:50051 "
+    "--ca ca.pem"))
+def pipeline_run(
+    file: Annotated[Path, typer.Argument(help="The pipeline YAML file.", dir_okay=False,
+                                         metavar="FILE")],
+    server: ServerOption,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    token_env: TokenEnvOption = "DEVSCALE_API_TOKEN",
+    build_id: Annotated[str | None, typer.Option(
+        "--build-id", metavar="<id>", help="Name the build (an existing build of that name is "
+        "attached to, not run again).")] = None,
+    output: OutputOption = PipelineOutput.table,
+    no_logs: Annotated[bool, typer.Option(
+        "--no-logs", help="Progress only, no log lines of the stages.")] = False,
+    timeout: TimeoutOption = 30.0,
+    debug: DebugOption = False,
+) -> None:
+    """Run a pipeline on the server and follow it live: its stages and their logs.
+
+    Exit codes: 0 the build succeeded, 8 it failed or was cancelled, 2 a bad pipeline file,
+    9 the API refused the call or could not be reached, 130 detached with Ctrl-C (the build
+    goes on).
+    """
+    follower: _Follower | None = None
+
+    def body() -> int:
+        nonlocal follower
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file}: cannot read it: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+        with _connect(server, ca, cert, key, token_env, timeout) as client:
+            follower = _Follower(client, output, logs=not no_logs)
+            stream = client.execute(text, str(file), build_id or "", on_warning=follower.warn)
+            try:
+                state = follower.follow(stream)
+            except KeyboardInterrupt:
+                follower.cancel()
+                build = follower.state.build_id or build_id or ""
+                again = f"devscale pipeline run {file} --server {server} --build-id {build}"
+                return _detached(follower.state, output, again)
+            return _result(state, output, repeat_warnings=follower.live)
+
+    _guard(debug, body, _json_result_failure(lambda: follower.state if follower else None)
+           if output is PipelineOutput.json else None)
+
+
+@pipeline_app.command("status", epilog=_example(
+    "devscale pipeline status build-42 --server ci.example.com:50051 -o json"))
+def pipeline_status(
+    build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
+    server: ServerOption,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    token_env: TokenEnvOption = "DEVSCALE_API_TOKEN",
+    output: OutputOption = PipelineOutput.table,
+    timeout: TimeoutOption = 30.0,
+    debug: DebugOption = False,
+) -> None:
+    """A build's state and its stages, now.
+
+    Exit codes: 0 shown (whatever the build's state), 9 the API refused or could not be reached.
+    """
+
+    def body() -> int:
+        with _connect(server, ca, cert, key, token_env, timeout) as client:
+            _show_status(client.status(build), output)
+        return 0
+
+    _guard(debug, body)
+
+
+def _show_status(status: Any, output: PipelineOutput) -> None:
+    from devtrip_scale.cli import _print_json
+    from devtrip_scale.workers.client import status_state
+    from devtrip_scale.workers.live import stage_tree, status_json
+
+    state = status_state(status)
+    if output is PipelineOutput.json:
+        _print_json(status_json(state, status.last_sequence))
+    else:
+        _stdout().print(stage_tree(state, time.time()))
+
+
+@pipeline_app.command("logs", epilog=_example(
+    "devscale pipeline logs build-42 --server ci.example.com:50051 --follow --stage test"))
+def pipeline_logs(
+    build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
+    server: ServerOption,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines until the build ends.")] = False,
+    stage: Annotated[list[str] | None, typer.Option(
+        "--stage", metavar="<name>", help="Only this stage's lines (repeatable).")] = None,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    token_env: TokenEnvOption = "DEVSCALE_API_TOKEN",
+    output: OutputOption = PipelineOutput.table,
+    timeout: TimeoutOption = 30.0,
+    debug: DebugOption = False,
+) -> None:
+    """A build's log lines, merged by time across its stages' pods, tagged with stage and pod.
+
+    Exit codes: 0 printed, 9 the API refused or could not be reached, 130 interrupted.
+    """
+
+    def body() -> int:
+        from devtrip_scale.workers.live import log_json, log_plain
+
+        with _connect(server, ca, cert, key, token_env, timeout) as client:
+            stream = client.build_logs(build, follow=follow, stages=tuple(stage or ()),
+                                       on_warning=_warn)
+            try:
+                for record in stream:
+                    if output is PipelineOutput.json:
+                        _json_line(log_json(record))
+                    else:
+                        print(log_plain(record.line), flush=True)
+            finally:
+                stream.cancel()
+        return 0
+
+    _guard(debug, body)
+
+
+@pipeline_app.command("cancel", epilog=_example(
+    "devscale pipeline cancel build-42 --server ci.example.com:50051"))
+def pipeline_cancel(
+    build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
+    server: ServerOption,
+    ca: CaOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    token_env: TokenEnvOption = "DEVSCALE_API_TOKEN",
+    output: OutputOption = PipelineOutput.table,
+    timeout: TimeoutOption = 30.0,
+    debug: DebugOption = False,
+) -> None:
+    """Cancel a build: its running stages are cancelled, the rest skipped.
+
+    Exit codes: 0 cancelled (or already over: its state is shown), 9 the API refused or could
+    not be reached.
+    """
+
+    def body() -> int:
+        with _connect(server, ca, cert, key, token_env, timeout) as client:
+            _show_status(client.cancel(build), output)
+        return 0
+
+    _guard(debug, body)

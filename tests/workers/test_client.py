@@ -1,0 +1,527 @@
+"""workers/client.py and `devscale pipeline …` against a real gRPC server over TLS on loopback:
+the bearer token on every call (or mTLS with a client certificate); UNAUTHENTICATED,
+UNAVAILABLE and INVALID_ARGUMENT mapped to exit codes with advice and no token in any text; a
+progress stream resumed where it broke (also across a real server restart) with every message
+exactly once, `missed` warned about, a silent gap refused; `pipeline run -o json` writing JSON
+lines and exiting with the build's result; Ctrl-C detaching.
+
+The server is grpc.aio with a scripted servicer (the real servicers are tested beside them): it
+checks the token as the real one does and plays back the messages each test gives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import trustme
+from typer.testing import CliRunner
+
+from devtrip_scale.errors import ApiError, ConfigError
+from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
+from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
+from devtrip_scale.workers.client import ApiClient
+from devtrip_scale.workers.client_cli import pipeline_app
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "s3cret-token-for-tests"
+BUILD = "build-42"
+T0 = 1_800_000_000
+R, OK, FAIL = pb.PIPELINE_STATE_RUNNING, pb.PIPELINE_STATE_SUCCEEDED, pb.PIPELINE_STATE_FAILED
+
+
+@dataclass(frozen=True)
+class Abort:
+    """A scripted end of a call with a status."""
+
+    code: grpc.StatusCode
+    details: str
+
+
+@dataclass(frozen=True)
+class Hang:
+    """A scripted pause: the call stays open (until the test restarts the server)."""
+
+    released: threading.Event
+
+
+def progress(seq: int, state: int = R, stage: str = "", stage_state: int = 0, *,
+             missed: int = 0, message: str = "", attempt: int = 1,
+             stages: tuple[pb.StageStatus, ...] = ()) -> pb.PipelineProgress:
+    m = pb.PipelineProgress(sequence=seq, build_id=BUILD, pipeline_state=state, stage=stage,
+                            stage_state=stage_state, attempt=attempt if stage else 0,
+                            message=message, missed=missed, stages=stages)
+    m.time.seconds = T0 + seq
+    return m
+
+
+def entry(seq: int, stage: str, text: str) -> pb.LogEntry:
+    m = pb.LogEntry(sequence=seq, build_id=BUILD, stage=stage, worker=f"{BUILD}-{stage}-0-1",
+                    task_id=f"{BUILD}-{stage}", stream="stdout", message=text)
+    m.time.seconds = T0 + seq
+    return m
+
+
+def build(n: int, final: int = OK) -> list[pb.PipelineProgress]:
+    """Progress 1..n: the plan, stages running, the last one with `final`."""
+    plan = (pb.StageStatus(name="lint", state=pb.STAGE_STATE_WAITING),
+            pb.StageStatus(name="test", state=pb.STAGE_STATE_WAITING, needs=["lint"]))
+    out = [progress(1, stages=plan)]
+    out += [progress(i, stage="lint", stage_state=pb.STAGE_STATE_RUNNING, message=f"#{i}")
+            for i in range(2, n)]
+    out.append(progress(n, final))
+    return out
+
+
+@dataclass
+class Scripted(pb_grpc.OttoscalerServiceServicer, pb_grpc.LogStreamingServiceServicer):
+    """Plays back, per call, the messages a test queued; records what it was sent."""
+
+    executions: list[list[Any]] = field(default_factory=list)
+    logs: list[list[Any]] = field(default_factory=list)
+    status: pb.PipelineStatus | Abort | None = None
+    requests: list[tuple[str, Any, str | None]] = field(default_factory=list)
+
+    async def _auth(self, method: str, request: Any, context: Any) -> None:
+        headers = dict(context.invocation_metadata())
+        self.requests.append((method, request, headers.get("authorization")))
+        if context.peer_identities():   # a client certificate the TLS layer verified
+            return
+        if headers.get("authorization") != f"Bearer {TOKEN}":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token")
+
+    async def _play(self, script: list[Any], context: Any) -> Any:
+        for item in script:
+            if isinstance(item, Abort):
+                await context.abort(item.code, item.details)
+            elif isinstance(item, Hang):
+                while not item.released.is_set():
+                    await asyncio.sleep(0.05)
+            else:
+                yield item
+
+    async def ExecutePipeline(self, request: Any, context: Any) -> Any:
+        await self._auth("ExecutePipeline", request, context)
+        async for item in self._play(self.executions.pop(0), context):
+            yield item
+
+    async def StreamBuildLogs(self, request: Any, context: Any) -> Any:
+        await self._auth("StreamBuildLogs", request, context)
+        async for item in self._play(self.logs.pop(0) if self.logs else [], context):
+            yield item
+
+    async def GetPipelineStatus(self, request: Any, context: Any) -> Any:
+        await self._auth("GetPipelineStatus", request, context)
+        if isinstance(self.status, Abort):
+            await context.abort(self.status.code, self.status.details)
+        return self.status
+
+    async def CancelPipeline(self, request: Any, context: Any) -> Any:
+        await self._auth("CancelPipeline", request, context)
+        return self.status
+
+
+@dataclass
+class Tls:
+    ca_file: Path
+    key: bytes
+    chain: bytes
+    client_cert: Path      # a client certificate from the same CA, for mTLS
+    client_key: Path
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    client = ca.issue_cert("ci-runner@example.com")
+    client.cert_chain_pems[0].write_to_path(str(path.with_name("client.pem")))
+    client.private_key_pem.write_to_path(str(path.with_name("client.key")))
+    return Tls(path, cert.private_key_pem.bytes(),
+               b"".join(blob.bytes() for blob in cert.cert_chain_pems),
+               path.with_name("client.pem"), path.with_name("client.key"))
+
+
+class Loopback:
+    """A grpc.aio server with TLS on 127.0.0.1, in its own thread and event loop."""
+
+    def __init__(self, servicer: Scripted, tls: Tls, port: int = 0, mtls: bool = False) -> None:
+        self.servicer = servicer
+        self.tls = tls
+        self.mtls = mtls   # require a client certificate signed by the test CA
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Any = None
+        self.port = self._run(self._start(port))
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=20)
+
+    async def _start(self, port: int) -> int:
+        self.server = grpc.aio.server()
+        pb_grpc.add_OttoscalerServiceServicer_to_server(self.servicer, self.server)
+        pb_grpc.add_LogStreamingServiceServicer_to_server(self.servicer, self.server)
+        credentials = grpc.ssl_server_credentials(
+            [(self.tls.key, self.tls.chain)], root_certificates=self.tls.ca_file.read_bytes(),
+            require_client_auth=self.mtls)
+        bound: int = self.server.add_secure_port(f"127.0.0.1:{port}", credentials)
+        await self.server.start()
+        return bound
+
+    @property
+    def address(self) -> str:
+        return f"localhost:{self.port}"
+
+    def restart(self) -> None:
+        """Stop (every open stream breaks) and start again on the same port."""
+        self._run(self.server.stop(0))
+        self.port = self._run(self._start(self.port))
+
+    def close(self) -> None:
+        self._run(self.server.stop(0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture
+def servicer() -> Scripted:
+    return Scripted()
+
+
+@pytest.fixture
+def server(servicer: Scripted, tls: Tls) -> Iterator[Loopback]:
+    loopback = Loopback(servicer, tls)
+    yield loopback
+    loopback.close()
+
+
+def connect(server: Loopback, token: str | None = TOKEN, **options: Any) -> ApiClient:
+    return ApiClient(server.address, ca_file=server.tls.ca_file, token=token, timeout=10,
+                     retries=3, backoff=0.05, **options)
+
+
+def sequences(items: list[Any]) -> list[int]:
+    return [i.sequence for i in items]
+
+
+# ---------------------------------------------------------------- token and errors
+
+
+def test_the_bearer_token_goes_with_every_call(server: Loopback, servicer: Scripted) -> None:
+    servicer.executions.append(build(3))
+    servicer.logs.append([entry(1, "lint", "hello")])
+    servicer.status = pb.PipelineStatus(build_id=BUILD, state=OK)
+    with connect(server) as client:
+        assert sequences(list(client.execute("stages: []", "ci.yaml"))) == [1, 2, 3]
+        assert [r.line.text for r in client.build_logs(BUILD)] == ["hello"]
+        assert client.status(BUILD).state == OK
+        assert client.cancel(BUILD).build_id == BUILD
+    assert [(m, auth) for m, _, auth in servicer.requests] == [
+        ("ExecutePipeline", f"Bearer {TOKEN}"), ("StreamBuildLogs", f"Bearer {TOKEN}"),
+        ("GetPipelineStatus", f"Bearer {TOKEN}"), ("CancelPipeline", f"Bearer {TOKEN}")]
+    first = servicer.requests[0][1]
+    assert (first.pipeline_yaml, first.file_name, first.build_id) == ("stages: []", "ci.yaml",
+                                                                      "")
+
+
+@pytest.mark.parametrize(("token", "advice"), [
+    (None, "no token was sent: set $DEVSCALE_API_TOKEN to the server's API token"),
+    ("wrong-token", "the token in $DEVSCALE_API_TOKEN was refused"),
+], ids=["no-token", "wrong-token"])
+def test_unauthenticated_is_exit_9_naming_the_env_var(
+        server: Loopback, servicer: Scripted, token: str | None, advice: str) -> None:
+    servicer.executions.append(build(3))
+    with connect(server, token=token) as client, pytest.raises(ApiError) as caught:
+        list(client.execute("stages: []", "ci.yaml"))
+    assert caught.value.exit_code == 9
+    assert "UNAUTHENTICATED: missing or wrong bearer token" in str(caught.value)
+    assert advice in str(caught.value)
+    assert len(servicer.executions) == 1   # refused before the servicer ran anything
+
+
+def test_a_server_that_echoes_the_token_does_not_get_it_printed(
+        server: Loopback, servicer: Scripted) -> None:
+    servicer.status = Abort(grpc.StatusCode.PERMISSION_DENIED, f"Bearer {TOKEN} may not read")
+    with connect(server) as client, pytest.raises(ApiError) as caught:
+        client.status(BUILD)
+    assert TOKEN not in str(caught.value)
+    assert "PERMISSION_DENIED: Bearer <token> may not read" in str(caught.value)
+
+
+def test_invalid_argument_from_execute_is_a_config_error_with_the_file_line(
+        server: Loopback, servicer: Scripted) -> None:
+    why = "ci.yaml:7: stage 'package' needs 'tset', which is not a stage of this pipeline"
+    servicer.executions.append([Abort(grpc.StatusCode.INVALID_ARGUMENT, why)])
+    with connect(server) as client, pytest.raises(ConfigError) as caught:
+        list(client.execute("stages: []", "ci.yaml"))
+    assert (caught.value.exit_code, str(caught.value)) == (2, why)
+
+
+def test_nothing_listening_is_unavailable_with_address_and_tls_advice(tls: Tls) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with ApiClient(f"localhost:{port}", ca_file=tls.ca_file, token=TOKEN, timeout=5) as client, \
+            pytest.raises(ApiError) as caught:
+        client.status(BUILD)
+    text = str(caught.value)
+    assert f"localhost:{port} answered UNAVAILABLE" in text
+    assert "TLS matches" in text and TOKEN not in text
+
+
+def test_a_server_certificate_the_client_does_not_trust_is_unavailable(
+        server: Loopback, servicer: Scripted) -> None:
+    servicer.status = pb.PipelineStatus(build_id=BUILD)
+    with ApiClient(server.address, token=TOKEN, timeout=5) as client, \
+            pytest.raises(ApiError, match=r"UNAVAILABLE.*signed by the CA in --ca"):
+        client.status(BUILD)   # the system trust store does not know the test CA
+    assert servicer.requests == []
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"cert_file": Path("c.pem")}, "--cert and --key go together"),
+    ({"ca_file": Path("/nonexistent/ca.pem")}, "--ca /nonexistent/ca.pem: cannot read it"),
+], ids=["cert-without-key", "unreadable-ca"])
+def test_bad_connection_options_are_config_errors(options: dict[str, Any], message: str
+                                                  ) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ApiClient("localhost:1", token=TOKEN, **options)
+
+
+# ---------------------------------------------------------------- resuming and continuity
+
+
+def test_a_stream_broken_after_3_resumes_after_3_and_misses_nothing(
+        server: Loopback, servicer: Scripted) -> None:
+    messages = build(6, FAIL)
+    servicer.executions += [[*messages[:3], Abort(grpc.StatusCode.UNAVAILABLE, "going away")],
+                            [messages[2], *messages[3:]]]   # the server repeats #3: dropped
+    with connect(server) as client:
+        stream = client.execute("stages: []", "ci.yaml")
+        got = list(stream)
+    assert sequences(got) == [1, 2, 3, 4, 5, 6]
+    assert got[-1].event.build_state.value == "failed"
+    resumed = servicer.requests[1][1]
+    assert (resumed.build_id, resumed.after_sequence, resumed.pipeline_yaml) == (BUILD, 3, "")
+    assert stream.resumed == 1 and stream.warnings == []
+
+
+def test_a_real_server_restart_mid_stream_is_resumed(
+        server: Loopback, servicer: Scripted) -> None:
+    messages = build(5)
+    hang = Hang(threading.Event())
+    servicer.executions += [[*messages[:3], hang], messages[3:]]
+    got: list[int] = []
+    with connect(server) as client:
+        stream = client.execute("stages: []", "ci.yaml")
+        for p in stream:
+            got.append(p.sequence)
+            if p.sequence == 3:
+                server.restart()     # the open stream breaks: the connection is gone
+                hang.released.set()
+    assert got == [1, 2, 3, 4, 5]
+    assert servicer.requests[-1][1].after_sequence == 3
+
+
+def test_missed_messages_are_a_visible_warning(server: Loopback, servicer: Scripted) -> None:
+    messages = build(7)
+    skipped = messages[4]
+    skipped.missed = 2
+    servicer.executions.append([*messages[:2], skipped, *messages[5:]])
+    warnings: list[str] = []
+    with connect(server) as client:
+        got = list(client.execute("stages: []", "ci.yaml", on_warning=warnings.append))
+    assert sequences(got) == [1, 2, 5, 6, 7]
+    assert warnings == ["2 progress messages were lost before #5 (the server dropped them: "
+                        "this client fell too far behind)"]
+
+
+def test_a_silent_gap_is_an_error(server: Loopback, servicer: Scripted) -> None:
+    messages = build(5)
+    servicer.executions.append([messages[0], messages[1], messages[3], messages[4]])
+    with connect(server) as client, pytest.raises(ApiError, match="skipped progress messages 3 "
+                                                  "without saying so"):
+        list(client.execute("stages: []", "ci.yaml"))
+
+
+def test_resuming_is_bounded(server: Loopback, servicer: Scripted) -> None:
+    down = Abort(grpc.StatusCode.UNAVAILABLE, "going away")
+    servicer.executions += [[*build(5)[:2], down]] + [[down] for _ in range(3)]   # retries=3
+    with connect(server) as client, pytest.raises(ApiError) as caught:
+        list(client.attach(BUILD))
+    assert "broke 4 times in a row" in str(caught.value)
+    assert f"devscale pipeline status {BUILD}" in str(caught.value)
+    assert [r.after_sequence for _, r, _ in servicer.requests] == [0, 2, 2, 2]
+    assert servicer.executions == []
+
+
+def test_a_break_before_the_build_is_known_is_not_retried(
+        server: Loopback, servicer: Scripted) -> None:
+    servicer.executions.append([Abort(grpc.StatusCode.UNAVAILABLE, "overloaded")])
+    with connect(server) as client, pytest.raises(ApiError, match="UNAVAILABLE: overloaded"):
+        list(client.execute("stages: []", "ci.yaml"))   # a retry could start a second build
+    assert len(servicer.requests) == 1
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def invoke(server: Loopback, *args: str, token: str = TOKEN) -> Any:
+    return CliRunner().invoke(pipeline_app, [*args, "--ca", str(server.tls.ca_file)],
+                              env={"DEVSCALE_API_TOKEN": token,
+                                   "DEVSCALE_SERVER": server.address})
+
+
+def test_pipeline_run_json_lines_and_exit_8_on_a_failed_build(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("name: ci\nstages: []\n", encoding="utf-8")
+    final = progress(5, FAIL, stages=(
+        pb.StageStatus(name="lint", state=pb.STAGE_STATE_FAILED, attempt=2, message="exit 1"),
+        pb.StageStatus(name="test", state=pb.STAGE_STATE_SKIPPED, needs=["lint"])))
+    servicer.executions.append([*build(5)[:4], final])
+    servicer.logs.append([entry(1, "lint", "linting"), entry(2, "lint", "E501")])
+    result = invoke(server, "run", str(pipeline), "-o", "json")
+    assert result.exit_code == 8, result.stderr
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["sequence"] for d in docs if d["type"] == "progress"] == [1, 2, 3, 4, 5]
+    assert [d["message"] for d in docs if d["type"] == "log"] == ["linting", "E501"]
+    assert docs[-1] == {"type": "result", "buildId": BUILD, "state": "failed", "exitCode": 8,
+                        "failedStages": ["lint"], "skippedStages": ["test"], "warnings": []}
+    assert "build build-42 failed: stage lint failed; skipped: test" in result.stderr
+    request = servicer.requests[0][1]
+    assert (request.pipeline_yaml, request.file_name) == ("name: ci\nstages: []\n",
+                                                          str(pipeline))
+    logs = next(r for m, r, _ in servicer.requests if m == "StreamBuildLogs")
+    assert (logs.build_id, logs.follow) == (BUILD, True)
+
+
+def test_pipeline_run_plain_lines_and_exit_0_on_success(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append(build(3))
+    result = invoke(server, "run", str(pipeline), "--no-logs")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("#1 build build-42 running")
+    assert lines[1].endswith("#2 stage lint running: #2")
+    assert lines[-1] == "build build-42 succeeded"
+    assert all(m == "ExecutePipeline" for m, _, _ in servicer.requests)
+
+
+def test_pipeline_run_unauthenticated_exits_9_without_the_token(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append(build(3))
+    result = invoke(server, "run", str(pipeline), "-o", "json", token="not-the-token")
+    assert result.exit_code == 9
+    assert "DEVSCALE_API_TOKEN" in result.stderr and "not-the-token" not in result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["exitCode"] == 9
+
+
+def test_pipeline_status_and_cancel_json(server: Loopback, servicer: Scripted) -> None:
+    servicer.status = pb.PipelineStatus(
+        build_id=BUILD, pipeline="ci", state=pb.PIPELINE_STATE_CANCELLED, last_sequence=9,
+        stages=[pb.StageStatus(name="lint", state=pb.STAGE_STATE_CANCELLED, attempt=1)])
+    for command in ("status", "cancel"):
+        result = invoke(server, command, BUILD, "-o", "json")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert (doc["buildId"], doc["state"], doc["lastSequence"]) == (BUILD, "cancelled", 9)
+        assert [(s["name"], s["state"]) for s in doc["stages"]] == [("lint", "cancelled")]
+
+
+def test_pipeline_logs_of_a_stage(server: Loopback, servicer: Scripted) -> None:
+    servicer.logs.append([entry(3, "test", "ok 1"), entry(8, "test", "ok 2")])
+    result = invoke(server, "logs", BUILD, "--stage", "test")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split(" ", 1)[1] for line in result.stdout.splitlines()] == [
+        "test/build-42-test-0-1 | ok 1", "test/build-42-test-0-1 | ok 2"]
+    request = servicer.requests[0][1]
+    assert (list(request.stages), request.follow) == (["test"], False)
+
+
+def test_ctrl_c_detaches_and_says_how_to_follow_again(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append([*build(5)[:2], Hang(threading.Event())])
+    code = "from devtrip_scale.workers.client_cli import pipeline_app; pipeline_app()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "run", str(pipeline), "--no-logs", "--ca",
+         str(server.tls.ca_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN, "DEVSCALE_SERVER": server.address})
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline() for _ in range(2)]
+        assert seen[1].rstrip().endswith("#2 stage lint running: #2"), seen
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "detached from build build-42; it goes on on the server" in err
+    assert f"--server {server.address} --build-id build-42" in err
+    assert "devscale pipeline logs build-42 --follow" in err
+    assert TOKEN not in out + err
+
+
+def test_pipeline_logs_warns_of_missed_lines(server: Loopback, servicer: Scripted) -> None:
+    late = entry(4, "lint", "after the drop")
+    late.missed = 2
+    servicer.logs.append([entry(1, "lint", "first"), late])
+    result = invoke(server, "logs", BUILD, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["missed"] for line in result.stdout.splitlines()] == [0, 2]
+    assert "warning: 2 log lines were lost before #4" in result.stderr
+
+
+def test_pipeline_run_goes_on_when_the_logs_fail(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append(build(4))
+    servicer.logs.append([Abort(grpc.StatusCode.UNIMPLEMENTED, "no logs here")])
+    result = invoke(server, "run", str(pipeline), "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert "the logs stopped" in result.stderr and "UNIMPLEMENTED: no logs here" in result.stderr
+    last = json.loads(result.stdout.splitlines()[-1])
+    assert (last["state"], last["exitCode"]) == ("succeeded", 0)
+    assert "UNIMPLEMENTED" in last["warnings"][0]
+
+
+def test_mtls_authenticates_without_a_token(servicer: Scripted, tls: Tls) -> None:
+    servicer.status = pb.PipelineStatus(build_id=BUILD, state=OK)
+    loopback = Loopback(servicer, tls, mtls=True)
+    try:
+        with connect(loopback, token=None, cert_file=tls.client_cert,
+                     key_file=tls.client_key) as client:
+            assert client.status(BUILD).state == OK
+        assert servicer.requests == [("GetPipelineStatus", pb.PipelineStatusRequest(
+            build_id=BUILD), None)]
+        with connect(loopback, token=TOKEN) as client, pytest.raises(
+                ApiError, match="UNAVAILABLE"):
+            client.status(BUILD)   # no client certificate: the handshake fails
+        assert len(servicer.requests) == 1
+    finally:
+        loopback.close()
