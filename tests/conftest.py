@@ -40,6 +40,15 @@ def now() -> datetime:
     return NOW
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that change a crontab share a machine-wide resource (root's crontab, the throw-away
+    cron user): under pytest-xdist they all run on one worker, one after another. Everything
+    else needs nothing shared: each worker starts its own test bed, each test its namespace."""
+    for item in items:
+        if {"cron_user", "root_crontab"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("crontab"))
+
+
 @pytest.fixture(autouse=True)
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test's own run memory, for `check` in this process and in the ones it starts."""
