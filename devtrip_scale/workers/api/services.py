@@ -93,6 +93,9 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
             result = "cancelled"
         except (DevscaleError, RedisError, OSError) as e:
             await _fail(context, e)
+        if result == "duplicate":
+            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, f"task {req.task_id} has "
+                         "already ended and been reported; use a new task_id")
         if result == "cancelled":
             await _abort(context, grpc.StatusCode.ABORTED, f"task {req.task_id} was cancelled "
                                 "(ScaleDown); use a new task_id")
