@@ -10,6 +10,7 @@ CancelledError), and read journals at the client's pace: nothing is queued for a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -28,6 +29,7 @@ from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.journal import Missed
 from devtrip_scale.workers.requests import Rejected
+from devtrip_scale.workers.store import TaskState
 from devtrip_scale.workers.tasks import classify, pod_name, task_key
 
 if TYPE_CHECKING:
@@ -52,6 +54,12 @@ async def _fail(context: Context, error: BaseException) -> NoReturn:
     await _abort(context, convert.status_code(error), str(error) or type(error).__name__)
 
 
+def _settle(job: asyncio.Future[Any]) -> None:
+    """A scale-up's error is logged even when its caller has gone (never lost)."""
+    if not job.cancelled() and job.exception() is not None:
+        log.warning("ScaleUp: %s", job.exception())
+
+
 class Streams:
     """The streaming calls now open (for shutdown messages and the leak tests)."""
 
@@ -72,6 +80,7 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
     def __init__(self, server: WorkerServer, streams: Streams) -> None:
         self.server = server
         self.streams = streams
+        self._jobs: set[asyncio.Future[Any]] = set()   # scale-ups outliving their call
 
     # ---------------------------------------------------------------- workers
 
@@ -83,14 +92,26 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
         if isinstance(req, Rejected):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, req.reason)
         created: list[str] = []
+
+        async def work() -> tuple[str, TaskState]:
+            try:
+                result = await s._scale_up(req, created)
+            except Cancelled:
+                result = "cancelled"
+            return result, await s.store.state(task_key(req.task_id))
+
+        # A client that goes away (or whose deadline passes) does not cut the scale-up short:
+        # it completes as a stream entry would, never leaving a half-admitted request in the
+        # cap's queue; a retry then creates nothing new.
+        job = asyncio.ensure_future(work())
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        job.add_done_callback(_settle)
         try:
-            result = await s._scale_up(req, created)
-            state = await s.store.state(task_key(req.task_id))
+            result, state = await asyncio.shield(job)
         except Stopping:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; "
-                                "call again (nothing was created twice)")
-        except Cancelled:
-            result = "cancelled"
+                         "call again (nothing was created twice)")
         except (DevscaleError, RedisError, OSError) as e:
             await _fail(context, e)
         if result == "duplicate":
@@ -98,7 +119,7 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
                          "already ended and been reported; use a new task_id")
         if result == "cancelled":
             await _abort(context, grpc.StatusCode.ABORTED, f"task {req.task_id} was cancelled "
-                                "(ScaleDown); use a new task_id")
+                         "(ScaleDown); use a new task_id")
         pods = [] if state.spec is None else [
             pod_name(state.spec.task_id, i, state.attempt(i)) for i in range(state.spec.pod_count)]
         if result == "acked":
@@ -148,7 +169,7 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
         build = (await self._pipelines(context)).get(build_id)
         if build is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, f"no build {build_id!r} on this "
-                                "server")
+                         "server")
         return build
 
     async def ExecutePipeline(self, request: pb.ExecutePipelineRequest,

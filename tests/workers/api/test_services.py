@@ -115,3 +115,23 @@ def test_rbac_denial_is_permission_denied_naming_verb_and_resource(
     assert e.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "cannot create pods/w-denied-0-0" in e.value.details()
     assert TOKEN not in e.value.details()
+
+
+def test_scale_up_waits_under_the_cap_and_completes_after_its_caller_left(
+        api_bed: StartApi) -> None:
+    bed = api_bed(limits={"max_workers": 2})
+    stub = bed.ottoscaler()
+    assert stub.ScaleUp(pb.ScaleUpRequest(task_id="first", pod_count=2), timeout=30).created == 2
+    with pytest.raises(grpc.RpcError) as e:          # no room: it waits, the caller gives up
+        stub.ScaleUp(pb.ScaleUpRequest(task_id="second", pod_count=1), timeout=1)
+    assert e.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    status = stub.GetWorkerStatus(pb.WorkerStatusRequest(), timeout=10)
+    assert (status.live_workers, status.queued_workers) == (2, 1)
+    assert len(bed.pods()) == 2
+    stub.ScaleDown(pb.ScaleDownRequest(task_id="first"), timeout=30)
+    second = pod_name("second", 0, 0)
+    wait_until(lambda: second in {p.metadata.name for p in bed.pods()},
+               "the waiting request's pod created once there is room", timeout=30)
+    retry = stub.ScaleUp(pb.ScaleUpRequest(task_id="second", pod_count=1), timeout=30)
+    assert (list(retry.pods), retry.created) == ([second], 0)
+    assert stub.GetWorkerStatus(pb.WorkerStatusRequest(), timeout=10).queued_workers == 0
