@@ -1,5 +1,9 @@
 """The gRPC API server: TLS on the configured address, auth, the devscale.v1 services, health
 and reflection, and a shutdown that says NOT_SERVING before it stops accepting.
+
+Health follows the worker server's readiness (Redis and the API server reachable, as /healthz)
+for "" and each devscale service; it needs no credentials (but, with mTLS, a client certificate:
+the handshake comes first).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ log = logging.getLogger("devscale.workers.api")
 
 SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
                  for name in ("OttoscalerService", "LogStreamingService"))
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 MAX_MESSAGE = 16 * 1024 * 1024      # a pipeline file, a status of many workers
 
 
@@ -45,6 +51,19 @@ class ApiServer:
     address: str
     say: Callable[[str], None] = field(default=lambda text: log.info("%s", text))
     stopped: bool = False
+    follower: asyncio.Task[None] | None = None
+
+    async def follow(self, ready: Callable[[], bool], every: float = 0.5) -> None:
+        """Keep every health status at SERVING while `ready()` (the worker server reaches
+        Redis and the API server), NOT_SERVING while not, as /healthz does."""
+        last = None
+        while True:
+            status = SERVING if ready() else NOT_SERVING
+            if status != last:
+                for name in ("", *SERVICES):
+                    await self.health.set(name, status)
+                last = status
+            await asyncio.sleep(every)
 
     async def shutdown(self, grace: float, drain: float = 0.0) -> None:
         """NOT_SERVING for every service at once; after `drain` seconds (time for load
@@ -53,6 +72,8 @@ class ApiServer:
         if self.stopped:
             return
         self.stopped = True
+        if self.follower is not None:
+            self.follower.cancel()
         await self.health.enter_graceful_shutdown()
         if drain > 0:
             await asyncio.sleep(drain)
@@ -121,11 +142,12 @@ async def start_api(server: WorkerServer, settings: ApiModel,
     if not port:
         raise ConfigError(f"api.listen {address}: cannot listen there")
     await grpc_server.start()
-    for name in ("", *SERVICES):
-        await checks.set(name, health_pb2.HealthCheckResponse.SERVING)
     api = ApiServer(grpc_server, port, checks, auth, streams, address)
     if say is not None:
         api.say = say
+    for name in ("", *SERVICES):
+        await checks.set(name, SERVING if server.ready else NOT_SERVING)
+    api.follower = asyncio.create_task(api.follow(lambda: server.ready), name="api-health")
     mode = {"token": "bearer token", "mtls": "client certificate",
             "both": "client certificate and bearer token"}[settings.auth]
     api.say(f"gRPC API on {address} (TLS, {mode}; health and reflection on)")

@@ -2,7 +2,8 @@
 or reflection without one are UNAUTHENTICATED and run nothing; health answers without a token;
 reflection lists the services; mTLS refuses a client without a certificate (or with one from
 another CA) in the handshake and lets a CA-signed one through; health says NOT_SERVING while a
-shutdown drains and waits for the streams still open."""
+shutdown drains and waits for the streams still open, and while the worker server cannot
+watch its pods."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +20,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
+from testbed.controlplane import ControlPlane
+from testbed.net import wait_until
+from tests.conftest import Cluster, service_account_kubeconfig
 from tests.workers.api.conftest import TOKEN, ApiBed, StartApi
 
 pytestmark = pytest.mark.integration
@@ -169,3 +174,36 @@ def test_health_is_not_serving_during_shutdown(api_bed: StartApi) -> None:
         _health(bed.channel(token=None))
     assert e.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "gRPC API stopped" in bed.said
+
+
+def test_health_follows_the_worker_servers_readiness(
+        api_bed: StartApi, cluster: Cluster, controlplane: ControlPlane, tmp_path: Path) -> None:
+    from kubernetes import client
+
+    ns = cluster.namespace
+    rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]}]
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    client.CoreV1Api(cluster.api).create_namespaced_service_account(
+        ns, {"metadata": {"name": "devscale"}})
+    rbac.create_namespaced_role(ns, {"metadata": {"name": "w"}, "rules": rules})
+    rbac.create_namespaced_role_binding(ns, {
+        "metadata": {"name": "w"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                               "kind": "Role", "name": "w"},
+        "subjects": [{"kind": "ServiceAccount", "name": "devscale", "namespace": ns}]})
+    kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml")
+    bed = api_bed(kubeconfig=kubeconfig, ready=False)       # the watch cannot list pods
+    anonymous = bed.channel(token=None)
+    for service in ("", *SERVICES):
+        assert _health(anonymous, service) == NOT_SERVING
+    with pytest.raises(grpc.RpcError) as e:
+        _stub(bed.channel()).GetWorkerStatus(pb.WorkerStatusRequest(), timeout=10)
+    assert e.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "has not listed the pods yet" in e.value.details()
+    assert "cannot list pods" in e.value.details()
+    rules[0]["verbs"] = ["create", "delete", "list", "watch"]      # granted: it comes up
+    rbac.patch_namespaced_role("w", ns, {"rules": rules})
+    wait_until(lambda: _health(anonymous) == SERVING, "health SERVING once the watch lists",
+               timeout=60)
+    assert _health(anonymous, SERVICES[0]) == SERVING
+    got = _stub(bed.channel()).GetWorkerStatus(pb.WorkerStatusRequest(), timeout=10)
+    assert list(got.tasks) == []
