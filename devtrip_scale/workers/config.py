@@ -9,10 +9,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from devtrip_scale.config import (
     NotifyModel,
@@ -126,6 +126,86 @@ class LimitsModel(_Model):
         return min(self.max_pod_count or self.max_workers, self.max_workers)
 
 
+class TlsModel(_Model):
+    """The gRPC API's certificate; with `client_ca_file`, clients may (or must) show theirs."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = None
+
+    @field_validator("cert_file", "key_file", "client_ca_file")
+    @classmethod
+    def _exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base")
+        path = Path(value).expanduser()
+        if not path.is_absolute() and isinstance(base, Path):
+            path = base / path
+        if not path.is_file():
+            raise ValueError(f"{value}: no such file")
+        return str(path)
+
+
+class ApiModel(_Model):
+    """The gRPC API (`devscale.v1`) of `devscale workers serve`: TLS always, and a bearer
+    token, a client certificate (`auth: mtls`) or both on every method but health."""
+
+    enabled: bool = False
+    listen: str = "0.0.0.0:50051"
+    tls: TlsModel | None = None
+    auth: Literal["token", "mtls", "both"] = "token"
+    token_env: str = Field(default="DEVSCALE_API_TOKEN", description="the environment "
+                           "variable holding the token (several: comma separated)")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{listen!r} is not host:port (e.g. 0.0.0.0:50051)")
+        return listen
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str) -> str:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _secure(self) -> ApiModel:
+        if self.enabled and self.tls is None:
+            raise ValueError("the API needs tls: {cert_file, key_file}; it never serves "
+                             "plaintext")
+        if self.auth != "token" and (self.tls is None or self.tls.client_ca_file is None):
+            raise ValueError(f"auth: {self.auth} needs tls.client_ca_file (the CA that signs "
+                             "client certificates)")
+        return self
+
+    @property
+    def needs_token(self) -> bool:
+        return self.auth in ("token", "both")
+
+    @property
+    def needs_client_cert(self) -> bool:
+        return self.auth in ("mtls", "both")
+
+    def tokens(self, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """The accepted bearer tokens, from `token_env` (never shown in any message)."""
+        env = os.environ if env is None else env
+        if not self.needs_token:
+            return ()
+        raw = env.get(self.token_env)
+        if raw is None:
+            raise ConfigError(f"api.token_env names ${self.token_env}, which is not set (the "
+                              "API's bearer token)")
+        tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+        if not tokens:
+            raise ConfigError(f"${self.token_env} is empty: give the API's bearer token")
+        return tokens
+
+
 class WorkersSettings(_Model):
     namespace: str = "default"
     redis: RedisModel = RedisModel()
@@ -136,6 +216,7 @@ class WorkersSettings(_Model):
     cancel_grace_seconds: int = Field(default=30, ge=0)
     shutdown_grace_seconds: float = Field(default=25, ge=0)
     notify: NotifyModel = NotifyModel()
+    api: ApiModel = ApiModel()
 
     _namespace = field_validator("namespace")(check_namespace)
 
@@ -158,7 +239,7 @@ def load_workers_config(path: Path, env: Mapping[str, str] | None = None) -> Wor
         data = {**data, "namespace": env["NAMESPACE"]}
         origins[("namespace",)] = "$NAMESPACE"
     try:
-        return WorkersSettings.model_validate(data)
+        return WorkersSettings.model_validate(data, context={"base": path.parent})
     except ValidationError as e:
         raise validation_error(path, e, node, origins) from None
 

@@ -311,7 +311,9 @@ class WorkerServer:
         await self.intake.ack(entry.id)
         t.requests.labels(kind, result).inc()
 
-    async def _scale_up(self, req: ScaleUp) -> str:
+    async def _scale_up(self, req: ScaleUp, created: list[str] | None = None) -> str:
+        """Create the task's pods under the cap; `created` (if given) gets the names of
+        those this call created (not those that existed: 409)."""
         key = task_key(req.task_id)
         if await self.store.is_done(key):
             return "duplicate"
@@ -338,6 +340,8 @@ class WorkerServer:
                                   if isinstance(o, BaseException) and n not in self.watch.pods)
             self._wake()
             raise failed[0]
+        if created is not None:
+            created.extend(n for n, o in zip(names, outcomes, strict=True) if o is True)
         self._created(req.entry_id)
         return "acked"
 

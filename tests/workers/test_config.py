@@ -77,3 +77,59 @@ def test_password_env_must_be_set_and_never_shows(tmp_path: Path) -> None:
     assert settings.redis_password(env={"REDIS_PASSWORD": "s3cr3t"}) == "s3cr3t"
     masked = RedisModel(url="redis://user:s3cr3t@redis:6379/0").safe_url()
     assert masked == "redis://user:***@redis:6379/0"
+
+
+# ---------------------------------------------------------------- api:
+
+def _api(tmp_path: Path, body: str) -> Path:
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("x")
+    return _write(tmp_path, WORKER + "api:\n" + body)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    pytest.param("  enabled: true\n", "workers.yaml:6: api: the API needs tls", id="tls-required"),
+    pytest.param("  enabled: true\n  tls: {cert_file: cert.pem, key_file: nokey.pem}\n",
+                 "workers.yaml:8: api.tls.key_file: nokey.pem: no such file",
+                 id="missing-key-file"),
+    pytest.param("  tls:\n    cert_file: none.pem\n    key_file: key.pem\n",
+                 "workers.yaml:8: api.tls.cert_file: none.pem: no such file",
+                 id="missing-cert-file"),
+    pytest.param("  tls: {cert_file: cert.pem, key_file: key.pem, client_ca_file: no.pem}\n",
+                 "api.tls.client_ca_file: no.pem: no such file", id="missing-ca-file"),
+    pytest.param("  auth: mtls\n  tls: {cert_file: cert.pem, key_file: key.pem}\n",
+                 "workers.yaml:6: api: auth: mtls needs tls.client_ca_file", id="mtls-needs-ca"),
+    pytest.param("  auth: password\n", "api.auth", id="unknown-auth"),
+    pytest.param("  listen: localhost\n", "api.listen: 'localhost' is not host:port",
+                 id="bad-listen"),
+    pytest.param("  token_env: 'MY-TOKEN'\n", "'MY-TOKEN' is not an environment variable",
+                 id="bad-token-env"),
+])
+def test_api_mistakes_name_file_line_and_field(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_workers_config(_api(tmp_path, body), env={})
+    assert message in str(e.value)
+
+
+def test_api_defaults_off_and_tls_files_resolve_beside_the_config(tmp_path: Path) -> None:
+    off = load_workers_config(_write(tmp_path, WORKER), env={}).api
+    assert (off.enabled, off.listen, off.auth, off.token_env) == (
+        False, "0.0.0.0:50051", "token", "DEVSCALE_API_TOKEN")
+    api = load_workers_config(_api(tmp_path, "  enabled: true\n  auth: both\n  tls: {cert_file: "
+                                   "cert.pem, key_file: key.pem, client_ca_file: ca.pem}\n"),
+                              env={}).api
+    assert api.tls is not None and api.tls.cert_file == str(tmp_path / "cert.pem")
+    assert api.needs_token and api.needs_client_cert
+
+
+def test_api_tokens_come_from_the_env_and_never_show(tmp_path: Path) -> None:
+    api = load_workers_config(_api(tmp_path, "  token_env: API_TOKENS\n"), env={}).api
+    with pytest.raises(ConfigError, match=r"\$API_TOKENS, which is not set") as e:
+        api.tokens(env={})
+    assert api.tokens(env={"API_TOKENS": "tok-1, tok-2,"}) == ("tok-1", "tok-2")
+    with pytest.raises(ConfigError, match="is empty") as e:
+        api.tokens(env={"API_TOKENS": " , "})
+    assert "tok-1" not in str(e.value)
+    mtls = load_workers_config(_api(tmp_path, "  auth: mtls\n  tls: {cert_file: cert.pem, "
+                                    "key_file: key.pem, client_ca_file: ca.pem}\n"), env={}).api
+    assert mtls.tokens(env={}) == ()
