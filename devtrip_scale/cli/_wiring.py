@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from devtrip_scale.notify import Notice, Notifier
     from devtrip_scale.notify.runs import MemoryStore, RunAlerts
     from devtrip_scale.ports import MetricsSource
-    from devtrip_scale.reconcile import CheckReport
+    from devtrip_scale.report import CheckReport
     from devtrip_scale.trace import Trace
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from devtrip_scale.config import Settings
     from devtrip_scale.notify import Notice
-    from devtrip_scale.reconcile import CheckReport
+    from devtrip_scale.report import CheckReport
 
 EPILOG = example("devscale check -c devscale.yaml --dry-run -d api")
 

@@ -26,7 +26,7 @@ from devtrip_scale.cli._common import (
 from devtrip_scale.errors import ConfigError
 
 if TYPE_CHECKING:
-    from devtrip_scale.reconcile import CheckReport
+    from devtrip_scale.report import CheckReport
 
 EPILOG = example("devscale run -c devscale.yaml --interval 60s --listen 127.0.0.1:8080")
 
