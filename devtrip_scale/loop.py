@@ -13,7 +13,7 @@ from typing import Any
 
 from devtrip_scale.config import Settings
 from devtrip_scale.errors import DevscaleError, LeaseHeld
-from devtrip_scale.reconcile import CheckReport
+from devtrip_scale.report import CheckReport
 
 
 @dataclass

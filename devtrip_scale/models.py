@@ -1,4 +1,4 @@
-"""Frozen values shared by every layer: policy spec, readings, history and decisions."""
+"""Frozen values shared by every layer: policy spec, readings, history, decisions and notices."""
 
 from __future__ import annotations
 
@@ -207,3 +207,22 @@ class Decision(NamedTuple):
         if deciding is None or deciding.reading is None:
             return ""
         return f"{deciding.name} {deciding.reading:g} against a target of {deciding.target:g}"
+
+
+# What a run tells people (notify/ sends them; reconcile and the workers make them).
+Kind = Literal["scaled", "capacity_exhausted", "held", "failed", "recovered", "test"]
+Severity = Literal["info", "warning", "critical"]
+KINDS: tuple[Kind, ...] = ("scaled", "capacity_exhausted", "held", "failed", "recovered", "test")
+CONDITIONS: tuple[Kind, ...] = ("capacity_exhausted", "held", "failed")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing worth telling, with the key that identifies it for the quiet period."""
+
+    kind: Kind
+    severity: Severity
+    key: str
+    title: str
+    text: str
+    deployment: str | None = None

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from devtrip_scale.reconcile import CheckReport
+    from devtrip_scale.report import CheckReport
 
 PUSHGATEWAY_ENV = "DEVSCALE_PUSHGATEWAY"
 JOB = "devscale"

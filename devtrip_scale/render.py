@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from devtrip_scale.models import Decision, Proposal
-from devtrip_scale.reconcile import CheckReport, TargetResult
+from devtrip_scale.report import CheckReport, TargetResult
 
 _UNITS = {"Utilization": "%", "Value": "", "AverageValue": ""}
 WIDE = 200   # columns when stdout is not a terminal: rows fold only past this

@@ -6,27 +6,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from devtrip_scale.models import CONDITIONS as CONDITIONS
+from devtrip_scale.models import KINDS as KINDS
+from devtrip_scale.models import Kind as Kind
+from devtrip_scale.models import Notice as Notice
+from devtrip_scale.models import Severity as Severity
 
 if TYPE_CHECKING:
-    from devtrip_scale.reconcile import CheckReport, TargetResult
-
-Kind = Literal["scaled", "capacity_exhausted", "held", "failed", "recovered", "test"]
-Severity = Literal["info", "warning", "critical"]
-KINDS: tuple[Kind, ...] = ("scaled", "capacity_exhausted", "held", "failed", "recovered", "test")
-CONDITIONS: tuple[Kind, ...] = ("capacity_exhausted", "held", "failed")
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One thing worth telling, with the key that identifies it for the quiet period."""
-
-    kind: Kind
-    severity: Severity
-    key: str
-    title: str
-    text: str
-    deployment: str | None = None
+    from devtrip_scale.report import CheckReport, TargetResult
 
 
 class Notifier(Protocol):

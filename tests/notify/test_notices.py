@@ -14,7 +14,7 @@ from devtrip_scale.notify.messages import (
     email_text,
     slack_payload,
 )
-from devtrip_scale.reconcile import CheckReport, TargetResult
+from devtrip_scale.report import CheckReport, TargetResult
 from tests.conftest import NOW
 
 QUIET = timedelta(minutes=30)

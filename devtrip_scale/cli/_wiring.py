@@ -1,0 +1,106 @@
+"""The composition root: Settings → the adapters a pass needs (metrics source, run alerts, the
+Lease) and the pass itself over them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from devtrip_scale.cli._common import err
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from devtrip_scale.config import Settings
+    from devtrip_scale.kube.lease import LeaseLock
+    from devtrip_scale.notify import Notice, Notifier
+    from devtrip_scale.notify.runs import MemoryStore, RunAlerts
+    from devtrip_scale.ports import MetricsSource
+    from devtrip_scale.report import CheckReport
+    from devtrip_scale.trace import Trace
+
+
+def metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSource:
+    """Prometheus for PromQL metrics, the JSON reader for URL metrics, sharing the timeout;
+    all queried at once under one deadline (the timeout and a second's grace)."""
+    from devtrip_scale.sources import RoutedSource
+    from devtrip_scale.sources.http_json import HttpJsonSource
+    from devtrip_scale.sources.prometheus import PrometheusSource
+
+    timeout = settings.prometheus.timeout_seconds
+    return RoutedSource(
+        PrometheusSource(settings.prometheus.url, timeout=timeout,
+                         token=settings.prometheus_token(), trace=trace),
+        HttpJsonSource(timeout=timeout, trace=trace),
+        deadline_seconds=timeout + 1,
+    )
+
+
+def lease(api: Any, settings: Settings, duration_seconds: int,
+          trace: Trace | None = None) -> LeaseLock:
+    """The namespace's Lease: one writer at a time across runners."""
+    from devtrip_scale.kube.lease import LeaseLock
+
+    return LeaseLock(api, settings.namespace, trace=trace, duration_seconds=duration_seconds)
+
+
+def check_pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
+               notifiers: Sequence[Notifier], now: datetime, dry_run: bool = False,
+               only: Sequence[str] = (), recovered: Sequence[Notice] = (),
+               writable: Callable[[], str | None] = lambda: None) -> CheckReport:
+    """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
+    from devtrip_scale.kube.deployments import DeploymentTarget
+    from devtrip_scale.kube.events import EventRecorder
+    from devtrip_scale.kube.history import ConfigMapHistory
+    from devtrip_scale.reconcile import run_check
+
+    ns = settings.namespace
+    return run_check(
+        settings, source, DeploymentTarget(api, ns, trace),
+        ConfigMapHistory(api, ns, settings.history_configmap, trace),
+        now, dry_run=dry_run, only=tuple(only), trace=trace,
+        events=EventRecorder(api, ns, trace), notifiers=notifiers, recovered=recovered,
+        writable=writable)
+
+
+def run_alerts(settings: Settings, notifiers: Sequence[Notifier],
+               store: MemoryStore) -> RunAlerts:
+    """The alerts about runs themselves (failed, recovered, lock held too long), kept in
+    `store` between runs."""
+    from devtrip_scale.notify.runs import RunAlerts
+
+    return RunAlerts(store, settings.namespace, notifiers,
+                     quiet=timedelta(minutes=settings.notify.quiet_minutes),
+                     lock_runs=settings.notify.lock_contention_runs)
+
+
+def alerting(alerts: RunAlerts | None, now: datetime,
+             work: Callable[[Sequence[Notice]], CheckReport]) -> CheckReport:
+    """Do a pass; tell a failure that leaves no report, and its recovery in the next report.
+
+    The failure is told after `work` has freed the lock; the error still reaches guard().
+    """
+    if alerts is None:
+        return work(())
+    try:
+        report = work(alerts.recovered(now))
+    except Exception as e:
+        _tell_failure(alerts, e, now)
+        raise
+    if report.history_error is not None:
+        return report   # the run's recoveries were not sent: keep the conditions open
+    if problem := alerts.completed(now):
+        report.warnings.append(problem)
+    return report
+
+
+def _tell_failure(alerts: RunAlerts, error: BaseException, now: datetime) -> None:
+    """Notify a run that failed before its report; stderr says what was told or why not."""
+    told = alerts.failed(error, now)
+    for notice in told.sent:
+        err.print(f"devscale: notified: {notice.title}", markup=False)
+    for failure in told.failures:
+        err.print(f"devscale: notification failed: {failure}", style="red", markup=False)
+    if told.problem:
+        err.print(f"devscale: {told.problem}", style="yellow", markup=False)

@@ -1,0 +1,159 @@
+"""`devscale config validate|show|init`: check, print or start a configuration file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from devtrip_scale.cli import _wiring as wiring
+from devtrip_scale.cli._common import (
+    ConfigOption,
+    DebugOption,
+    Output,
+    OutputOption,
+    err,
+    example,
+    guard,
+    json_failure,
+    load,
+    print_json,
+)
+from devtrip_scale.errors import ConfigError, MetricsError
+
+if TYPE_CHECKING:
+    from devtrip_scale.config import Settings
+
+app = typer.Typer(help="Check, show or start a configuration file.", no_args_is_help=True)
+
+
+@app.command("validate", epilog=example("devscale config validate -c devscale.yaml "
+                    "--online"))
+def config_validate(
+    config: ConfigOption = Path("devscale.yaml"),
+    online: Annotated[bool, typer.Option(
+        "--online", help="Also run every metric's query on Prometheus to check it is accepted "
+        "and returns data.")] = False,
+    output: OutputOption = Output.table,
+    debug: DebugOption = False,
+) -> None:
+    """Check a config file; errors name the file, line and field.
+
+    Exit codes: 0 valid, 2 config error, 3 Prometheus unreachable (with --online).
+    """
+
+    def body() -> int:
+        settings = load(config)
+        warnings = _validate_online(config, settings) if online else []
+        if output is Output.json:
+            print_json({"config": str(config), "valid": True, "online": online,
+                         "namespace": settings.namespace, "targets": len(settings.targets),
+                         "metrics": len(settings.metrics), "warnings": warnings,
+                         "exitCode": 0, "error": None})
+        else:
+            print(f"{config}: valid ({len(settings.targets)} target(s), "
+                  f"{len(settings.metrics)} metric(s), namespace {settings.namespace})"
+                  + (", every query accepted by Prometheus" if online else ""))
+        return 0
+
+    guard(debug, body, json_failure(lambda: {
+        "config": str(config), "valid": False, "online": online}) if output is Output.json
+        else None)
+
+
+def _validate_online(path: Path, settings: Settings) -> list[str]:
+    """Run each metric's query; raise ConfigError for refused ones, MetricsError when
+    Prometheus (or an http endpoint) cannot be reached. Returns the warnings it printed."""
+    from devtrip_scale.config import field_line
+    from devtrip_scale.reconcile import metric_queries
+
+    source = wiring.metrics_source(settings)
+    try:
+        results = source.fetch(metric_queries(settings))
+    finally:
+        source.close()
+    problems, unreachable, warnings = [], [], []
+    for i, (metric, result) in enumerate(zip(settings.metrics, results, strict=True)):
+        if result.error is None:
+            continue
+        key = "http" if metric.http else ("preset" if metric.preset else "query")
+        where = f"{path}:{field_line(path, ('metrics', i, key))}: metrics[{i}].{key}"
+        if result.error.startswith("the query returned no series"):
+            warnings.append(f"{where}: accepted, but no data yet ({result.error})")
+            err.print(f"warning: {warnings[-1]}", style="yellow", markup=False)
+        elif _unreachable(result.error):
+            unreachable.append(f"  metrics[{i}] {metric.name}: {result.error}")
+        else:
+            problems.append(f"  {where}: {result.error}")
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} metric(s) failed on "
+                          f"{settings.prometheus.url}\n" + "\n".join(problems))
+    if unreachable:
+        raise MetricsError(f"{path}: {len(unreachable)} metric(s) could not be checked: their "
+                           "source did not answer (the config itself may be fine)\n"
+                           + "\n".join(unreachable))
+    return warnings
+
+
+def _unreachable(error: str) -> bool:
+    """A metric error that says the source could not be reached, not that it refused the query
+    (the wording of sources/prometheus.py and sources/http_json.py)."""
+    return (error.startswith(("cannot connect to", "cannot reach"))
+            or " did not answer within " in error)
+
+
+@app.command("show", epilog=example("NAMESPACE=staging devscale config show -c "
+                    "devscale.yaml"))
+def config_show(
+    config: ConfigOption = Path("devscale.yaml"),
+    output: Annotated[Output, typer.Option(
+        "--output", "-o", help="table: YAML for people; json: one document for machines, "
+        "also on errors.")] = Output.table,
+    debug: DebugOption = False,
+) -> None:
+    """Print the effective config (file + environment, every default filled in) as YAML."""
+
+    def body() -> int:
+        import yaml
+
+        from devtrip_scale.config import effective
+
+        data = effective(load(config))
+        if output is Output.json:
+            print_json({"config": str(config), "settings": data, "exitCode": 0, "error": None})
+        else:
+            print(yaml.safe_dump(data, sort_keys=False), end="")
+        return 0
+
+    guard(debug, body, json_failure(lambda: {"config": str(config), "settings": None})
+           if output is Output.json else None)
+
+
+@app.command("init", epilog=example("devscale config init devscale.yaml"))
+def config_init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.",
+                                         metavar="[<file>]")] = Path("devscale.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Write a commented starter config (the load-based example)."""
+
+    def body() -> int:
+        import shlex
+        from importlib.resources import files
+
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists; pass --force to overwrite it")
+        starter = files("devtrip_scale").joinpath("starter.yaml").read_text("utf-8")
+        # The starter's first lines tell how to validate it: name the file it was written to.
+        starter = starter.replace("-c devscale.yaml", f"-c {shlex.quote(str(path))}", 1)
+        try:
+            path.write_text(starter, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot write the starter config: "
+                              f"{e.strerror or e}") from None
+        print(f"wrote {path}; edit it, then run: devscale config validate -c {path}")
+        return 0
+
+    guard(debug, body)

@@ -1,0 +1,58 @@
+"""`devscale status`: each target as devscale last left it, read-only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devtrip_scale.cli._common import (
+    ConfigOption,
+    ContextOption,
+    DebugOption,
+    DeploymentOption,
+    KubeconfigOption,
+    NamespaceOption,
+    Output,
+    OutputOption,
+    example,
+    guard,
+    json_failure,
+    load,
+    out,
+    print_json,
+)
+
+EPILOG = example("devscale status -c devscale.yaml -d api -o json")
+
+
+def status(
+    config: ConfigOption = Path("devscale.yaml"),
+    namespace: NamespaceOption = None,
+    deployment: DeploymentOption = None,
+    output: OutputOption = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Show each target as devscale last left it, read-only: targets, replicas, last decision
+    and why, held-until, last scale (like `kubectl get hpa`)."""
+
+    def body() -> int:
+        from devtrip_scale import status as st
+        from devtrip_scale.kube import connect
+
+        settings = load(config, namespace)
+        api = connect(kubeconfig, context)
+        try:
+            report = st.collect(settings, api, datetime.now(UTC), deployment or ())
+        finally:
+            api.close()
+        if output is Output.json:
+            print_json({**st.to_dict(report), "exitCode": int(report.exit_code),
+                         "error": None})
+        else:
+            out().print(st.table(report))
+        return int(report.exit_code)
+
+    guard(debug, body, json_failure(lambda: {"deployments": []})
+          if output is Output.json else None)
