@@ -19,6 +19,7 @@ from devtrip_scale.cli import (
     cron,
     manifests,
     notify,
+    pipeline,
     run,
     simulate,
     status,
@@ -65,9 +66,7 @@ app.add_typer(notify.app, name="notify")
 app.add_typer(cron.app, name="cron")
 app.add_typer(manifests.app, name="manifests")
 app.add_typer(workers.app, name="workers")
-# New groups register here, e.g. the pipeline client:
-#   from devtrip_scale.workers.client_cli import pipeline_app
-#   app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def main() -> None:

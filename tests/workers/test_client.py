@@ -33,7 +33,7 @@ from devtrip_scale.errors import ApiError, ConfigError
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.client import ApiClient
-from devtrip_scale.workers.client_cli import pipeline_app
+from devtrip_scale.cli.pipeline import app as pipeline_app
 
 pytestmark = pytest.mark.integration
 
@@ -466,9 +466,8 @@ def test_ctrl_c_detaches_and_says_how_to_follow_again(
     pipeline = tmp_path / "ci.yaml"
     pipeline.write_text("stages: []\n", encoding="utf-8")
     servicer.executions.append([*build(5)[:2], Hang(threading.Event())])
-    code = "from devtrip_scale.workers.client_cli import pipeline_app; pipeline_app()"
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "run", str(pipeline), "--no-logs", "--ca",
+        [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(pipeline), "--no-logs", "--ca",
          str(server.tls.ca_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN, "DEVSCALE_SERVER": server.address})
     try:

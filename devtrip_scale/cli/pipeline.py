@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from devtrip_scale.cli._common import err, example, guard, print_json
 from devtrip_scale.errors import ApiError, ConfigError, ExitCode, PipelineFailed
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from devtrip_scale.workers.client import ApiClient, Stream
     from devtrip_scale.workers.live import LiveState, LogRecord, Progress
 
-pipeline_app = typer.Typer(
+app = typer.Typer(
     help="Run CI/CD pipelines on `devscale workers serve`'s gRPC API and follow them live.",
     no_args_is_help=True)
 
@@ -66,18 +67,6 @@ DebugOption = Annotated[bool, typer.Option(
     "--debug", help="On an unexpected error, print its traceback (also DEBUG=1).")]
 
 
-def _example(command: str) -> str:
-    """A command's `--help` epilog: one example, printed as written."""
-    return f"\b\nExample:\n  {command}"
-
-
-def _guard(debug: bool, body: Callable[[], int],
-           on_error: Callable[[ExitCode, str], None] | None = None) -> None:
-    from devtrip_scale.cli import _guard as guard
-
-    guard(debug, body, on_error)
-
-
 def _connect(server: str, ca: Path | None, cert: Path | None, key: Path | None,
              token_env: str, timeout: float) -> ApiClient:
     from devtrip_scale.workers.client import ApiClient
@@ -87,14 +76,8 @@ def _connect(server: str, ca: Path | None, cert: Path | None, key: Path | None,
                      timeout=timeout)
 
 
-def _err() -> Console:
-    from devtrip_scale.cli import err
-
-    return err
-
-
 def _warn(text: str) -> None:
-    _err().print(f"devscale: warning: {text}", style="yellow", markup=False)
+    err.print(f"devscale: warning: {text}", style="yellow", markup=False)
 
 
 def _json_line(document: dict[str, Any]) -> None:
@@ -291,7 +274,7 @@ def _detached(state: LiveState, output: PipelineOutput, again: str) -> int:
     build = state.build_id or "?"
     if output is PipelineOutput.json:
         _json_line({**result_json(state), "exitCode": int(ExitCode.INTERRUPTED)})
-    _err().print(f"devscale: detached from build {build}; it goes on on the server.\n"
+    err.print(f"devscale: detached from build {build}; it goes on on the server.\n"
                  f"  follow it again: {again}\n"
                  f"  its logs:        devscale pipeline logs {build} --follow\n"
                  f"  cancel it:       devscale pipeline cancel {build}",
@@ -317,7 +300,7 @@ def _json_result_failure(state: Callable[[], LiveState | None]
 # ---------------------------------------------------------------- commands
 
 
-@pipeline_app.command("run", epilog=_example(
+@app.command("run", epilog=example(
     "DEVSCALE_API_TOKEN=… devscale pipeline run ci.yaml --server ci.example.com:50051 "
     "--ca ca.pem"))
 def pipeline_run(
@@ -364,11 +347,11 @@ def pipeline_run(
                 return _detached(follower.state, output, again)
             return _result(state, output, repeat_warnings=follower.live)
 
-    _guard(debug, body, _json_result_failure(lambda: follower.state if follower else None)
+    guard(debug, body, _json_result_failure(lambda: follower.state if follower else None)
            if output is PipelineOutput.json else None)
 
 
-@pipeline_app.command("status", epilog=_example(
+@app.command("status", epilog=example(
     "devscale pipeline status build-42 --server ci.example.com:50051 -o json"))
 def pipeline_status(
     build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
@@ -391,22 +374,21 @@ def pipeline_status(
             _show_status(client.status(build), output)
         return 0
 
-    _guard(debug, body)
+    guard(debug, body)
 
 
 def _show_status(status: Any, output: PipelineOutput) -> None:
-    from devtrip_scale.cli import _print_json
     from devtrip_scale.workers.client import status_state
     from devtrip_scale.workers.live import stage_tree, status_json
 
     state = status_state(status)
     if output is PipelineOutput.json:
-        _print_json(status_json(state, status.last_sequence))
+        print_json(status_json(state, status.last_sequence))
     else:
         _stdout().print(stage_tree(state, time.time()))
 
 
-@pipeline_app.command("logs", epilog=_example(
+@app.command("logs", epilog=example(
     "devscale pipeline logs build-42 --server ci.example.com:50051 --follow --stage test"))
 def pipeline_logs(
     build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
@@ -444,10 +426,10 @@ def pipeline_logs(
                 stream.cancel()
         return 0
 
-    _guard(debug, body)
+    guard(debug, body)
 
 
-@pipeline_app.command("cancel", epilog=_example(
+@app.command("cancel", epilog=example(
     "devscale pipeline cancel build-42 --server ci.example.com:50051"))
 def pipeline_cancel(
     build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
@@ -471,4 +453,4 @@ def pipeline_cancel(
             _show_status(client.cancel(build), output)
         return 0
 
-    _guard(debug, body)
+    guard(debug, body)
