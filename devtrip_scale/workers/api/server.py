@@ -65,6 +65,14 @@ class ApiServer:
                 last = status
             await asyncio.sleep(every)
 
+    async def not_serving(self) -> None:
+        """Every health status NOT_SERVING from now on (the server is going away), while calls
+        are still answered: the first step of a shutdown."""
+        if self.follower is not None:
+            self.follower.cancel()
+            self.follower = None
+        await self.health.enter_graceful_shutdown()
+
     async def shutdown(self, grace: float, drain: float = 0.0) -> None:
         """NOT_SERVING for every service at once; after `drain` seconds (time for load
         balancers and clients to notice, new calls still answered) stop accepting calls, let
@@ -72,9 +80,7 @@ class ApiServer:
         if self.stopped:
             return
         self.stopped = True
-        if self.follower is not None:
-            self.follower.cancel()
-        await self.health.enter_graceful_shutdown()
+        await self.not_serving()
         if drain > 0:
             await asyncio.sleep(drain)
         if self.streams.open:
