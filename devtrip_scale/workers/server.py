@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -29,6 +29,7 @@ from devtrip_scale.errors import DevscaleError, KubeError, KubeForbidden, KubeNo
 from devtrip_scale.notify import Notifier
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
+    BUILD_ID_ANNOTATION,
     CONTAINER,
     ENTRY_ANNOTATION,
     INDEX_LABEL,
@@ -39,9 +40,10 @@ from devtrip_scale.workers import (
     TASK_LABEL,
     logs,
 )
-from devtrip_scale.workers.config import WorkersSettings
+from devtrip_scale.workers.config import WorkerModel, WorkersSettings
 from devtrip_scale.workers.intake import Entry, Intake
 from devtrip_scale.workers.kube import AsyncKube
+from devtrip_scale.workers.pipeline import RetryOn, StageRetryModel, retry_delay
 from devtrip_scale.workers.pods import worker_pod
 from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, parse
 from devtrip_scale.workers.results import Reporter
@@ -51,12 +53,16 @@ from devtrip_scale.workers.tasks import (
     Outcome,
     PodResult,
     RetryPolicy,
+    TaskResult,
     classify,
     exit_code,
     pod_name,
     summarise,
     task_key,
 )
+
+if TYPE_CHECKING:
+    from devtrip_scale.workers.executor import Pipelines
 
 log = logging.getLogger("devscale.workers")
 MAX_BACKOFF = 30.0
@@ -69,6 +75,20 @@ class Stopping(Exception):
 
 class Cancelled(Exception):
     """The task was cancelled while its request waited for room."""
+
+
+class TaskListener(Protocol):
+    """Told what happens to one task's workers (a pipeline stage's executor). Called from the
+    server's tasks: must not block."""
+
+    def worker_running(self, index: int, attempt: int, pod: str) -> None: ...
+
+    def worker_ended(self, index: int, attempt: int, pod: str, outcome: Outcome,
+                     exit_code: int | None) -> None: ...
+
+    def worker_retrying(self, index: int, attempt: int, delay: float, reason: str) -> None: ...
+
+    def task_done(self, result: TaskResult) -> None: ...
 
 
 class Telemetry:
@@ -130,6 +150,9 @@ class WorkerServer:
         self._tickets: dict[str, tuple[str, asyncio.Event]] = {}   # entry → (task key, event)
         self.created_latency: list[float] = []
         self.errors: list[str] = []
+        self.listeners: dict[str, TaskListener] = {}     # task key → its stage's executor
+        self._seen_running: set[str] = set()             # pods told Running to a listener
+        self.pipelines: Pipelines = _pipelines(self)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -155,6 +178,9 @@ class WorkerServer:
             await self._shutdown([watch, upkeep, recovered])
 
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
+        # builds first: no new ones, running ones cancelled (their pods deleted, journals
+        # closed) within the grace period
+        await self.pipelines.shutdown(self.settings.shutdown_grace_seconds)
         busy = [*self._entry_tasks, *self._pod_tasks.values()]
         if busy:
             self.say(f"stopping: {len(self._entry_tasks)} request(s) and "
@@ -315,21 +341,51 @@ class WorkerServer:
         key = task_key(req.task_id)
         if await self.store.is_done(key):
             return "duplicate"
-        state = await self.store.begin(key, Spec(req.task_id, req.pod_count, req.entry_id,
-                                                 req.metadata))
-        if state.cancelled:
+        try:
+            await self.start_task(Spec(req.task_id, req.pod_count, req.entry_id, req.metadata),
+                                  ticket=req.entry_id)
+        except Cancelled:
             return "cancelled"
+        self._created(req.entry_id)
+        return "acked"
+
+    async def start_task(self, spec: Spec, listener: TaskListener | None = None,
+                         ticket: str | None = None) -> str:
+        """Start a task (its pods from `spec.template`, else the config's worker) and return
+        its key once all its pods exist. Idempotent: pods that exist are kept, a task already
+        reported starts nothing (its listener is told its result at once). `ticket` queues it
+        under the cap (default: the task key). Raises Cancelled (cancelled while it waited for
+        room), Stopping, or the Kubernetes/Redis error that stopped it (call again)."""
+        key = task_key(spec.task_id)
+        if listener is not None:
+            self.listeners[key] = listener
+        if await self.store.is_done(key):
+            state = await self.store.state(key)
+            if listener is not None and state.spec is not None:
+                self.listeners.pop(key, None)
+                listener.task_done(summarise(state.spec.task_id, state.results.values(),
+                                             state.cancelled, None))
+            return key
+        state = await self.store.begin(key, spec)
+        if state.cancelled:
+            raise Cancelled
         assert state.spec is not None
         spec = state.spec
-        bodies = [worker_pod(self.settings.worker, spec.task_id, i, state.attempt(i),
-                             spec.pod_count, spec.entry_id, spec.metadata)
+        bodies = [self._pod_body(spec, i, state.attempt(i))
                   for i in range(spec.pod_count) if i not in state.results]
         names = [b["metadata"]["name"] for b in bodies]
-        await self._admit(req.entry_id, key, [n for n in names if n not in self.watch.pods])
-        if (await self.store.state(key)).cancelled:
-            self.capacity.release(n for n in names if n not in self.watch.pods)
-            self._wake()
-            return "cancelled"
+        await self._admit(ticket or key, key, [n for n in names if n not in self.watch.pods])
+        try:
+            cancelled = (await self.store.state(key)).cancelled
+        except BaseException:
+            cancelled = True
+            raise
+        finally:
+            if cancelled:
+                self.capacity.release(n for n in names if n not in self.watch.pods)
+                self._wake()
+        if cancelled:
+            raise Cancelled
         outcomes = await asyncio.gather(*(self.kube.create_pod(b) for b in bodies),
                                         return_exceptions=True)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
@@ -338,8 +394,14 @@ class WorkerServer:
                                   if isinstance(o, BaseException) and n not in self.watch.pods)
             self._wake()
             raise failed[0]
-        self._created(req.entry_id)
-        return "acked"
+        return key
+
+    def _pod_body(self, spec: Spec, index: int, attempt: int) -> dict[str, Any]:
+        template = (WorkerModel.model_validate_json(spec.template) if spec.template
+                    else self.settings.worker)
+        return worker_pod(template, spec.task_id, index, attempt, spec.pod_count,
+                          spec.entry_id, spec.metadata, build_id=spec.build_id,
+                          stage=spec.stage)
 
     def _created(self, entry_id: str) -> None:
         try:
@@ -362,6 +424,9 @@ class WorkerServer:
         waiting = asyncio.ensure_future(event.wait())
         try:
             await asyncio.wait({stopping, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:    # a stage cancelled while it waited: not queued
+            self.capacity.withdraw(ticket)
+            raise
         finally:
             stopping.cancel()
             waiting.cancel()
@@ -379,9 +444,15 @@ class WorkerServer:
                 self._tickets[ticket][1].set()
 
     async def _scale_down(self, req: ScaleDown) -> str:
-        key = task_key(req.task_id)
+        return "acked" if await self.cancel_task(req.task_id) else "duplicate"
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task: pending pods deleted at once, running ones after their log is kept
+        (with the config's grace period), the task reported cancelled. False when it was
+        already reported."""
+        key = task_key(task_id)
         if await self.store.is_done(key):
-            return "duplicate"
+            return False
         await self.store.cancel(key)
         for ticket, (k, event) in list(self._tickets.items()):
             if k == key:           # a request of this task still waiting for room
@@ -405,10 +476,36 @@ class WorkerServer:
                     await self.store.record(key, PodResult(
                         i, Outcome.CANCELLED, state.attempt(i) + 1, None, None,
                         pod_name(state.spec.task_id, i, state.attempt(i))))
-        self.say(f"task {req.task_id}: cancelled ({len(pending)} pending and {len(running)} "
+        self.say(f"task {task_id}: cancelled ({len(pending)} pending and {len(running)} "
                  "running pod(s) deleted)")
         await self._finalize(key)
-        return "acked"
+        return True
+
+    async def retry_task(self, task_id: str, delay: float, reason: str) -> None:
+        """Start every unfinished index of a task again with a new attempt after `delay`
+        seconds (a pipeline stage that timed out): the current pods' logs are kept and they
+        are deleted; the new attempt counts as a retry of each index."""
+        key = task_key(task_id)
+        state = await self.store.state(key)
+        if state.spec is None or state.cancelled or await self.store.is_done(key):
+            return
+        spec = state.spec
+        old = []
+        for i in range(spec.pod_count):
+            if i in state.results:
+                continue
+            attempt = state.attempt(i)
+            await self.store.next_attempt(key, i, attempt + 1, state.failures.get(i, 0) + 1,
+                                          state.disruptions.get(i, 0))
+            old.append(pod_name(spec.task_id, i, attempt))
+            listener = self.listeners.get(key)
+            if listener is not None:
+                listener.worker_retrying(i, attempt + 1, delay, reason)
+            self._create_later(key, spec, i, attempt + 1, delay)
+        pods = [self.watch.pods[n] for n in old if n in self.watch.pods]
+        for p in pods:
+            await self._keep_log(p)
+        await asyncio.gather(*(self.kube.delete_pod(p["metadata"]["name"], 0) for p in pods))
 
     # ---------------------------------------------------------------- pods
 
@@ -416,6 +513,7 @@ class WorkerServer:
         """Every change the watch sees (runs in the watch's task: must not block)."""
         name = pod["metadata"]["name"]
         outcome = classify(pod)
+        self._tell_running(kind, pod)
         if kind == "DELETED" or outcome is not None:
             self._wake(self.capacity.release([name]))
         else:
@@ -425,6 +523,21 @@ class WorkerServer:
                 self._spawn_pod(name, lambda: self._lost(pod))
         elif outcome is not None and not pod["metadata"].get("deletionTimestamp"):
             self._spawn_pod(name, lambda: self._finish(self.watch.pods.get(name, pod)))
+
+    def _tell_running(self, kind: str, pod: dict[str, Any]) -> None:
+        """A stage's listener hears once that a worker pod runs."""
+        meta = pod["metadata"]
+        name, labels = meta["name"], meta.get("labels") or {}
+        if kind == "DELETED":
+            self._seen_running.discard(name)
+            return
+        listener = self.listeners.get(labels.get(TASK_LABEL, ""))
+        if listener is None or name in self._seen_running or \
+                (pod.get("status") or {}).get("phase") not in ("Running", "Succeeded", "Failed"):
+            return
+        self._seen_running.add(name)
+        with contextlib.suppress(KeyError, ValueError):
+            listener.worker_running(int(labels[INDEX_LABEL]), int(labels[ATTEMPT_LABEL]), name)
 
     def _spawn_pod(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if name in self._pod_tasks or self.stop.is_set():
@@ -480,6 +593,7 @@ class WorkerServer:
             outcome = classify(pod)
             assert outcome is not None
             self.telemetry.finished.labels(outcome.value).inc()
+            self._tell_ended(key, index, attempt, name, outcome, exit_code(pod))
             await self._next(key, state, index, attempt, outcome, pod)
         await self.kube.delete_pod(name, 0)
         await self._finalize(key)
@@ -495,6 +609,7 @@ class WorkerServer:
                 attempt < state.attempt(index):
             return
         self.telemetry.finished.labels(Outcome.LOST.value).inc()
+        self._tell_ended(key, index, attempt, pod["metadata"]["name"], Outcome.LOST, None)
         await self._next(key, state, index, attempt, Outcome.LOST, pod)
         await self._finalize(key)
 
@@ -505,7 +620,8 @@ class WorkerServer:
         labels, notes = meta["labels"], meta.get("annotations") or {}
         key = labels[TASK_LABEL]
         state = await self.store.state(key)
-        if state.spec is not None or await self.store.is_done(key):
+        if state.spec is not None or await self.store.is_done(key) or \
+                BUILD_ID_ANNOTATION in notes:   # a stage's template is not on its pods
             return state
         try:
             spec = Spec(notes[TASK_ID_ANNOTATION], int(notes[POD_COUNT_ANNOTATION]),
@@ -521,10 +637,19 @@ class WorkerServer:
         self.say(f"task {spec.task_id}: state rebuilt from pod {meta['name']}")
         return state
 
+    def _tell_ended(self, key: str, index: int, attempt: int, pod: str, outcome: Outcome,
+                    code: int | None) -> None:
+        listener = self.listeners.get(key)
+        if listener is not None:
+            listener.worker_ended(index, attempt, pod, outcome, code)
+
     async def _next(self, key: str, state: TaskState, index: int, attempt: int,
                     outcome: Outcome, pod: dict[str, Any]) -> None:
         assert state.spec is not None
         spec = state.spec
+        if spec.retry:
+            await self._next_stage(key, state, index, attempt, outcome, pod)
+            return
         retry = None if state.cancelled else self.policy.next(
             outcome, state.failures.get(index, 0), state.disruptions.get(index, 0))
         if retry is not None:
@@ -542,6 +667,51 @@ class WorkerServer:
         await self.store.record(key, PodResult(index, final, attempt + 1, exit_code(pod),
                                                _seconds(pod), pod["metadata"]["name"]))
 
+    async def _next_stage(self, key: str, state: TaskState, index: int, attempt: int,
+                          outcome: Outcome, pod: dict[str, Any]) -> None:
+        """`_next` under a stage's own retry policy: which failures, how many, and a backoff
+        before the new attempt's pod (never a reused name) is created."""
+        assert state.spec is not None
+        spec = state.spec
+        code = exit_code(pod)
+        failures = state.failures.get(index, 0)
+        delay = None
+        if not state.cancelled and outcome in (Outcome.FAILED, Outcome.EVICTED, Outcome.LOST):
+            delay = retry_delay(StageRetryModel.model_validate_json(spec.retry),
+                                RetryOn(outcome.value), code, failures)
+        if delay is not None:
+            await self.store.next_attempt(key, index, attempt + 1, failures + 1,
+                                          state.disruptions.get(index, 0))
+            reason = f"worker {index} {outcome.value}" + (
+                f" (exit {code})" if code is not None else "")
+            listener = self.listeners.get(key)
+            if listener is not None:
+                listener.worker_retrying(index, attempt + 1, delay, reason)
+            self.telemetry.retries.labels(outcome.value).inc()
+            self.say(f"task {spec.task_id}: {reason}, attempt {attempt + 2} in {delay:g}s")
+            self._create_later(key, spec, index, attempt + 1, delay)
+            return
+        final = Outcome.CANCELLED if state.cancelled else outcome
+        await self.store.record(key, PodResult(index, final, attempt + 1, code, _seconds(pod),
+                                               pod["metadata"]["name"]))
+
+    def _create_later(self, key: str, spec: Spec, index: int, attempt: int,
+                      delay: float) -> None:
+        """Create an index's new attempt after `delay` seconds, unless the task was cancelled
+        or moved on meanwhile (a restart re-creates it in _recover)."""
+        name = pod_name(spec.task_id, index, attempt)
+
+        async def create() -> None:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            state = await self.store.state(key)
+            if state.cancelled or index in state.results or state.attempt(index) != attempt:
+                return
+            self.capacity.hold(name)
+            await self.kube.create_pod(self._pod_body(spec, index, attempt))
+
+        self._spawn_pod(f"{name}/create", create)
+
     async def _finalize(self, key: str) -> None:
         state = await self.store.state(key)
         if not state.complete or not await self.store.claim(key, self.consumer):
@@ -549,6 +719,14 @@ class WorkerServer:
         assert state.spec is not None
         seconds = None if state.started is None else max(0.0, time.time() - state.started)
         result = summarise(state.spec.task_id, state.results.values(), state.cancelled, seconds)
+        if state.spec.build_id:     # a pipeline stage: its build reports, once, at its end
+            await self.store.close(key)
+            listener = self.listeners.pop(key, None)
+            if listener is not None:
+                listener.task_done(result)
+            self.say(f"build {state.spec.build_id} stage {state.spec.stage}: "
+                     f"{result.summary()}")
+            return
         try:
             await self.reporter.report(result, state.spec.entry_id,
                                        pod_name(state.spec.task_id, 0, 0))
@@ -579,15 +757,19 @@ class WorkerServer:
                         name = pod_name(state.spec.task_id, i, a)
                         if a > 0 and i not in state.results and name not in self.watch.pods:
                             self.capacity.hold(name)
-                            await self.kube.create_pod(worker_pod(
-                                self.settings.worker, state.spec.task_id, i, a,
-                                state.spec.pod_count, state.spec.entry_id,
-                                state.spec.metadata))
+                            await self.kube.create_pod(self._pod_body(state.spec, i, a))
                     await self._finalize(key)
                 return
             except (DevscaleError, RedisError, OSError) as e:
                 self.say(f"recovery: {e}; again in 5s")
                 await asyncio.sleep(5)
+
+
+def _pipelines(server: WorkerServer) -> Pipelines:
+    from devtrip_scale.workers.executor import Pipelines  # executor imports this module
+
+    return Pipelines(server, keep_builds=server.settings.pipelines.keep_builds,
+                     keep_seconds=server.settings.pipelines.keep_seconds)
 
 
 def _metadata_of(pod: dict[str, Any]) -> tuple[tuple[str, str], ...]:
