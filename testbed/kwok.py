@@ -4,9 +4,9 @@ KWOK (sigs.k8s.io/kwok, Kubernetes WithOut Kubelet) moves nodes and pods through
 testbed/kwok/stages.yaml: nodes become Ready and heartbeat, bound pods become Ready, and a pod
 annotated RUN_SECONDS (or owned by a Job) ends after that long, Succeeded, or Failed with the
 exit code in EXIT_CODE; one annotated FAIL_ATTEMPTS fails while its attempt label is below it,
-then succeeds (a worker that passes on retry). KWOK's server is every node's kubelet endpoint: the API server reads
-`pods/log` from it, and it serves the file that a `Logs` object (one per pod, kwok.x-k8s.io)
-names; `write_log` writes such a file in the container runtime's (CRI) log format.
+then succeeds (a worker that passes on retry). KWOK's server is every node's kubelet endpoint:
+the API server reads `pods/log` from it, and it serves the file that a `Logs` object (one per
+pod, kwok.x-k8s.io) names; `write_log` writes such a file in the container runtime's (CRI) log format.
 """
 
 from __future__ import annotations
