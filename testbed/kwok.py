@@ -6,7 +6,8 @@ annotated RUN_SECONDS (or owned by a Job) ends after that long, Succeeded, or Fa
 exit code in EXIT_CODE; one annotated FAIL_ATTEMPTS fails while its attempt label is below it,
 then succeeds (a worker that passes on retry). KWOK's server is every node's kubelet endpoint:
 the API server reads `pods/log` from it, and it serves the file that a `Logs` object (one per
-pod, kwok.x-k8s.io) names; `write_log` writes such a file in the container runtime's (CRI) log format.
+pod, kwok.x-k8s.io) names; `write_log` writes such a file in the container runtime's (CRI)
+log format.
 """
 
 from __future__ import annotations
