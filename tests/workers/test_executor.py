@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devtrip_scale.errors import ConfigError
 from devtrip_scale.workers import BUILD_LABEL
 from devtrip_scale.workers.config import load_workers_config
-from devtrip_scale.workers.executor import Build, BuildStatus, NotAccepting
+from devtrip_scale.workers.executor import Build, BuildStatus, NotAccepting, UnknownBuild
 from devtrip_scale.workers.intake import connect as redis_connect
 from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.pipeline import Pipeline, load_pipeline_text
@@ -297,8 +298,21 @@ def test_start_is_idempotent_by_build_id_and_cancel_stops_the_build(workers: Wor
           annotations: {notes(1)}
         """)
 
+    wide = pipeline(f"""\
+        - name: wide
+          workers: 3
+          annotations: {notes(1)}
+        """)
+
     async def main() -> tuple[Build, Build, bool]:
-        async with serving(workers) as server:
+        async with serving(workers, limits={"max_pod_count": 2}) as server:
+            with pytest.raises(ConfigError, match=r"test.yaml:\d+: stages: wide: workers 3 is "
+                                                  "over this server's limit of 2"):
+                server.pipelines.start(wide)
+            with pytest.raises(ConfigError, match="build id"):
+                server.pipelines.start(p, "no spaces please")
+            with pytest.raises(UnknownBuild):
+                await server.pipelines.cancel("ci-41")
             build, created = server.pipelines.start(p, "ci-42")
             again, created_again = server.pipelines.start(p, "ci-42")
             assert created and again is build
