@@ -41,6 +41,7 @@ from devtrip_scale.workers.tasks import Outcome, TaskResult, task_key
 
 log = logging.getLogger("devscale.workers")
 BUILD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+CHECK_SECONDS = 30.0        # how often a waiting stage also looks in Redis for its result
 START_TRIES = 8             # a stage's pods not created after this many tries: the stage fails
 
 
@@ -292,22 +293,35 @@ class Build:
                 return False, "cancelled before its pods were created"
             except (DevscaleError, RedisError, OSError) as e:
                 return False, f"its pods could not be created: {e}"
+            loop = asyncio.get_running_loop()
             timeouts = 0
-            window: float | None = stage.timeout_seconds
+            deadline = None if stage.timeout_seconds is None else \
+                loop.time() + stage.timeout_seconds
             while True:
+                tick = CHECK_SECONDS if deadline is None else \
+                    max(0.0, min(CHECK_SECONDS, deadline - loop.time()))
                 try:
-                    result = await asyncio.wait_for(asyncio.shield(done), window)
+                    result = await asyncio.wait_for(asyncio.shield(done), tick)
                     break
                 except TimeoutError:
-                    why = f"timed out after {stage.timeout_seconds}s"
-                    delay = retry_delay(stage.retry, RetryOn.TIMEOUT, None, timeouts)
-                    if delay is None:
-                        await server.cancel_task(task_id)
-                        await done
-                        return False, why
-                    timeouts += 1
-                    await server.retry_task(task_id, delay, why)
-                    window = (stage.timeout_seconds or 0) + delay
+                    pass
+                if deadline is None or loop.time() < deadline:
+                    # reported without telling us (another server's recovery claimed it)?
+                    reported = await server.task_result(task_id)
+                    if reported is not None:
+                        result = reported
+                        break
+                    continue
+                why = f"timed out after {stage.timeout_seconds}s"
+                delay = retry_delay(stage.retry, RetryOn.TIMEOUT, None, timeouts)
+                if delay is None:
+                    await server.cancel_task(task_id)
+                    with contextlib.suppress(TimeoutError):   # its pods are gone either way
+                        await asyncio.wait_for(asyncio.shield(done), CHECK_SECONDS)
+                    return False, why
+                timeouts += 1
+                await server.retry_task(task_id, delay, why)
+                deadline = loop.time() + (stage.timeout_seconds or 0) + delay
         except asyncio.CancelledError:
             cleanup = asyncio.ensure_future(server.cancel_task(task_id))
             with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -305,9 +305,16 @@ class PodEnds:
 
         self._spawn_pod(f"{name}/create", create)
 
-    async def _finalize(self, key: str) -> None:
+    async def _finalize(self, key: str, orphans: bool = False) -> None:
+        """Report a complete task, once (a Redis claim). A pipeline stage's task is reported
+        by the server running its build (the one with its listener; every server sees its
+        pods end), or with `orphans` (recovery) by anyone, its build being gone."""
         state = await self.store.state(key)
-        if not state.complete or not await self.store.claim(key, self.consumer):
+        if not state.complete or state.spec is None:
+            return
+        if state.spec.build_id and key not in self.listeners and not orphans:
+            return
+        if not await self.store.claim(key, self.consumer):
             return
         assert state.spec is not None
         seconds = None if state.started is None else max(0.0, time.time() - state.started)
@@ -343,7 +350,7 @@ class PodEnds:
                 for key in await self.store.open_tasks():
                     state = await self.store.state(key)
                     if state.spec is None or state.cancelled:
-                        await self._finalize(key)
+                        await self._finalize(key, orphans=True)
                         continue
                     for i in range(state.spec.pod_count):
                         a = state.attempt(i)
@@ -351,7 +358,7 @@ class PodEnds:
                         if a > 0 and i not in state.results and name not in self.watch.pods:
                             self.capacity.hold(name)
                             await self.kube.create_pod(self._pod_body(state.spec, i, a))
-                    await self._finalize(key)
+                    await self._finalize(key, orphans=True)
                 return
             except (DevscaleError, RedisError, OSError) as e:
                 self.say(f"recovery: {e}; again in 5s")

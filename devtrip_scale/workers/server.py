@@ -41,6 +41,7 @@ from devtrip_scale.workers.tasks import (
     Outcome,
     PodResult,
     RetryPolicy,
+    TaskResult,
     classify,
     pod_name,
     summarise,
@@ -300,12 +301,11 @@ class WorkerServer(PodEnds):
         key = task_key(spec.task_id)
         if listener is not None:
             self.listeners[key] = listener
-        if await self.store.is_done(key):
-            state = await self.store.state(key)
-            if listener is not None and state.spec is not None:
+        reported = await self.task_result(spec.task_id)
+        if reported is not None:
+            if listener is not None:
                 self.listeners.pop(key, None)
-                listener.task_done(summarise(state.spec.task_id, state.results.values(),
-                                             state.cancelled, None))
+                listener.task_done(reported)
             return key
         state = await self.store.begin(key, spec)
         if state.cancelled:
@@ -336,6 +336,16 @@ class WorkerServer(PodEnds):
             self._wake()
             raise failed[0]
         return key
+
+    async def task_result(self, task_id: str) -> TaskResult | None:
+        """A task's result once it has been reported (by any server), else None."""
+        key = task_key(task_id)
+        if not await self.store.is_done(key):
+            return None
+        state = await self.store.state(key)
+        if state.spec is None:
+            return None
+        return summarise(state.spec.task_id, state.results.values(), state.cancelled, None)
 
     def _created(self, entry_id: str) -> None:
         try:
