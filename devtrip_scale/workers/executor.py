@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import secrets
@@ -37,7 +38,7 @@ from devtrip_scale.workers.progress import (
 )
 from devtrip_scale.workers.server import Cancelled, Stopping, WorkerServer
 from devtrip_scale.workers.store import Spec
-from devtrip_scale.workers.tasks import Outcome, TaskResult, task_key
+from devtrip_scale.workers.tasks import Outcome, PodResult, TaskResult, pod_name, task_key
 
 log = logging.getLogger("devscale.workers")
 BUILD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -104,6 +105,7 @@ class _Listener:
         self.build._emit(self.stage, attempt=attempt + 1, worker_index=index, message=message)
 
     def task_done(self, result: TaskResult) -> None:
+        self.build._set(self.stage, workers_succeeded=result.succeeded)
         if not self.done.done():
             self.done.set_result(result)
 
@@ -191,6 +193,40 @@ class Build:
             self.message = f"internal error: {e}"
         finally:
             self._end()
+            await self._report()
+            self._ended.set()
+
+    async def _report(self) -> None:
+        """The build's outcome, once, as a task's: an entry on the results stream (task_id =
+        the build id, plus build_id, pipeline and stages), an Event, and the notifiers for a
+        failure. Best effort: a failure is said, never raised."""
+        server = self._server
+        pods: list[PodResult] = []
+        for run in self._runs.values():       # each stage's workers, numbered on
+            for i in range(run.workers):
+                ok = i < run.workers_succeeded
+                pods.append(PodResult(len(pods), Outcome.SUCCEEDED if ok else {
+                    StageState.FAILED: Outcome.FAILED}.get(run.state, Outcome.CANCELLED),
+                    max(1, run.attempt)))
+        outcome = {BuildState.SUCCEEDED: "succeeded",
+                   BuildState.CANCELLED: "cancelled"}.get(self.state, "failed")
+        seconds = None if self.finished is None else self.finished - self.started
+        result = TaskResult(self.id, outcome, tuple(pods), seconds)
+        stages = json.dumps({r.name: {"state": r.state.value, "attempt": r.attempt,
+                                      "message": r.message} for r in self._runs.values()},
+                            separators=(",", ":"))
+        first = self.pipeline.stages[0].name
+        try:
+            await asyncio.wait_for(server.reporter.report(
+                result, "", pod_name(stage_task_id(self.id, first), 0, 0),
+                {"build_id": self.id, "pipeline": self.pipeline.name, "stages": stages,
+                 "message": self.message}), 30)
+        except (DevscaleError, RedisError, OSError, TimeoutError) as e:
+            server.say(f"build {self.id}: its result could not be reported: {e}")
+        for problem in server.reporter.problems:
+            server.say(f"build {self.id}: {problem}")
+        server.reporter.problems.clear()
+        server.say(f"build {self.id}: {self.state.value}: {self.message}")
 
     async def _loop(self) -> None:
         while True:
@@ -258,7 +294,8 @@ class Build:
             self._stage_changed(name, StageState.SKIPPED, f"skipped: {why}")
 
     def _end(self) -> None:
-        if self._ended.is_set():
+        """The final state, the last progress event, journals closed (once)."""
+        if self.finished is not None:
             return
         for name, run in self._runs.items():     # never leave a stage looking alive
             if not run.state.done:
@@ -277,7 +314,6 @@ class Build:
                            f"({self.finished - self.started:.1f}s)", whole=True)
         self.progress.close()
         self.logs.close()
-        self._ended.set()
 
     async def _run_stage(self, stage: StageModel) -> tuple[bool, str]:
         """One stage to its end: (succeeded, why). Cancelling it cancels its task's pods."""
@@ -433,8 +469,9 @@ class Pipelines:
             task.cancel()
         if late:
             await asyncio.wait(late, timeout=5)
-        for build in running:
+        for build in running:       # past the grace period: ended without its report
             build._end()
+            build._ended.set()
 
     def _prune(self) -> None:
         now = time.time()

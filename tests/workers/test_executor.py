@@ -59,7 +59,8 @@ def notes(run: float, exit: int | None = None, fail: int | None = None) -> str:
 
 
 @asynccontextmanager
-async def serving(workers: Workers, **overrides: Any) -> AsyncIterator[WorkerServer]:
+async def serving(workers: Workers, consumer: str = "c1", **overrides: Any
+                  ) -> AsyncIterator[WorkerServer]:
     """A WorkerServer as `devscale workers serve` builds it, running, on the test namespace."""
     settings = load_workers_config(workers.configure(**overrides), env={})
     kube = AsyncKube.connect(str(workers.kubeconfig), None, settings.namespace,
@@ -67,7 +68,7 @@ async def serving(workers: Workers, **overrides: Any) -> AsyncIterator[WorkerSer
                              write_burst=settings.limits.api_write_burst)
     redis = redis_connect(settings.redis, None)
     said: list[str] = []
-    server = WorkerServer(settings, kube, redis, consumer="c1", say=said.append)
+    server = WorkerServer(settings, kube, redis, consumer=consumer, say=said.append)
     run = asyncio.create_task(server.run())
     try:
         await asyncio.wait_for(server.watch.synced.wait(), 20)
@@ -244,6 +245,9 @@ def test_fail_fast_cancels_the_running_stages_and_skips_the_rest(workers: Worker
     started = time.monotonic()
     build = asyncio.run(main())
     assert time.monotonic() - started < 25
+    [entry] = workers.results()
+    assert (entry["build_id"], entry["outcome"]) == (build.id, "failed")
+    assert entry["message"] == "failed: stage(s) broken failed"
     status = build.status()
     assert status.state is BuildState.FAILED
     assert states(status) == {"broken": StageState.FAILED, "slow": StageState.CANCELLED,
@@ -355,3 +359,35 @@ def test_shutdown_cancels_running_builds_and_accepts_no_more(workers: Workers) -
     build = asyncio.run(main())
     assert build.status().state is BuildState.CANCELLED
     assert build.progress.closed and build.logs.closed
+
+
+def test_with_a_second_server_watching_the_same_pods_the_build_still_hears_every_stage(
+        workers: Workers) -> None:
+    p = pipeline(f"""\
+        - name: flaky
+          workers: 2
+          annotations: {notes(1, fail=1)}
+          retry: {{limit: 1}}
+        - name: next
+          needs: [flaky]
+          annotations: {notes(1)}
+        """)
+
+    async def main() -> tuple[Build, list[str]]:
+        async with serving(workers, "c1") as owner, serving(workers, "c2") as other:
+            build, _ = owner.pipelines.start(p)
+            status = await finish(build, 40)
+            assert other.pipelines.builds() == []
+            assert status.state is BuildState.SUCCEEDED, status
+            await no_pods_left(workers, build.id)
+            return build, await asyncio.to_thread(workers.results)
+
+    build, results = asyncio.run(main())
+    assert {s.name: s.attempt for s in build.status().stages} == {"flaky": 2, "next": 1}
+    # one entry, for the build: its stages are not reported one by one
+    [entry] = results
+    assert (entry["task_id"], entry["build_id"], entry["pipeline"], entry["outcome"]) == (
+        build.id, build.id, "test", "succeeded")
+    assert entry["pods"] == "3" and entry["pods_succeeded"] == "3"
+    assert json.loads(entry["stages"])["flaky"] == {
+        "state": "succeeded", "attempt": 2, "message": "2 worker(s) succeeded, 2 retries"}
