@@ -129,6 +129,7 @@ class Build:
                       for s in pipeline.stages}
         self._tasks: dict[str, asyncio.Task[tuple[bool, str]]] = {}
         self._cancel = asyncio.Event()
+        self._why_cancelled = ""
         self._ended = asyncio.Event()
         self.runner: asyncio.Task[None] | None = None
 
@@ -148,9 +149,11 @@ class Build:
     def done(self) -> bool:
         return self._ended.is_set()
 
-    def cancel(self) -> None:
+    def cancel(self, why: str = "the build was cancelled") -> None:
         """Ask the build to stop: running stages cancelled, the rest skipped."""
-        self._cancel.set()
+        if not self._cancel.is_set():
+            self._why_cancelled = why
+            self._cancel.set()
 
     # ---------------------------------------------------------------- writing
 
@@ -231,8 +234,8 @@ class Build:
     async def _loop(self) -> None:
         while True:
             if self._cancel.is_set() and not self.plan.cancelled:
-                self._skip_all("the build was cancelled")
-                await self._stop_stages("the build was cancelled")
+                self._skip_all(self._why_cancelled)
+                await self._stop_stages(self._why_cancelled)
             for name in self.plan.ready():
                 self._start(name)
             if self.plan.done or not self._tasks:
@@ -462,7 +465,7 @@ class Pipelines:
             return
         self.server.say(f"stopping: cancelling {len(running)} running build(s)")
         for build in running:
-            build.cancel()
+            build.cancel("the server is shutting down")
         runners = [b.runner for b in running if b.runner is not None]
         _, late = await asyncio.wait(runners, timeout=grace) if runners else (set(), set())
         for task in late:

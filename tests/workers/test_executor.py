@@ -358,6 +358,9 @@ def test_shutdown_cancels_running_builds_and_accepts_no_more(workers: Workers) -
 
     build = asyncio.run(main())
     assert build.status().state is BuildState.CANCELLED
+    [long] = build.status().stages
+    assert (long.state, long.message) == (StageState.CANCELLED,
+                                          "cancelled: the server is shutting down")
     assert build.progress.closed and build.logs.closed
 
 
