@@ -519,6 +519,11 @@ def read_document(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: the file is not UTF-8 text (byte 0x{raw[e.start]:02x} "
                           f"at offset {e.start}); save it as UTF-8") from None
+    return parse_document(text, path)
+
+
+def parse_document(text: str, path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """read_document's parse of text already read (`path` names it in messages)."""
     loader = yaml.SafeLoader(text)
     try:  # one parse: the node tree for line numbers, the data built from it
         node = loader.get_single_node()

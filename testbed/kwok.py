@@ -3,9 +3,11 @@
 KWOK (sigs.k8s.io/kwok, Kubernetes WithOut Kubelet) moves nodes and pods through the Stages in
 testbed/kwok/stages.yaml: nodes become Ready and heartbeat, bound pods become Ready, and a pod
 annotated RUN_SECONDS (or owned by a Job) ends after that long, Succeeded, or Failed with the
-exit code in EXIT_CODE. KWOK's server is every node's kubelet endpoint: the API server reads
-`pods/log` from it, and it serves the file that a `Logs` object (one per pod, kwok.x-k8s.io)
-names; `write_log` writes such a file in the container runtime's (CRI) log format.
+exit code in EXIT_CODE; one annotated FAIL_ATTEMPTS fails while its attempt label is below it,
+then succeeds (a worker that passes on retry). KWOK's server is every node's kubelet endpoint:
+the API server reads `pods/log` from it, and it serves the file that a `Logs` object (one per
+pod, kwok.x-k8s.io) names; `write_log` writes such a file in the container runtime's (CRI)
+log format.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ STAGES = Path(__file__).parent / "kwok" / "stages.yaml"
 RUN_SECONDS = "devscale.test/run-seconds"
 READY_SECONDS = "devscale.test/ready-seconds"   # how long a pod takes to become Ready
 EXIT_CODE = "devscale.test/exit-code"
+# A pod fails (EXIT_CODE, else 1) while its devscale.devtrip.io/attempt label is below this.
+FAIL_ATTEMPTS = "devscale.test/fail-attempts"
 GROUP = "kwok.x-k8s.io"
 
 

@@ -206,12 +206,21 @@ class ApiModel(_Model):
         return tokens
 
 
+class PipelinesModel(_Model):
+    """Finished builds are kept in the server's memory for `pipeline status` and late readers:
+    at most `keep_builds` of them, each at most `keep_seconds` after it ended."""
+
+    keep_builds: int = Field(default=100, ge=1, le=100_000)
+    keep_seconds: float = Field(default=3600, ge=0)
+
+
 class WorkersSettings(_Model):
     namespace: str = "default"
     redis: RedisModel = RedisModel()
     worker: WorkerModel
     limits: LimitsModel = LimitsModel()
     retry: RetryModel = RetryModel()
+    pipelines: PipelinesModel = PipelinesModel()
     logs_dir: str = "/var/lib/devscale/worker-logs"
     cancel_grace_seconds: int = Field(default=30, ge=0)
     shutdown_grace_seconds: float = Field(default=25, ge=0)

@@ -6,6 +6,8 @@ from typing import Any
 
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
+    BUILD_ID_ANNOTATION,
+    BUILD_LABEL,
     CONTAINER,
     ENTRY_ANNOTATION,
     INDEX_LABEL,
@@ -14,6 +16,8 @@ from devtrip_scale.workers import (
     META_ENV_PREFIX,
     META_LABEL_PREFIX,
     POD_COUNT_ANNOTATION,
+    STAGE_ANNOTATION,
+    STAGE_LABEL,
     TASK_ID_ANNOTATION,
     TASK_LABEL,
 )
@@ -22,9 +26,11 @@ from devtrip_scale.workers.tasks import label_value, pod_name, task_key
 
 
 def worker_pod(template: WorkerModel, task_id: str, index: int, attempt: int, pod_count: int,
-               entry_id: str, metadata: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+               entry_id: str, metadata: tuple[tuple[str, str], ...] = (), *, build_id: str = "",
+               stage: str = "") -> dict[str, Any]:
     """One worker pod: restartPolicy Never, a deadline, requests and limits, and the labels the
-    watch selects on. Request metadata becomes env (DEVSCALE_META_<KEY>) and sanitised labels."""
+    watch selects on. Request metadata becomes env (DEVSCALE_META_<KEY>) and sanitised labels.
+    A pipeline stage's pod also carries its build and stage (labels, annotations and env)."""
     labels = {**template.labels,
               **{f"{META_LABEL_PREFIX}{k.lower().replace('_', '-')}": label_value(v)
                  for k, v in metadata},
@@ -38,6 +44,11 @@ def worker_pod(template: WorkerModel, task_id: str, index: int, attempt: int, po
             {"name": "DEVSCALE_WORKER_COUNT", "value": str(pod_count)},
             {"name": "DEVSCALE_ATTEMPT", "value": str(attempt)}]
     env += [{"name": f"{META_ENV_PREFIX}{k.upper()}", "value": v} for k, v in metadata]
+    if build_id:
+        labels.update({BUILD_LABEL: label_value(build_id), STAGE_LABEL: label_value(stage)})
+        annotations.update({BUILD_ID_ANNOTATION: build_id, STAGE_ANNOTATION: stage})
+        env += [{"name": "DEVSCALE_BUILD_ID", "value": build_id},
+                {"name": "DEVSCALE_STAGE", "value": stage}]
     container: dict[str, Any] = {
         "name": CONTAINER, "image": template.image, "env": env,
         "resources": {"requests": dict(template.resources.requests),

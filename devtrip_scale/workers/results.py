@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,10 +81,13 @@ class Reporter:
         self.told = NotifyState()
         self.problems: list[str] = []
 
-    async def report(self, result: TaskResult, entry_id: str, first_pod: str) -> None:
+    async def report(self, result: TaskResult, entry_id: str, first_pod: str,
+                     extra: Mapping[str, str] | None = None) -> None:
         """The results stream first (it must not be lost); the Event and the notification are
-        best effort, their failures kept in `problems`."""
-        fields: dict[Any, Any] = result_fields(result, entry_id, self.consumer)
+        best effort, their failures kept in `problems`. `extra`: more fields for the stream
+        entry (a pipeline build's id, pipeline and stages)."""
+        fields: dict[Any, Any] = {**result_fields(result, entry_id, self.consumer),
+                                  **(extra or {})}
         await self.redis.xadd(self.settings.redis.results_stream, fields,
                               maxlen=self.settings.redis.results_maxlen, approximate=True)
         now = datetime.now(UTC)

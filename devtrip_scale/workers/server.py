@@ -4,7 +4,9 @@ to end (asyncio tasks; no thread per pod).
 A request is acked only once all its pods exist. Task state lives in Redis (store.py) and in
 the pods' labels, so a restarted server, or another replica, carries on what one left: a
 terminal pod is handled by whoever sees it (log kept, outcome recorded, retry created, pod
-deleted — each step idempotent), and exactly one server reports the task (a Redis claim).
+deleted — each step idempotent: finishing.py), and exactly one server reports the task (a
+Redis claim). `start_task`/`cancel_task`/`retry_task` are the entry points of pipeline stages
+(executor.py, reached as `server.pipelines`) and of the gRPC API.
 SIGTERM: stop reading, let in-flight requests finish within the grace period, leave the rest
 unacked for others. Redis or the API server down: bounded backoff, reconnect, /healthz 503.
 """
@@ -17,49 +19,40 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from devtrip_scale.errors import DevscaleError, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.errors import DevscaleError
 from devtrip_scale.notify import Notifier
-from devtrip_scale.workers import (
-    ATTEMPT_LABEL,
-    CONTAINER,
-    ENTRY_ANNOTATION,
-    INDEX_LABEL,
-    META_ENV_PREFIX,
-    POD_COUNT_ANNOTATION,
-    SELECTOR,
-    TASK_ID_ANNOTATION,
-    TASK_LABEL,
-    logs,
-)
+from devtrip_scale.workers import SELECTOR, TASK_ID_ANNOTATION, TASK_LABEL
 from devtrip_scale.workers.config import WorkersSettings
+from devtrip_scale.workers.finishing import MAX_BACKOFF, PodEnds, TaskListener, redis_problem
 from devtrip_scale.workers.intake import Entry, Intake
 from devtrip_scale.workers.kube import AsyncKube
-from devtrip_scale.workers.pods import worker_pod
 from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, parse
 from devtrip_scale.workers.results import Reporter
-from devtrip_scale.workers.store import Spec, TaskState, TaskStore
+from devtrip_scale.workers.store import Spec, TaskStore
 from devtrip_scale.workers.tasks import (
     Capacity,
     Outcome,
     PodResult,
     RetryPolicy,
+    TaskResult,
     classify,
-    exit_code,
     pod_name,
     summarise,
     task_key,
 )
+from devtrip_scale.workers.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from devtrip_scale.workers.executor import Pipelines
 
 log = logging.getLogger("devscale.workers")
-MAX_BACKOFF = 30.0
 MAX_INFLIGHT = 1000
 
 
@@ -71,38 +64,7 @@ class Cancelled(Exception):
     """The task was cancelled while its request waited for room."""
 
 
-class Telemetry:
-    """The server's Prometheus series, in a registry of its own."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("devscale_workers_requests", "Stream entries consumed, by type "
-                                "and what became of them", ["type", "result"], registry=r)
-        self.pending = Gauge("devscale_workers_pending_entries", "Entries the consumer group "
-                             "delivered and did not ack yet", registry=r)
-        self.workers = Gauge("devscale_workers", "Worker pods now, by state (queued: admitted "
-                             "requests' pods waiting for the cap)", ["state"], registry=r)
-        self.finished = Counter("devscale_workers_finished", "Worker pods that ended, by "
-                                "outcome", ["outcome"], registry=r)
-        self.retries = Counter("devscale_workers_retries", "Attempts started again", ["cause"],
-                               registry=r)
-        self.task_seconds = Histogram(
-            "devscale_workers_task_duration_seconds", "From a task's first request to its "
-            "result", ["outcome"], registry=r,
-            buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf")))
-        self.created_seconds = Histogram(
-            "devscale_workers_request_to_pods_seconds", "From XADD to all of a request's pods "
-            "created", registry=r,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf")))
-        self.connected = Gauge("devscale_workers_connected", "1 while the peer is reachable",
-                               ["peer"], registry=r)
-        self.api_calls = Gauge("devscale_workers_api_requests", "Kubernetes API requests "
-                               "made, by verb and resource", ["verb", "resource"], registry=r)
-
-
-class WorkerServer:
+class WorkerServer(PodEnds):
     def __init__(self, settings: WorkersSettings, kube: AsyncKube, redis: Redis, *,
                  consumer: str | None = None, notifiers: Sequence[Notifier] = (),
                  say: Callable[[str], None] | None = None) -> None:
@@ -130,6 +92,9 @@ class WorkerServer:
         self._tickets: dict[str, tuple[str, asyncio.Event]] = {}   # entry → (task key, event)
         self.created_latency: list[float] = []
         self.errors: list[str] = []
+        self.listeners: dict[str, TaskListener] = {}     # task key → its stage's executor
+        self._seen_running: set[str] = set()             # pods told Running to a listener
+        self.pipelines: Pipelines = _pipelines(self)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -155,6 +120,9 @@ class WorkerServer:
             await self._shutdown([watch, upkeep, recovered])
 
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
+        # builds first: no new ones, running ones cancelled (their pods deleted, journals
+        # closed) within the grace period
+        await self.pipelines.shutdown(self.settings.shutdown_grace_seconds)
         busy = [*self._entry_tasks, *self._pod_tasks.values()]
         if busy:
             self.say(f"stopping: {len(self._entry_tasks)} request(s) and "
@@ -204,7 +172,7 @@ class WorkerServer:
                         self._spawn_entry(entry)
             except (RedisError, OSError) as e:
                 if self.redis_ok:
-                    self.say(f"redis: {_redis_problem(e)} ({self.settings.redis.safe_url()}); "
+                    self.say(f"redis: {redis_problem(e)} ({self.settings.redis.safe_url()}); "
                              "reconnecting")
                 self.redis_ok = False
                 self.telemetry.connected.labels("redis").set(0)
@@ -264,7 +232,7 @@ class WorkerServer:
                 except Stopping:
                     return
                 except (DevscaleError, RedisError, OSError) as e:
-                    problem = _redis_problem(e) if isinstance(e, RedisError | OSError) else str(e)
+                    problem = redis_problem(e) if isinstance(e, RedisError | OSError) else str(e)
                     self.errors.append(problem)
                     self.say(f"request {entry.id}: {problem}; not acked, again in "
                              f"{backoff:.1f}s")
@@ -317,21 +285,51 @@ class WorkerServer:
         key = task_key(req.task_id)
         if await self.store.is_done(key):
             return "duplicate"
-        state = await self.store.begin(key, Spec(req.task_id, req.pod_count, req.entry_id,
-                                                 req.metadata))
-        if state.cancelled:
+        try:
+            await self.start_task(Spec(req.task_id, req.pod_count, req.entry_id, req.metadata),
+                                  ticket=req.entry_id, created=created)
+        except Cancelled:
             return "cancelled"
+        self._created(req.entry_id)
+        return "acked"
+
+    async def start_task(self, spec: Spec, listener: TaskListener | None = None,
+                         ticket: str | None = None, created: list[str] | None = None) -> str:
+        """Start a task (its pods from `spec.template`, else the config's worker) and return
+        its key once all its pods exist. Idempotent: pods that exist are kept, a task already
+        reported starts nothing (its listener is told its result at once). `ticket` queues it
+        under the cap (default: the task key). Raises Cancelled (cancelled while it waited for
+        room), Stopping, or the Kubernetes/Redis error that stopped it (call again). `created`
+        (if given) gets the names of the pods this call created (not those that existed: 409)."""
+        key = task_key(spec.task_id)
+        if listener is not None:
+            self.listeners[key] = listener
+        reported = await self.task_result(spec.task_id)
+        if reported is not None:
+            if listener is not None:
+                self.listeners.pop(key, None)
+                listener.task_done(reported)
+            return key
+        state = await self.store.begin(key, spec)
+        if state.cancelled:
+            raise Cancelled
         assert state.spec is not None
         spec = state.spec
-        bodies = [worker_pod(self.settings.worker, spec.task_id, i, state.attempt(i),
-                             spec.pod_count, spec.entry_id, spec.metadata)
+        bodies = [self._pod_body(spec, i, state.attempt(i))
                   for i in range(spec.pod_count) if i not in state.results]
         names = [b["metadata"]["name"] for b in bodies]
-        await self._admit(req.entry_id, key, [n for n in names if n not in self.watch.pods])
-        if (await self.store.state(key)).cancelled:
-            self.capacity.release(n for n in names if n not in self.watch.pods)
-            self._wake()
-            return "cancelled"
+        await self._admit(ticket or key, key, [n for n in names if n not in self.watch.pods])
+        try:
+            cancelled = (await self.store.state(key)).cancelled
+        except BaseException:
+            cancelled = True
+            raise
+        finally:
+            if cancelled:
+                self.capacity.release(n for n in names if n not in self.watch.pods)
+                self._wake()
+        if cancelled:
+            raise Cancelled
         outcomes = await asyncio.gather(*(self.kube.create_pod(b) for b in bodies),
                                         return_exceptions=True)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
@@ -342,8 +340,17 @@ class WorkerServer:
             raise failed[0]
         if created is not None:
             created.extend(n for n, o in zip(names, outcomes, strict=True) if o is True)
-        self._created(req.entry_id)
-        return "acked"
+        return key
+
+    async def task_result(self, task_id: str) -> TaskResult | None:
+        """A task's result once it has been reported (by any server), else None."""
+        key = task_key(task_id)
+        if not await self.store.is_done(key):
+            return None
+        state = await self.store.state(key)
+        if state.spec is None:
+            return None
+        return summarise(state.spec.task_id, state.results.values(), state.cancelled, None)
 
     def _created(self, entry_id: str) -> None:
         try:
@@ -366,6 +373,9 @@ class WorkerServer:
         waiting = asyncio.ensure_future(event.wait())
         try:
             await asyncio.wait({stopping, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:    # a stage cancelled while it waited: not queued
+            self.capacity.withdraw(ticket)
+            raise
         finally:
             stopping.cancel()
             waiting.cancel()
@@ -377,15 +387,16 @@ class WorkerServer:
                 raise Stopping
             raise Cancelled
 
-    def _wake(self, tickets: list[str] | None = None) -> None:
-        for ticket in tickets if tickets is not None else self.capacity.admit():
-            if ticket in self._tickets:
-                self._tickets[ticket][1].set()
-
     async def _scale_down(self, req: ScaleDown) -> str:
-        key = task_key(req.task_id)
+        return "acked" if await self.cancel_task(req.task_id) else "duplicate"
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task: pending pods deleted at once, running ones after their log is kept
+        (with the config's grace period), the task reported cancelled. False when it was
+        already reported."""
+        key = task_key(task_id)
         if await self.store.is_done(key):
-            return "duplicate"
+            return False
         await self.store.cancel(key)
         for ticket, (k, event) in list(self._tickets.items()):
             if k == key:           # a request of this task still waiting for room
@@ -409,212 +420,42 @@ class WorkerServer:
                     await self.store.record(key, PodResult(
                         i, Outcome.CANCELLED, state.attempt(i) + 1, None, None,
                         pod_name(state.spec.task_id, i, state.attempt(i))))
-        self.say(f"task {req.task_id}: cancelled ({len(pending)} pending and {len(running)} "
+        self.say(f"task {task_id}: cancelled ({len(pending)} pending and {len(running)} "
                  "running pod(s) deleted)")
         await self._finalize(key)
-        return "acked"
+        return True
 
-    # ---------------------------------------------------------------- pods
-
-    def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        """Every change the watch sees (runs in the watch's task: must not block)."""
-        name = pod["metadata"]["name"]
-        outcome = classify(pod)
-        if kind == "DELETED" or outcome is not None:
-            self._wake(self.capacity.release([name]))
-        else:
-            self.capacity.hold(name)
-        if kind == "DELETED":
-            if outcome is None:
-                self._spawn_pod(name, lambda: self._lost(pod))
-        elif outcome is not None and not pod["metadata"].get("deletionTimestamp"):
-            self._spawn_pod(name, lambda: self._finish(self.watch.pods.get(name, pod)))
-
-    def _spawn_pod(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        if name in self._pod_tasks or self.stop.is_set():
-            return
-        task = asyncio.create_task(self._guarded(name, work), name=f"pod-{name}")
-        self._pod_tasks[name] = task
-
-    async def _guarded(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run a pod's handling; on a failure again, with bounded backoff (each step of the
-        handling is idempotent)."""
-        backoff = 0.5
-        try:
-            for _ in range(10):
-                try:
-                    await work()
-                    return
-                except (DevscaleError, RedisError, OSError) as e:
-                    problem = _redis_problem(e) if isinstance(e, RedisError | OSError) else str(e)
-                    self.errors.append(problem)
-                    self.say(f"pod {name}: {problem}; again in {backoff:.1f}s")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-        finally:
-            self._pod_tasks.pop(name, None)
-
-    async def _keep_log(self, pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        name, labels = meta["name"], meta["labels"]
-        try:
-            text = await self.kube.read_log(name, CONTAINER)
-        except KubeNotFound:
-            text = "(no log: the pod or its container is gone)\n"
-        except KubeForbidden:
-            raise          # RBAC: told, and the pod kept until its log can be read
-        except KubeError as e:   # the kubelet has none (never started, node gone)
-            text = f"(no log: {e})\n"
-        phase = (pod.get("status") or {}).get("phase")
-        header = (f"index {labels.get(INDEX_LABEL)} attempt {labels.get(ATTEMPT_LABEL)} "
-                  f"{phase} exit {exit_code(pod)}")
-        await asyncio.to_thread(logs.keep, self.logs_dir, labels[TASK_LABEL], name, header,
-                                text)
-
-    async def _finish(self, pod: dict[str, Any]) -> None:
-        """A pod ended: keep its log, record or retry, delete it, report the task if done."""
-        meta = pod["metadata"]
-        name, labels = meta["name"], meta["labels"]
-        key, index, attempt = labels[TASK_LABEL], int(labels[INDEX_LABEL]), \
-            int(labels[ATTEMPT_LABEL])
-        state = await self._state_of(pod)
-        stale = state.spec is None or index in state.results or attempt < state.attempt(index)
-        if not stale:
-            await self._keep_log(pod)
-            outcome = classify(pod)
-            assert outcome is not None
-            self.telemetry.finished.labels(outcome.value).inc()
-            await self._next(key, state, index, attempt, outcome, pod)
-        await self.kube.delete_pod(name, 0)
-        await self._finalize(key)
-
-    async def _lost(self, pod: dict[str, Any]) -> None:
-        """A pod vanished before it ended (deleted, or its node lost): a new attempt that does
-        not use up a retry — unless the task was cancelled or the attempt is already over."""
-        labels = pod["metadata"]["labels"]
-        key, index, attempt = labels[TASK_LABEL], int(labels[INDEX_LABEL]), \
-            int(labels[ATTEMPT_LABEL])
-        state = await self._state_of(pod)
-        if state.spec is None or state.cancelled or index in state.results or \
-                attempt < state.attempt(index):
-            return
-        self.telemetry.finished.labels(Outcome.LOST.value).inc()
-        await self._next(key, state, index, attempt, Outcome.LOST, pod)
-        await self._finalize(key)
-
-    async def _state_of(self, pod: dict[str, Any]) -> TaskState:
-        """The task state of a pod's task; rebuilt from the pod itself when Redis lost it (a
-        Redis restarted without persistence) and the task is not reported yet."""
-        meta = pod["metadata"]
-        labels, notes = meta["labels"], meta.get("annotations") or {}
-        key = labels[TASK_LABEL]
+    async def retry_task(self, task_id: str, delay: float, reason: str) -> None:
+        """Start every unfinished index of a task again with a new attempt after `delay`
+        seconds (a pipeline stage that timed out): the current pods' logs are kept and they
+        are deleted; the new attempt counts as a retry of each index."""
+        key = task_key(task_id)
         state = await self.store.state(key)
-        if state.spec is not None or await self.store.is_done(key):
-            return state
-        try:
-            spec = Spec(notes[TASK_ID_ANNOTATION], int(notes[POD_COUNT_ANNOTATION]),
-                        notes[ENTRY_ANNOTATION], _metadata_of(pod))
-        except (KeyError, ValueError):
-            return state          # not a pod this version made: left alone
-        state = await self.store.begin(key, spec)
-        attempt = int(labels[ATTEMPT_LABEL])
-        index = int(labels[INDEX_LABEL])
-        if attempt > state.attempt(index):   # as many failures as attempts: never more retries
-            await self.store.next_attempt(key, index, attempt, attempt, 0)
-            state = await self.store.state(key)
-        self.say(f"task {spec.task_id}: state rebuilt from pod {meta['name']}")
-        return state
-
-    async def _next(self, key: str, state: TaskState, index: int, attempt: int,
-                    outcome: Outcome, pod: dict[str, Any]) -> None:
-        assert state.spec is not None
+        if state.spec is None or state.cancelled or await self.store.is_done(key):
+            return
         spec = state.spec
-        retry = None if state.cancelled else self.policy.next(
-            outcome, state.failures.get(index, 0), state.disruptions.get(index, 0))
-        if retry is not None:
-            await self.store.next_attempt(key, index, attempt + 1, retry.failures,
-                                          retry.disruptions)
-            body = worker_pod(self.settings.worker, spec.task_id, index, attempt + 1,
-                              spec.pod_count, spec.entry_id, spec.metadata)
-            self.capacity.hold(body["metadata"]["name"])
-            await self.kube.create_pod(body)
-            self.telemetry.retries.labels(outcome.value).inc()
-            self.say(f"task {spec.task_id}: worker {index} {outcome.value} "
-                     f"(exit {exit_code(pod)}), attempt {attempt + 2} started")
-            return
-        final = Outcome.CANCELLED if state.cancelled else outcome
-        await self.store.record(key, PodResult(index, final, attempt + 1, exit_code(pod),
-                                               _seconds(pod), pod["metadata"]["name"]))
+        old = []
+        for i in range(spec.pod_count):
+            if i in state.results:
+                continue
+            attempt = state.attempt(i)
+            await self.store.next_attempt(key, i, attempt + 1, state.failures.get(i, 0) + 1,
+                                          state.disruptions.get(i, 0))
+            old.append(pod_name(spec.task_id, i, attempt))
+            listener = self.listeners.get(key)
+            if listener is not None:
+                listener.worker_retrying(i, attempt + 1, delay, reason)
+            self._create_later(key, spec, i, attempt + 1, delay)
+        pods = [self.watch.pods[n] for n in old if n in self.watch.pods]
+        for p in pods:
+            await self._keep_log(p)
+        await asyncio.gather(*(self.kube.delete_pod(p["metadata"]["name"], 0) for p in pods))
 
-    async def _finalize(self, key: str) -> None:
-        state = await self.store.state(key)
-        if not state.complete or not await self.store.claim(key, self.consumer):
-            return
-        assert state.spec is not None
-        seconds = None if state.started is None else max(0.0, time.time() - state.started)
-        result = summarise(state.spec.task_id, state.results.values(), state.cancelled, seconds)
-        try:
-            await self.reporter.report(result, state.spec.entry_id,
-                                       pod_name(state.spec.task_id, 0, 0))
-        except BaseException:
-            await self.store.unclaim(key)
-            raise
-        await self.store.close(key)
-        for problem in self.reporter.problems:   # an Event or a notification that failed
-            self.say(f"task {state.spec.task_id}: {problem}")
-        self.reporter.problems.clear()
-        if seconds is not None:
-            self.telemetry.task_seconds.labels(result.outcome).observe(seconds)
-        self.say(result.summary())
+def _pipelines(server: WorkerServer) -> Pipelines:
+    from devtrip_scale.workers.executor import Pipelines  # executor imports this module
 
-    async def _recover(self) -> None:
-        """After the first list: finish what a crash left between steps — tasks whose pods are
-        all done but not reported, and retries recorded but not created."""
-        await self.watch.synced.wait()
-        while True:
-            try:
-                for key in await self.store.open_tasks():
-                    state = await self.store.state(key)
-                    if state.spec is None or state.cancelled:
-                        await self._finalize(key)
-                        continue
-                    for i in range(state.spec.pod_count):
-                        a = state.attempt(i)
-                        name = pod_name(state.spec.task_id, i, a)
-                        if a > 0 and i not in state.results and name not in self.watch.pods:
-                            self.capacity.hold(name)
-                            await self.kube.create_pod(worker_pod(
-                                self.settings.worker, state.spec.task_id, i, a,
-                                state.spec.pod_count, state.spec.entry_id,
-                                state.spec.metadata))
-                    await self._finalize(key)
-                return
-            except (DevscaleError, RedisError, OSError) as e:
-                self.say(f"recovery: {e}; again in 5s")
-                await asyncio.sleep(5)
-
-
-def _metadata_of(pod: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """Request metadata back from a pod's env (keys in lower case: env names are upper)."""
-    [container] = pod["spec"]["containers"][:1] or [{}]
-    return tuple(sorted((e["name"][len(META_ENV_PREFIX):].lower(), e.get("value", ""))
-                        for e in container.get("env") or []
-                        if e["name"].startswith(META_ENV_PREFIX)))
-
-
-def _seconds(pod: dict[str, Any]) -> float | None:
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        t = (cs.get("state") or {}).get("terminated") or {}
-        if t.get("startedAt") and t.get("finishedAt"):
-            start = datetime.fromisoformat(t["startedAt"].replace("Z", "+00:00"))
-            end = datetime.fromisoformat(t["finishedAt"].replace("Z", "+00:00"))
-            return max(0.0, (end - start).total_seconds())
-    return None
-
-
-def _redis_problem(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    return f"{type(e).__name__}: {text}" if text != type(e).__name__ else text
+    return Pipelines(server, keep_builds=server.settings.pipelines.keep_builds,
+                     keep_seconds=server.settings.pipelines.keep_seconds)
 
 
 def task_of(pod: dict[str, Any]) -> str:

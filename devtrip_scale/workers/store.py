@@ -18,20 +18,34 @@ KEEP_SECONDS = 7 * 86400     # a finished task's state and its claim are kept th
 
 @dataclass(frozen=True)
 class Spec:
+    """What a task runs. A pipeline stage's task also names its build and stage and carries
+    its own pod template and retry policy (JSON of WorkerModel and StageRetryModel), so that
+    any server can carry it on from Redis alone."""
+
     task_id: str
     pod_count: int
     entry_id: str
     metadata: tuple[tuple[str, str], ...] = ()
+    build_id: str = ""
+    stage: str = ""
+    template: str = ""       # empty: the config's `worker:`
+    retry: str = ""          # empty: the config's `retry:`
 
     def encode(self) -> str:
-        return json.dumps({"taskId": self.task_id, "podCount": self.pod_count,
-                           "entryId": self.entry_id, "metadata": dict(self.metadata)})
+        doc: dict[str, Any] = {"taskId": self.task_id, "podCount": self.pod_count,
+                               "entryId": self.entry_id, "metadata": dict(self.metadata)}
+        if self.build_id:
+            doc.update({"buildId": self.build_id, "stage": self.stage,
+                        "template": self.template, "retry": self.retry})
+        return json.dumps(doc)
 
     @classmethod
     def decode(cls, text: str) -> Spec:
         d = json.loads(text)
         return cls(d["taskId"], int(d["podCount"]), d["entryId"],
-                   tuple(sorted(d.get("metadata", {}).items())))
+                   tuple(sorted(d.get("metadata", {}).items())), str(d.get("buildId", "")),
+                   str(d.get("stage", "")), str(d.get("template", "")),
+                   str(d.get("retry", "")))
 
 
 @dataclass

@@ -129,6 +129,29 @@ def test_annotated_pod_runs_for_its_time_then_ends(cluster: Cluster, exit_code: 
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(("attempt", "exit_code", "phase", "code"), [
+    pytest.param(0, None, "Failed", 1, id="attempt-0-fails-with-1"),
+    pytest.param(0, 3, "Failed", 3, id="attempt-0-fails-with-its-exit-code"),
+    pytest.param(1, 3, "Succeeded", 0, id="attempt-1-succeeds"),
+    pytest.param(2, None, "Succeeded", 0, id="later-attempts-succeed"),
+])
+def test_pod_fails_its_first_attempts_then_succeeds(cluster: Cluster, attempt: int,
+                                                    exit_code: int | None, phase: str,
+                                                    code: int) -> None:
+    from kubernetes import client
+
+    notes = {kwok.RUN_SECONDS: "1", kwok.FAIL_ATTEMPTS: "1",
+             **({kwok.EXIT_CODE: str(exit_code)} if exit_code is not None else {})}
+    client.CoreV1Api(cluster.api).create_namespaced_pod(cluster.namespace, {
+        "metadata": {"name": "flaky", "annotations": notes,
+                     "labels": {"devscale.devtrip.io/attempt": str(attempt)}},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "app", "image": "registry.invalid/app:1"}]}})
+    ended_phase, state = terminated(cluster, "flaky")
+    assert (ended_phase, state.exit_code) == (phase, code)
+
+
+@pytest.mark.integration
 def test_unannotated_pod_keeps_running(cluster: Cluster) -> None:
     from kubernetes import client
 

@@ -29,11 +29,11 @@ import pytest
 import trustme
 from typer.testing import CliRunner
 
+from devtrip_scale.cli.pipeline import app as pipeline_app
 from devtrip_scale.errors import ApiError, ConfigError
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.client import ApiClient
-from devtrip_scale.cli.pipeline import app as pipeline_app
 
 pytestmark = pytest.mark.integration
 
@@ -467,8 +467,8 @@ def test_ctrl_c_detaches_and_says_how_to_follow_again(
     pipeline.write_text("stages: []\n", encoding="utf-8")
     servicer.executions.append([*build(5)[:2], Hang(threading.Event())])
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(pipeline), "--no-logs", "--ca",
-         str(server.tls.ca_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(pipeline), "--no-logs",
+         "--ca", str(server.tls.ca_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN, "DEVSCALE_SERVER": server.address})
     try:
         assert process.stdout is not None

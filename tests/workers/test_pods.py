@@ -40,3 +40,21 @@ def test_the_pod_from_the_template() -> None:
 
 def test_the_same_request_gives_the_same_pod() -> None:
     assert worker_pod(TEMPLATE, "t", 0, 0, 1, "1-0") == worker_pod(TEMPLATE, "t", 0, 0, 1, "1-0")
+
+
+def test_a_stage_pod_carries_its_build_and_stage() -> None:
+    pod = worker_pod(TEMPLATE, "b-1234abcd/unit-tests", 0, 1, 2, "", build_id="b-1234abcd",
+                     stage="unit-tests")
+    meta = pod["metadata"]
+    assert meta["labels"]["devscale.devtrip.io/build"] == "b-1234abcd"
+    assert meta["labels"]["devscale.devtrip.io/stage"] == "unit-tests"
+    assert meta["annotations"]["devscale.devtrip.io/build-id"] == "b-1234abcd"
+    assert meta["annotations"]["devscale.devtrip.io/stage"] == "unit-tests"
+    assert meta["name"].endswith("-0-1") and len(meta["name"]) <= 63
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert (env["DEVSCALE_BUILD_ID"], env["DEVSCALE_STAGE"]) == ("b-1234abcd", "unit-tests")
+
+
+def test_a_plain_task_pod_has_no_build_labels() -> None:
+    pod = worker_pod(TEMPLATE, "t1", 0, 0, 1, "1-0")
+    assert not any("build" in k or "stage" in k for k in pod["metadata"]["labels"])
