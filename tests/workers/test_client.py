@@ -468,7 +468,8 @@ def test_ctrl_c_detaches_and_says_how_to_follow_again(
     servicer.executions.append([*build(5)[:2], Hang(threading.Event())])
     process = subprocess.Popen(
         [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(pipeline), "--no-logs",
-         "--ca", str(server.tls.ca_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--ca", str(server.tls.ca_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN, "DEVSCALE_SERVER": server.address})
     try:
         assert process.stdout is not None
