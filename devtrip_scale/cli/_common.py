@@ -180,10 +180,10 @@ def parse_duration(text: str, option: str | None = None) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """`host:port`, `:port` or `[::1]:port` as (host, port); a ConfigError names --listen."""
+def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
+    """`host:port`, `:port` or `[::1]:port` as (host, port); a ConfigError names the flag."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--listen {text!r}: not host:port such as 0.0.0.0:8080 or "
+        raise ConfigError(f"{flag} {text!r}: not host:port such as 0.0.0.0:8080 or "
                           "127.0.0.1:9100 (the port 1-65535)")
     return host.strip("[]") or "0.0.0.0", int(port)

@@ -37,14 +37,28 @@ def workers_serve(
     listen: Annotated[str, typer.Option(
         help="host:port of /healthz and /metrics.", metavar="<host:port>")] = "0.0.0.0:8080",
     consumer: Annotated[str | None, typer.Option(
-        help="This replica's consumer name in the group (default: the config's, else the "
+        metavar="<name>", help="This replica's consumer name in the group (default: the config's, else the "
         "host name). Keep it stable across restarts to re-read its own pending entries.")
     ] = None,
+    api: Annotated[bool | None, typer.Option(
+        "--api/--no-api", help="Serve the gRPC API (ScaleUp, ScaleDown, GetWorkerStatus, "
+        "pipelines, logs) over TLS. Default: the config's api.enabled.")] = None,
+    api_listen: Annotated[str | None, typer.Option(
+        "--api-listen", metavar="<host:port>", help="host:port of the gRPC API (default: "
+        "the config's api.listen, 0.0.0.0:50051); implies --api.")] = None,
+    intake: Annotated[bool, typer.Option(
+        "--intake/--no-intake", help="Read scale requests from the Redis Stream. With "
+        "--no-intake only the gRPC API starts work (Redis still keeps task state).")] = True,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Read scale requests from the stream and run them as worker pods, until SIGTERM.
+    """Run scale requests (from the Redis Stream, the gRPC API or both) as worker pods, and
+    pipelines as DAGs of such pods, until SIGTERM.
+
+    SIGTERM: the gRPC health service says NOT_SERVING at once, no new request or build is
+    taken, running builds are cancelled and in-flight requests finish within
+    shutdown_grace_seconds; unread requests stay on the stream for other replicas.
 
     Exit codes: 0 stopped, 2 config error, 4 Kubernetes API error, 1 internal error.
     """
@@ -54,6 +68,7 @@ def workers_serve(
         import logging
 
         from devtrip_scale.notify.channels import notifiers_from
+        from devtrip_scale.workers.api.server import ApiServer, start_api
         from devtrip_scale.workers.config import load_workers_config
         from devtrip_scale.workers.intake import connect as redis_connect
         from devtrip_scale.workers.kube import AsyncKube
@@ -61,6 +76,16 @@ def workers_serve(
 
         host, port = parse_listen(listen)
         settings = load_workers_config(config)
+        if api_listen is not None:
+            parse_listen(api_listen, flag="--api-listen")
+            if api is False:
+                raise ConfigError("--api-listen and --no-api contradict each other")
+        serve_api = api if api is not None else (api_listen is not None or
+                                                 settings.api.enabled)
+        if not serve_api and not intake:
+            raise ConfigError("--no-intake needs the gRPC API (--api, or api.enabled in the "
+                              "config): otherwise nothing would start any work")
+        tokens = settings.api.tokens() if serve_api else ()
         notifiers = notifiers_from(settings.notify)
         password = settings.redis_password()
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -76,10 +101,17 @@ def workers_serve(
                                      write_burst=settings.limits.api_write_burst)
             redis = redis_connect(settings.redis, password)
             server = WorkerServer(settings, kube, redis, consumer=consumer,
-                                  notifiers=notifiers, say=say)
+                                  notifiers=notifiers, say=say, intake=intake)
+            grpc_api: ApiServer | None = None
+
+            def stop() -> None:
+                server.stop.set()
+                if grpc_api is not None:    # health says NOT_SERVING before anything stops
+                    asyncio.ensure_future(grpc_api.not_serving())
+
             loop = asyncio.get_running_loop()
             for sig in (signals.SIGTERM, signals.SIGINT):
-                loop.add_signal_handler(sig, server.stop.set)
+                loop.add_signal_handler(sig, stop)
             try:
                 http = await serve_http(server, host, port)
             except OSError as e:
@@ -87,11 +119,19 @@ def workers_serve(
                 await redis.aclose()
                 raise ConfigError(f"--listen {listen}: cannot listen there: "
                                   f"{e.strerror or e}") from None
-            say(f"devscale workers: namespace {settings.namespace}, consumer {server.consumer}, "
-                f"max {settings.limits.max_workers} workers, /healthz and /metrics on {listen}")
             try:
+                if serve_api:
+                    grpc_api = await start_api(server, settings.api, tokens, listen=api_listen,
+                                               say=say)
+                say(f"devscale workers: namespace {settings.namespace}, consumer "
+                    f"{server.consumer}, max {settings.limits.max_workers} workers, stream "
+                    f"intake {'on' if intake else 'off'}, gRPC API "
+                    f"{grpc_api.address if grpc_api else 'off'}, /healthz and /metrics on "
+                    f"{listen}")
                 await server.run()
             finally:
+                if grpc_api is not None:     # the streams' journals are closed by now
+                    await grpc_api.shutdown(5)
                 http.close()
                 await kube.aclose()
                 await redis.aclose()

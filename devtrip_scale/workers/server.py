@@ -67,7 +67,9 @@ class Cancelled(Exception):
 class WorkerServer(PodEnds):
     def __init__(self, settings: WorkersSettings, kube: AsyncKube, redis: Redis, *,
                  consumer: str | None = None, notifiers: Sequence[Notifier] = (),
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, intake: bool = True) -> None:
+        """`intake=False`: read no scale requests from the stream (the gRPC API still starts
+        tasks and pipelines; Redis keeps their state either way)."""
         from devtrip_scale.workers.watch import PodWatch
 
         self.settings = settings
@@ -75,6 +77,7 @@ class WorkerServer(PodEnds):
         self.redis = redis
         self.consumer = consumer or settings.redis.consumer or socket.gethostname()
         self.intake = Intake(redis, settings.redis, self.consumer)
+        self.reading = intake
         self.store = TaskStore(redis, settings.redis.stream)
         self.reporter = Reporter(redis, kube, settings, notifiers, self.consumer)
         self.policy = RetryPolicy(settings.retry.max_retries, settings.retry.max_disruptions)
@@ -146,13 +149,20 @@ class WorkerServer(PodEnds):
             try:
                 if not self.redis_ok:
                     await self.redis.ping()
-                    await self.intake.ensure_group()
-                    self.intake.restart()
+                    if self.reading:
+                        await self.intake.ensure_group()
+                        self.intake.restart()
                     self.redis_ok, backoff = True, 0.5
                     self.telemetry.connected.labels("redis").set(1)
                     self.say(f"reading {self.settings.redis.stream} as {self.consumer} of "
                              f"group {self.settings.redis.group} at "
-                             f"{self.settings.redis.safe_url()}")
+                             f"{self.settings.redis.safe_url()}" if self.reading else
+                             f"task state in Redis at {self.settings.redis.safe_url()}; the "
+                             "stream intake is off")
+                if not self.reading:        # only keep knowing whether Redis is there
+                    await self._sleep(5)
+                    await self.redis.ping()
+                    continue
                 room = MAX_INFLIGHT - len(self.inflight)
                 if room <= 0:
                     await self._sleep(0.2)
@@ -189,7 +199,7 @@ class WorkerServer(PodEnds):
         while True:
             await asyncio.sleep(every)
             self._gauges()
-            if not self.redis_ok:
+            if not self.redis_ok or not self.reading:
                 continue
             try:
                 await self.intake.keep(list(self.inflight))
