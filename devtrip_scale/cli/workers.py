@@ -37,8 +37,9 @@ def workers_serve(
     listen: Annotated[str, typer.Option(
         help="host:port of /healthz and /metrics.", metavar="<host:port>")] = "0.0.0.0:8080",
     consumer: Annotated[str | None, typer.Option(
-        metavar="<name>", help="This replica's consumer name in the group (default: the config's, else the "
-        "host name). Keep it stable across restarts to re-read its own pending entries.")
+        metavar="<name>", help="This replica's consumer name in the group (default: the "
+        "config's, else the host name). Keep it stable across restarts to re-read its own "
+        "pending entries.")
     ] = None,
     api: Annotated[bool | None, typer.Option(
         "--api/--no-api", help="Serve the gRPC API (ScaleUp, ScaleDown, GetWorkerStatus, "
@@ -103,11 +104,12 @@ def workers_serve(
             server = WorkerServer(settings, kube, redis, consumer=consumer,
                                   notifiers=notifiers, say=say, intake=intake)
             grpc_api: ApiServer | None = None
+            stopping: set[asyncio.Future[None]] = set()
 
             def stop() -> None:
                 server.stop.set()
                 if grpc_api is not None:    # health says NOT_SERVING before anything stops
-                    asyncio.ensure_future(grpc_api.not_serving())
+                    stopping.add(asyncio.ensure_future(grpc_api.not_serving()))
 
             loop = asyncio.get_running_loop()
             for sig in (signals.SIGTERM, signals.SIGINT):
