@@ -100,12 +100,17 @@ class Telemetry:
                                ["peer"], registry=r)
         self.api_calls = Gauge("devscale_workers_api_requests", "Kubernetes API requests "
                                "made, by verb and resource", ["verb", "resource"], registry=r)
+        self.log_follows = Gauge("devscale_workers_log_follows", "Upstream pods/log follows "
+                                 "open now", registry=r)
+        self.log_readers = Gauge("devscale_workers_log_readers", "Clients reading relayed "
+                                 "worker logs now", registry=r)
 
 
 class WorkerServer:
     def __init__(self, settings: WorkersSettings, kube: AsyncKube, redis: Redis, *,
                  consumer: str | None = None, notifiers: Sequence[Notifier] = (),
                  say: Callable[[str], None] | None = None) -> None:
+        from devtrip_scale.workers.logrelay import LogRelay
         from devtrip_scale.workers.watch import PodWatch
 
         self.settings = settings
@@ -118,6 +123,7 @@ class WorkerServer:
         self.policy = RetryPolicy(settings.retry.max_retries, settings.retry.max_disruptions)
         self.capacity = Capacity(settings.limits.max_workers)
         self.watch = PodWatch(kube, SELECTOR, self._on_pod)
+        self.logrelay = LogRelay(kube, follow_all=True)   # every worker's log, live
         self.telemetry = Telemetry()
         self.logs_dir = Path(settings.logs_dir)
         self.say = say or (lambda text: log.info("%s", text))
@@ -168,6 +174,7 @@ class WorkerServer:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await self.logrelay.aclose()
         left = len(self.left_unacked | set(self.inflight))
         self.say(f"stopped; {left} request(s) left unacked for other consumers" if left
                  else "stopped")
@@ -240,6 +247,8 @@ class WorkerServer:
         t.workers.labels("failed").set(phases.count("Failed"))
         t.workers.labels("queued").set(self.capacity.waiting)
         t.connected.labels("kubernetes").set(1 if self.watch.connected else 0)
+        t.log_follows.set(self.logrelay.follows)
+        t.log_readers.set(self.logrelay.readers)
         for call, n in self.kube.calls.items():
             verb, _, resource = call.partition(" ")
             t.api_calls.labels(verb, resource).set(n)
@@ -414,6 +423,7 @@ class WorkerServer:
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         """Every change the watch sees (runs in the watch's task: must not block)."""
+        self.logrelay.on_pod(kind, pod)
         name = pod["metadata"]["name"]
         outcome = classify(pod)
         if kind == "DELETED" or outcome is not None:
@@ -473,6 +483,7 @@ class WorkerServer:
         name, labels = meta["name"], meta["labels"]
         key, index, attempt = labels[TASK_LABEL], int(labels[INDEX_LABEL]), \
             int(labels[ATTEMPT_LABEL])
+        await self.logrelay.drained(name)     # relayed to the end before it is deleted
         state = await self._state_of(pod)
         stale = state.spec is None or index in state.results or attempt < state.attempt(index)
         if not stale:
