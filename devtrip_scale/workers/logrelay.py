@@ -402,7 +402,9 @@ class LogRelay:
                 self.problems.append(str(e))
                 return
             except KubeError as e:
-                if attempt == 3 or pl.gone:
+                # an answer (400: the container never wrote a log) is final; a dropped
+                # connection is tried again, briefly: the server waits for this read
+                if e.status is not None or attempt == 3 or pl.gone:
                     log.info("last read of the log of %s: %s", pl.name, e)
                     return
                 await asyncio.sleep(0.2 * (attempt + 1))
