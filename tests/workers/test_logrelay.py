@@ -81,11 +81,14 @@ class Bed:
             await asyncio.sleep(0.05)
 
     async def idle(self, timeout: float = 10) -> None:
-        """Nothing left behind: no follow, no reader, no relay task."""
-        await self.until(lambda: (self.relay.follows, self.relay.readers, self.relay.tasks)
-                         == (0, 0, 0), "the relay idle (follows, readers, tasks all 0), now "
-                         f"{(self.relay.follows, self.relay.readers, self.relay.tasks)}",
-                         timeout)
+        """Nothing left behind: no follow, no reader, no relay task, no task of a reader."""
+        def counts() -> tuple[int, int, int, int]:
+            readers = [t for t in asyncio.all_tasks()
+                       if t.get_name().startswith("log-") and not t.done()]
+            return self.relay.follows, self.relay.readers, self.relay.tasks, len(readers)
+
+        await self.until(lambda: counts() == (0, 0, 0, 0), "the relay idle (follows, "
+                         "readers, relay tasks, log-* tasks all 0)", timeout)
 
 
 def phase(pod: dict[str, Any] | None) -> str | None:
