@@ -34,7 +34,6 @@ from devtrip_scale.workers.kube import AsyncKube  # noqa: E402
 from devtrip_scale.workers.logrelay import LogRelay, parse_line  # noqa: E402
 from devtrip_scale.workers.pods import worker_pod  # noqa: E402
 from devtrip_scale.workers.progress import LogLine  # noqa: E402
-from devtrip_scale.workers.tasks import task_key  # noqa: E402
 from devtrip_scale.workers.watch import PodWatch  # noqa: E402
 from testbed import kwok  # noqa: E402
 
@@ -42,6 +41,10 @@ TEMPLATE = WorkerModel.model_validate({
     "image": "w:1", "resources": {"requests": {"cpu": "1m", "memory": "1Mi"},
                                   "limits": {"cpu": "10m", "memory": "8Mi"}},
     "annotations": {kwok.RUN_SECONDS: "3600"}})
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -97,13 +100,16 @@ async def relay_way(kube: AsyncKube, names: list[str], paths: dict[str, Path], r
     written: dict[str, float] = {}
 
     async def read(name: str, r: int) -> None:
-        async for item in relay.task_lines(task_key(name), None, follow=True):
+        labels = watch.pods[name]["metadata"]["labels"]
+        async for item in relay.task_lines(labels["devscale.devtrip.io/task"], name,
+                                           follow=True):
             if isinstance(item, LogLine):
                 d.add(name, r, item.text)
 
     tasks = [asyncio.create_task(read(n, r)) for n in names for r in range(readers)]
     while relay.follows < len(names):
         await asyncio.sleep(0.05)
+    say(f"relay: {relay.follows} follows for {len(tasks)} readers")
     await asyncio.sleep(0.5)
     await write_lines(paths, lines, written, 0.05)
     await until_complete(d, len(names) * readers, lines)
@@ -178,12 +184,14 @@ async def run(namespace: str, kubeconfig: Path, logs_dir: Path, api: Any, pods: 
                 kwok.GROUP, "v1alpha1", namespace, "logs",
                 kwok.logs_object(namespace, name, "worker", path))
             paths[name] = path
+        say(f"{pods} pods running")
         for name in names:          # KWOK serves each file once it has seen its Logs object
             while True:
                 with contextlib.suppress(Exception):
                     core.read_namespaced_pod_log(name, namespace, container="worker")
                     break
                 await asyncio.sleep(0.1)
+        say("their logs served")
         relay = await relay_way(kube, names, paths, readers, lines)
         naive = await naive_way(kube, names, paths, readers, lines,
                                 dict.fromkeys(names, lines))
