@@ -358,8 +358,8 @@ class LogRelay:
                 try:
                     async for raw in self.kube.follow_log(pl.name, self.container,
                                                           since_time=since):
-                        self._take(pl, raw)
-                        backoff = 0.1
+                        if self._take(pl, raw):
+                            backoff = 0.1     # new lines: a stream that ends is reopened soon
                 except KubeNotFound:
                     return                 # gone: the watch will say so
                 except KubeForbidden as e:
@@ -409,10 +409,11 @@ class LogRelay:
                     return
                 await asyncio.sleep(0.2 * (attempt + 1))
 
-    def _take(self, pl: _PodLog, raw: str) -> None:
-        """One raw line of a pod's log into its journal, unless it was relayed already."""
+    def _take(self, pl: _PodLog, raw: str) -> bool:
+        """One raw line of a pod's log into its journal, unless it was relayed already; whether
+        it was new."""
         if pl.journal.closed:
-            return
+            return False
         try:
             t, text = parse_line(raw)
         except ValueError:
@@ -420,7 +421,7 @@ class LogRelay:
         key = (t, text)
         second = _second(pl.last)
         if t < second or key in pl.recent:
-            return                         # from a re-follow or the last read: relayed before
+            return False                   # from a re-follow or the last read: relayed before
         if _second(t) > second:            # only the newest second can come again
             pl.recent = {k for k in pl.recent if k[0] >= _second(t)}
         pl.recent.add(key)
@@ -432,6 +433,7 @@ class LogRelay:
             if b is not None:
                 b.merge.push(pl.name, t, line, self.clock())
                 b.wake.set()
+        return True
 
     def _close(self, pl: _PodLog) -> None:
         pl.journal.close()
