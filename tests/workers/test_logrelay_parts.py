@@ -1,14 +1,25 @@
 """The pure parts of workers/logrelay.py: timestamped pods/log lines (RFC 3339 with 0 to 9
 fractional digits), the sinceTime second, the TimeMerge's release rules (watermark, window,
-closed sources, late lines), and the tags a line gets from its pod."""
+closed sources, late lines), the tags a line gets from its pod, and a pod journal's
+deduplication of lines relayed twice (a re-opened follow, the last read) and its limit."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
-from devtrip_scale.workers.logrelay import TimeMerge, parse_line, parse_time, since_stamp, tag
+from devtrip_scale.workers.journal import Journal, Missed
+from devtrip_scale.workers.kube import AsyncKube
+from devtrip_scale.workers.logrelay import (
+    LogRelay,
+    TimeMerge,
+    parse_line,
+    parse_time,
+    since_stamp,
+    tag,
+)
 
 BASE = datetime(2026, 12, 2, 13, 4, 5, tzinfo=UTC).timestamp()
 
@@ -135,3 +146,52 @@ def test_tag(meta: dict[str, object], expected: dict[str, object]) -> None:
     assert (line.time, line.text, line.container, line.stream) == (1.5, "text", "worker",
                                                                    "combined")
 
+
+
+def _relay() -> LogRelay:
+    from kubernetes.client import Configuration
+
+    cfg = Configuration(host="https://127.0.0.1:9")   # never called: _take does no I/O
+    cfg.verify_ssl = False
+    return LogRelay(AsyncKube(cfg, "ns"))
+
+
+@pytest.mark.parametrize(("rounds", "expected"), [
+    pytest.param([["13:04:05.1Z a", "13:04:05.2Z b"], ["13:04:05.1Z a", "13:04:05.2Z b",
+                                                         "13:04:06.0Z c"]],
+                 ["a", "b", "c"], id="refollow-from-the-second-repeats-nothing"),
+    pytest.param([["13:04:05.1Z a", "13:04:06.5Z b"], ["13:04:06.5Z b", "13:04:06.7Z b"]],
+                 ["a", "b", "b"], id="same-text-other-time-is-new"),
+    pytest.param([["13:04:05.1Z a", "13:04:07.0Z b"], ["13:04:05.1Z a"]],
+                 ["a", "b"], id="older-than-the-last-second-is-dropped"),
+    pytest.param([["13:04:05.1Z a", "no stamp here"]], ["a", "no stamp here"],
+                 id="unstamped-line-kept-at-the-last-time"),
+])
+def test_relayed_lines_are_not_repeated(rounds: list[list[str]], expected: list[str]) -> None:
+    from devtrip_scale.workers.logrelay import _PodLog
+
+    relay = _relay()
+    pod = {"metadata": {"name": "w-t-0-0", "labels": {}}, "status": {"phase": "Running"}}
+    pl = _PodLog("w-t-0-0", pod, Journal(100))
+    for raws in rounds:
+        for raw in raws:
+            relay._take(pl, raw if raw.startswith("no ") else "2026-12-02T" + raw)
+    assert [line.text for _, line in pl.journal.items()] == expected
+
+
+def test_a_pod_journal_keeps_its_limit_and_tells_what_was_missed() -> None:
+    from devtrip_scale.workers.logrelay import _PodLog
+
+    relay = _relay()
+    pod = {"metadata": {"name": "w-t-0-0"}}
+    pl = _PodLog("w-t-0-0", pod, Journal(3))
+    for i in range(5):
+        relay._take(pl, f"2026-12-02T13:04:0{i}Z line {i}")
+    assert [line.text for _, line in pl.journal.items()] == ["line 2", "line 3", "line 4"]
+
+    async def first() -> object:
+        async for item in pl.journal.read(0, follow=False):
+            return item
+        return None
+
+    assert asyncio.run(first()) == Missed(1, 2)
