@@ -112,7 +112,8 @@ class _Listener:
 
 class Build:
     """One run of a pipeline. `progress` gets an event per change (the first and the last
-    carry every stage); `logs` is filled by the log relay; both are closed when it ends."""
+    carry every stage); `logs` gets the lines of all its pods in time order from the server's
+    log relay; both are closed when it ends (the logs once every pod's log is relayed)."""
 
     def __init__(self, build_id: str, pipeline: Pipeline, server: WorkerServer) -> None:
         self.id = build_id
@@ -196,8 +197,21 @@ class Build:
             self.message = f"internal error: {e}"
         finally:
             self._end()
+            await self._close_logs()
             await self._report()
             self._ended.set()
+
+    async def _close_logs(self, within: float = 30) -> None:
+        """The build's log journal closes once every pod's log is relayed to its end (the
+        relay flushes what it holds); a relay that cannot finish within `within` seconds is
+        said and the journal closed anyway, so a build never hangs on its logs."""
+        try:
+            await asyncio.wait_for(self._server.logrelay.finish_build(self.id), within)
+        except TimeoutError:
+            self._server.say(f"build {self.id}: logs not drained within {within:g}s; closed")
+        finally:
+            if not self.logs.closed:
+                self.logs.close()
 
     async def _report(self) -> None:
         """The build's outcome, once, as a task's: an entry on the results stream (task_id =
@@ -316,7 +330,6 @@ class Build:
         self._emit(message=f"build {self.state.value}: {self.message} "
                            f"({self.finished - self.started:.1f}s)", whole=True)
         self.progress.close()
-        self.logs.close()
 
     async def _run_stage(self, stage: StageModel) -> tuple[bool, str]:
         """One stage to its end: (succeeded, why). Cancelling it cancels its task's pods."""
@@ -437,6 +450,7 @@ class Pipelines:
         self._prune()
         build = Build(build_id, pipeline, self.server)
         self._builds[build_id] = build
+        self.server.logrelay.collect_build(build_id, build.logs)
         build.runner = asyncio.create_task(build.run(), name=f"build-{build_id}")
         self.server.say(f"build {build_id}: pipeline {pipeline.name} started "
                         f"({len(pipeline.stages)} stage(s))")
@@ -474,6 +488,8 @@ class Pipelines:
             await asyncio.wait(late, timeout=5)
         for build in running:       # past the grace period: ended without its report
             build._end()
+            if not build.logs.closed:
+                build.logs.close()
             build._ended.set()
 
     def _prune(self) -> None:

@@ -34,6 +34,7 @@ from devtrip_scale.workers import (
 )
 from devtrip_scale.workers.config import WorkerModel, WorkersSettings
 from devtrip_scale.workers.kube import AsyncKube
+from devtrip_scale.workers.logrelay import LogRelay
 from devtrip_scale.workers.pipeline import RetryOn, StageRetryModel, retry_delay
 from devtrip_scale.workers.pods import worker_pod
 from devtrip_scale.workers.results import Reporter
@@ -79,6 +80,7 @@ class PodEnds:
     policy: RetryPolicy
     capacity: Capacity
     watch: PodWatch
+    logrelay: LogRelay
     telemetry: Telemetry
     logs_dir: Path
     consumer: str
@@ -104,6 +106,7 @@ class PodEnds:
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         """Every change the watch sees (runs in the watch's task: must not block)."""
+        self.logrelay.on_pod(kind, pod)
         name = pod["metadata"]["name"]
         outcome = classify(pod)
         self._tell_running(kind, pod)
@@ -179,6 +182,7 @@ class PodEnds:
         name, labels = meta["name"], meta["labels"]
         key, index, attempt = labels[TASK_LABEL], int(labels[INDEX_LABEL]), \
             int(labels[ATTEMPT_LABEL])
+        await self.logrelay.drained(name)     # relayed to the end before it is deleted
         state = await self._state_of(pod)
         stale = state.spec is None or index in state.results or attempt < state.attempt(index)
         if not stale:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -79,7 +79,7 @@ class Journal(Generic[T]):
         return [(seq, self._items[seq - self._first]) for seq in range(start, self.last + 1)]
 
     async def read(self, after: int = 0, follow: bool = True
-                   ) -> AsyncIterator[tuple[int, T] | Missed]:
+                   ) -> AsyncGenerator[tuple[int, T] | Missed, None]:
         """The items after sequence `after` in order, each as (sequence, item); a `Missed` first
         where some of them were trimmed. With `follow`, waits for more until the journal is
         closed; without, ends after the items there are now."""

@@ -23,6 +23,10 @@ from devtrip_scale.errors import KubeConflict, KubeError, KubeForbidden, KubeNot
 from devtrip_scale.kube import TIMEOUT, rbac_rule
 
 WATCH_SECONDS = 240          # the server ends each watch after this; we watch again from there
+# A followed log may be quiet for a long time; after this long without a byte the follow ends
+# with a read-timeout KubeError and the caller follows again from the last line it had.
+FOLLOW_READ_SECONDS = 120.0
+FOLLOW_CONNECTIONS = 2000    # followed logs have a pool of their own: they never queue the rest
 
 
 class RateLimit:
@@ -64,6 +68,12 @@ class AsyncKube:
         self._http = httpx.AsyncClient(
             verify=verify, timeout=httpx.Timeout(TIMEOUT[1], connect=TIMEOUT[0]),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        # long-lived pods/log?follow streams: a pool of their own, so 100+ of them never
+        # queue the creates, deletes and lists behind them
+        self._streams = httpx.AsyncClient(
+            verify=verify, timeout=httpx.Timeout(FOLLOW_READ_SECONDS, connect=TIMEOUT[0]),
+            limits=httpx.Limits(max_connections=FOLLOW_CONNECTIONS,
+                                max_keepalive_connections=0))
 
     @classmethod
     def connect(cls, kubeconfig: str | None, context: str | None, namespace: str,
@@ -79,6 +89,7 @@ class AsyncKube:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._streams.aclose()
 
     def _headers(self) -> dict[str, str]:
         token = self._cfg.get_api_key_with_prefix("authorization")  # refreshed when it must be
@@ -191,6 +202,41 @@ class AsyncKube:
         r = await self._call("GET", f"{self._pods}/{name}/log", "get", "pods/log", name,
                              params={"container": container, "timestamps": "false"})
         return r.text
+
+    async def read_log_lines(self, name: str, container: str, *,
+                             since_time: str | None = None) -> list[str]:
+        """A pod's log as it is now, each line led by the kubelet's RFC 3339 timestamp (from
+        `since_time` on, when given: whole seconds, as the API takes it)."""
+        params = {"container": container, "timestamps": "true"}
+        if since_time:
+            params["sinceTime"] = since_time
+        r = await self._call("GET", f"{self._pods}/{name}/log", "get", "pods/log", name,
+                             params=params)
+        return r.text.splitlines()
+
+    async def follow_log(self, name: str, container: str, *, since_time: str | None = None
+                         ) -> AsyncIterator[str]:
+        """The lines of a pod's log as they are written (pods/log?follow=true, timestamped),
+        from `since_time` on when given, until the server ends the stream — which may be never
+        (KWOK's does not end): the caller stops reading when the pod is over. A stream quiet
+        for FOLLOW_READ_SECONDS ends in a KubeError (read timeout).
+
+        Refused while the log does not exist yet (a Pending pod; KWOK before it serves the
+        file): a KubeError with status 400, to be tried again shortly."""
+        params = {"container": container, "follow": "true", "timestamps": "true"}
+        if since_time:
+            params["sinceTime"] = since_time
+        self.calls["get pods/log"] += 1
+        try:
+            async with self._streams.stream("GET", f"{self.base}{self._pods}/{name}/log",
+                                            params=params, headers=self._headers()) as r:
+                if r.status_code >= 400:
+                    self._raise(r.status_code, (await r.aread()).decode(errors="replace"),
+                                "get", "pods/log", name)
+                async for line in r.aiter_lines():
+                    yield line.rstrip("\r")
+        except httpx.HTTPError as e:
+            raise self._transport(e, "get", "pods/log", name) from None
 
     async def create_event(self, body: dict[str, Any]) -> None:
         await self._call("POST", f"/api/v1/namespaces/{self.namespace}/events", "create",

@@ -70,6 +70,7 @@ class WorkerServer(PodEnds):
                  say: Callable[[str], None] | None = None, intake: bool = True) -> None:
         """`intake=False`: read no scale requests from the stream (the gRPC API still starts
         tasks and pipelines; Redis keeps their state either way)."""
+        from devtrip_scale.workers.logrelay import LogRelay
         from devtrip_scale.workers.watch import PodWatch
 
         self.settings = settings
@@ -83,6 +84,7 @@ class WorkerServer(PodEnds):
         self.policy = RetryPolicy(settings.retry.max_retries, settings.retry.max_disruptions)
         self.capacity = Capacity(settings.limits.max_workers)
         self.watch = PodWatch(kube, SELECTOR, self._on_pod)
+        self.logrelay = LogRelay(kube, follow_all=True)   # every worker's log, live
         self.telemetry = Telemetry()
         self.logs_dir = Path(settings.logs_dir)
         self.say = say or (lambda text: log.info("%s", text))
@@ -139,6 +141,7 @@ class WorkerServer(PodEnds):
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await self.logrelay.aclose()
         left = len(self.left_unacked | set(self.inflight))
         self.say(f"stopped; {left} request(s) left unacked for other consumers" if left
                  else "stopped")
@@ -218,6 +221,8 @@ class WorkerServer(PodEnds):
         t.workers.labels("failed").set(phases.count("Failed"))
         t.workers.labels("queued").set(self.capacity.waiting)
         t.connected.labels("kubernetes").set(1 if self.watch.connected else 0)
+        t.log_follows.set(self.logrelay.follows)
+        t.log_readers.set(self.logrelay.readers)
         for call, n in self.kube.calls.items():
             verb, _, resource = call.partition(" ")
             t.api_calls.labels(verb, resource).set(n)

@@ -32,3 +32,7 @@ class Telemetry:
                                ["peer"], registry=r)
         self.api_calls = Gauge("devscale_workers_api_requests", "Kubernetes API requests "
                                "made, by verb and resource", ["verb", "resource"], registry=r)
+        self.log_follows = Gauge("devscale_workers_log_follows", "Upstream pods/log follows "
+                                 "open now", registry=r)
+        self.log_readers = Gauge("devscale_workers_log_readers", "Clients reading relayed "
+                                 "worker logs now", registry=r)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from redis.exceptions import RedisError
 
 from devtrip_scale.errors import ConfigError, DevscaleError, KubeError, KubeForbidden, KubeNotFound
-from devtrip_scale.workers import DOMAIN, status
+from devtrip_scale.workers import BUILD_LABEL, STAGE_LABEL, status
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.journal import Missed
 from devtrip_scale.workers.progress import (
@@ -29,8 +29,9 @@ from devtrip_scale.workers.progress import (
 from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, parse
 from devtrip_scale.workers.tasks import Capacity
 
-BUILD_LABEL = f"{DOMAIN}/build"      # set on a pipeline stage's worker pods
-STAGE_LABEL = f"{DOMAIN}/stage"
+if TYPE_CHECKING:
+    from devtrip_scale.workers.executor import BuildStatus
+
 GRPC_ENTRY_PREFIX = "grpc-"           # the entry id of a request that came as a gRPC call
 
 _STAGE_STATES: dict[StageState, pb.StageState] = {
@@ -48,25 +49,6 @@ _BUILD_STATES: dict[BuildState, pb.PipelineState] = {
     BuildState.FAILED: pb.PIPELINE_STATE_FAILED,
     BuildState.CANCELLED: pb.PIPELINE_STATE_CANCELLED,
 }
-
-
-class BuildStatusLike(Protocol):
-    """What the executor's BuildStatus gives (devtrip_scale/workers/executor.py)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def pipeline(self) -> str: ...
-    @property
-    def state(self) -> BuildState: ...
-    @property
-    def stages(self) -> tuple[StageStatus, ...]: ...
-    @property
-    def started(self) -> float | None: ...
-    @property
-    def finished(self) -> float | None: ...
-    @property
-    def last(self) -> int: ...
 
 
 # ---------------------------------------------------------------- requests
@@ -165,11 +147,11 @@ def progress(item: tuple[int, ProgressEvent] | Missed, build_id: str) -> pb.Pipe
     return msg
 
 
-def pipeline_status(build: BuildStatusLike) -> pb.PipelineStatus:
+def pipeline_status(build: BuildStatus) -> pb.PipelineStatus:
     msg = pb.PipelineStatus(build_id=build.id, pipeline=build.pipeline,
                             state=pipeline_state(build.state),
                             stages=[stage_status(s) for s in build.stages],
-                            last_sequence=build.last)
+                            last_sequence=build.last_sequence)
     stamp(msg.started, build.started)
     stamp(msg.finished, build.finished)
     return msg

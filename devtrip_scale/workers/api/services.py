@@ -3,7 +3,7 @@
 ScaleUp and ScaleDown go the way a stream entry goes (`WorkerServer._scale_up/_scale_down`), so
 pods are created under the same cap with the same deterministic names, and a repeated call
 creates nothing. Status comes from the watch's pod cache; pipelines from `server.pipelines`
-(executor.py), worker logs from `server.relay`, both looked up when called. Streaming handlers
+(executor.py), worker logs from `server.logrelay`, both looked up when called. Streaming handlers
 are async generators that close what they read in `finally` (a client that goes away shows up as
 CancelledError), and read journals at the client's pace: nothing is queued for a slow client.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 import uuid
@@ -27,7 +26,9 @@ from devtrip_scale.workers import TASK_LABEL
 from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
+from devtrip_scale.workers.executor import Build, NotAccepting
 from devtrip_scale.workers.journal import Missed
+from devtrip_scale.workers.pipeline import load_pipeline_text
 from devtrip_scale.workers.requests import Rejected
 from devtrip_scale.workers.store import TaskState
 from devtrip_scale.workers.tasks import classify, pod_name, task_key
@@ -157,16 +158,10 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
 
     # ---------------------------------------------------------------- pipelines
 
-    async def _pipelines(self, context: Context) -> Any:
-        pipelines = getattr(self.server, "pipelines", None)
-        if pipelines is None:
-            await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "this server runs no pipelines")
-        return pipelines
-
-    async def _build(self, context: Context, build_id: str) -> Any:
+    async def _build(self, context: Context, build_id: str) -> Build:
         if not build_id:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "build_id is required")
-        build = (await self._pipelines(context)).get(build_id)
+        build = self.server.pipelines.get(build_id)
         if build is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, f"no build {build_id!r} on this "
                          "server")
@@ -175,17 +170,15 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
     async def ExecutePipeline(self, request: pb.ExecutePipelineRequest,
                               context: Context) -> AsyncIterator[pb.PipelineProgress]:
         if request.pipeline_yaml:
-            # the pipeline engineer's module: looked up when a pipeline is asked for
-            load_pipeline_text = importlib.import_module(
-                "devtrip_scale.workers.pipeline").load_pipeline_text
-            pipelines = await self._pipelines(context)
             try:
                 pipeline = load_pipeline_text(request.pipeline_yaml,
                                               request.file_name or "pipeline.yaml")
             except ConfigError as e:
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
             try:
-                build, _ = pipelines.start(pipeline, request.build_id or None)
+                build, _ = self.server.pipelines.start(pipeline, request.build_id or None)
+            except NotAccepting as e:
+                await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
             except (DevscaleError, RedisError, OSError) as e:
                 await _fail(context, e)
         else:
@@ -206,9 +199,8 @@ class OttoscalerService(pb_grpc.OttoscalerServiceServicer):
     async def CancelPipeline(self, request: pb.CancelPipelineRequest,
                              context: Context) -> pb.PipelineStatus:
         await self._build(context, request.build_id)
-        pipelines = await self._pipelines(context)
         try:
-            build = await pipelines.cancel(request.build_id)
+            build = await self.server.pipelines.cancel(request.build_id)
         except (DevscaleError, RedisError, OSError) as e:
             await _fail(context, e)
         return convert.pipeline_status(build.status())
@@ -224,11 +216,8 @@ class LogStreamingService(pb_grpc.LogStreamingServiceServicer):
                                context: Context) -> AsyncIterator[pb.LogEntry]:
         if not request.task_id:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
-        relay: Any = getattr(self.server, "relay", None)
-        if relay is None:
-            await _abort(context, grpc.StatusCode.UNIMPLEMENTED, "this server relays no logs")
         with self.streams.track(f"worker logs {request.task_id}"):
-            lines = relay.task_lines(task_key(request.task_id), request.pod or None,
+            lines = self.server.logrelay.task_lines(task_key(request.task_id), request.pod or None,
                                      request.follow)
             seq = 0
             try:

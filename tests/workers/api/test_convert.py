@@ -4,7 +4,6 @@ progress events and gaps, build status, log lines, and devscale errors → gRPC 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -12,9 +11,17 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from devtrip_scale.errors import ConfigError, KubeError, KubeForbidden, KubeNotFound
-from devtrip_scale.workers import ATTEMPT_LABEL, INDEX_LABEL, TASK_ID_ANNOTATION, TASK_LABEL
+from devtrip_scale.workers import (
+    ATTEMPT_LABEL,
+    BUILD_LABEL,
+    INDEX_LABEL,
+    STAGE_LABEL,
+    TASK_ID_ANNOTATION,
+    TASK_LABEL,
+)
 from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
+from devtrip_scale.workers.executor import BuildStatus
 from devtrip_scale.workers.journal import Missed
 from devtrip_scale.workers.progress import (
     BuildState,
@@ -84,8 +91,8 @@ def _pod(name: str, task: str, index: int, attempt: int, phase: str | None = Non
 
 def test_worker_status_groups_by_task_with_the_cap_numbers() -> None:
     pods = [_pod("w-b-1-0", "b", 1, 0, "Running"), _pod("w-b-0-1", "b", 0, 1, "Failed", 3),
-            _pod("w-a-0-0", "a", 0, 0, None, **{convert.BUILD_LABEL: "bld-1",
-                                                convert.STAGE_LABEL: "test"})]
+            _pod("w-a-0-0", "a", 0, 0, None, **{BUILD_LABEL: "bld-1",
+                                                STAGE_LABEL: "test"})]
     cap = Capacity(5)
     cap.hold("w-b-1-0")
     cap.request("waiting", ["x", "y", "z", "u", "v"])
@@ -155,19 +162,9 @@ def test_a_gap_says_how_many_and_resumes_after_it() -> None:
     assert (got.missed, got.sequence, got.build_id) == (7, 10, "bld-1")
 
 
-@dataclass(frozen=True)
-class Status:
-    id: str = "bld-1"
-    pipeline: str = "ci"
-    state: BuildState = BuildState.FAILED
-    stages: tuple[StageStatus, ...] = STAGES
-    started: float | None = 100.0
-    finished: float | None = None
-    last: int = 42
-
-
 def test_pipeline_status() -> None:
-    got = convert.pipeline_status(Status())
+    got = convert.pipeline_status(BuildStatus("bld-1", "ci", BuildState.FAILED, STAGES, 100.0,
+                                              None, 42))
     assert (got.build_id, got.pipeline, got.state, got.last_sequence) == (
         "bld-1", "ci", pb.PIPELINE_STATE_FAILED, 42)
     assert [s.name for s in got.stages] == ["build", "test"]
