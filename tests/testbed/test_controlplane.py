@@ -82,14 +82,21 @@ def test_deployment_larger_than_the_nodes_leaves_pods_pending(cluster: Cluster) 
         return [e for e in client.CoreV1Api(cluster.api).list_namespaced_event(
             cluster.namespace).items if e.reason == "FailedScheduling"]
 
-    wait_until(lambda: bool(failed_scheduling()), "FailedScheduling events", timeout=30)
     pending = [p for p in pods(cluster) if p.status.phase == "Pending"]
     assert len(pending) == 2 and all(p.spec.node_name is None for p in pending)
-    event = failed_scheduling()[0]
-    assert event.involved_object.name in {p.metadata.name for p in pending}
-    assert event.type == "Warning"
-    assert "0/3 nodes are available" in event.message
-    assert "Insufficient cpu" in event.message
+    names = {p.metadata.name for p in pending}
+
+    def events_of_pending() -> list[Any]:
+        # a pod placed later (once an earlier test's pods let go of their CPU) may have an
+        # event too: only those of the pods still Pending are about these 2
+        return [e for e in failed_scheduling() if e.involved_object.name in names]
+
+    wait_until(lambda: {e.involved_object.name for e in events_of_pending()} == names,
+               "a FailedScheduling event for each Pending pod", timeout=30)
+    for event in events_of_pending():
+        assert event.type == "Warning"
+        assert "0/3 nodes are available" in event.message
+        assert "Insufficient cpu" in event.message
     apps = client.AppsV1Api(cluster.api)
 
     def counts() -> tuple[int, int]:
