@@ -74,6 +74,7 @@ class AsyncKube:
             verify=verify, timeout=httpx.Timeout(FOLLOW_READ_SECONDS, connect=TIMEOUT[0]),
             limits=httpx.Limits(max_connections=FOLLOW_CONNECTIONS,
                                 max_keepalive_connections=0))
+        self._opening: set[asyncio.Future[Any]] = set()   # follows connecting or closing
 
     @classmethod
     def connect(cls, kubeconfig: str | None, context: str | None, namespace: str,
@@ -88,6 +89,8 @@ class AsyncKube:
             api.close()
 
     async def aclose(self) -> None:
+        if self._opening:                  # streams still connecting, or being closed
+            await asyncio.wait(set(self._opening), timeout=TIMEOUT[0] + 1)
         await self._http.aclose()
         await self._streams.aclose()
 
@@ -227,16 +230,41 @@ class AsyncKube:
         if since_time:
             params["sinceTime"] = since_time
         self.calls["get pods/log"] += 1
+        request = self._streams.build_request("GET", f"{self.base}{self._pods}/{name}/log",
+                                              params=params, headers=self._headers())
         try:
-            async with self._streams.stream("GET", f"{self.base}{self._pods}/{name}/log",
-                                            params=params, headers=self._headers()) as r:
+            r = await self._open(request)
+            try:
                 if r.status_code >= 400:
                     self._raise(r.status_code, (await r.aread()).decode(errors="replace"),
                                 "get", "pods/log", name)
                 async for line in r.aiter_lines():
                     yield line.rstrip("\r")
+            finally:
+                await r.aclose()
         except httpx.HTTPError as e:
             raise self._transport(e, "get", "pods/log", name) from None
+
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        """Send a streaming request; its connection and TLS handshake run to their end even
+        when the caller is cancelled meanwhile (a follow stopped as its pod ends), and the
+        response is then closed in the background: httpcore leaks the socket of a handshake
+        that is cut short."""
+        sending = asyncio.ensure_future(self._streams.send(request, stream=True))
+        self._opening.add(sending)
+        sending.add_done_callback(self._opening.discard)
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            sending.add_done_callback(self._close_unwanted)
+            raise
+
+    def _close_unwanted(self, sending: asyncio.Future[httpx.Response]) -> None:
+        if sending.cancelled() or sending.exception() is not None:
+            return
+        closing = asyncio.ensure_future(sending.result().aclose())
+        self._opening.add(closing)
+        closing.add_done_callback(self._opening.discard)
 
     async def create_event(self, body: dict[str, Any]) -> None:
         await self._call("POST", f"/api/v1/namespaces/{self.namespace}/events", "create",
