@@ -40,6 +40,7 @@ def now() -> datetime:
     return NOW
 
 
+@pytest.hookimpl(tryfirst=True)     # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that change a crontab share a machine-wide resource (root's crontab, the throw-away
     cron user): under pytest-xdist they all run on one worker, one after another. Everything

@@ -95,6 +95,7 @@ class Workers:
     servers: list[Server] = field(default_factory=list)
     config: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    _client: Any = None
 
     @property
     def logs_dir(self) -> Path:
@@ -108,16 +109,20 @@ class Workers:
         return self.config
 
     def client(self) -> Any:
+        """The test's one Redis client (closed by stop_all: none is left to the GC)."""
         import redis
 
-        return redis.Redis.from_url(self.redis.url, decode_responses=True)
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        return self._client
 
     @property
     def stream(self) -> str:
         return f"{self.tag}:requests"
 
     def start(self, consumer: str = "c1", kubeconfig: Path | None = None,
-              ready: bool = True, env: dict[str, str] | None = None) -> Server:
+              ready: bool = True, env: dict[str, str] | None = None,
+              args: list[str] | None = None) -> Server:
         if self.config is None:
             self.configure()
         port = free_port()
@@ -128,7 +133,7 @@ class Workers:
             process = subprocess.Popen(
                 [sys.executable, "-m", "devtrip_scale", "workers", "serve", "-c",
                  str(self.config), "--kubeconfig", str(kubeconfig or self.kubeconfig),
-                 "--listen", f"127.0.0.1:{port}", "--consumer", consumer],
+                 "--listen", f"127.0.0.1:{port}", "--consumer", consumer, *(args or [])],
                 stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=full_env)
         server = Server(process, port, log_path)
         self.servers.append(server)
@@ -186,6 +191,9 @@ class Workers:
         return None
 
     def stop_all(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         for s in self.servers:
             if s.process.poll() is None:
                 s.process.send_signal(signal.SIGTERM)
