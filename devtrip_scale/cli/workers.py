@@ -152,7 +152,8 @@ def workers_submit(
     pod_count: Annotated[int | None, typer.Option(
         "--pod-count", min=1, help="scale_up: how many worker pods.")] = None,
     task_id: Annotated[str | None, typer.Option(
-        "--task-id", help="The task (default for scale_up: the entry's ID).")] = None,
+        "--task-id", metavar="<task>", help="The task (default for scale_up: the entry's "
+        "ID).")] = None,
     cancel: Annotated[bool, typer.Option(
         "--cancel", help="scale_down: cancel --task-id (pending pods, then running ones).")
     ] = False,
