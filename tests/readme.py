@@ -51,6 +51,8 @@ RECIPES = {
                      "tests/e2e/test_readme.py::test_readme_status_recipes"),
     "workers": Recipe("Event-driven workers", "devscale manifests workers",
                       "tests/workers/test_readme.py::test_the_readme_recipe_runs"),
+    "pipelines": Recipe("Pipelines and the gRPC API", "devscale pipeline run examples/",
+                        "tests/workers/test_readme.py::test_the_pipeline_recipe_runs"),
     "development": Recipe("Development", "python3 -m ruff check",
                           "tests/e2e/test_readme.py::test_readme_development_recipes"),
 }

@@ -4,17 +4,21 @@ read back with redis-cli — the seed's flow as the README tells it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from testbed.net import wait_until
+from testbed.net import free_port, wait_until
+from tests import readme
 from tests.conftest import ROOT
 from tests.workers.conftest import Workers
 
@@ -36,7 +40,8 @@ def test_the_recipe_lines_are_what_this_test_runs() -> None:
 
 
 def test_the_readme_recipe_runs(workers: Workers, admin_kubeconfig: Path) -> None:
-    config = workers.configure(run_seconds=2)
+    # long enough for `workers status` (a Python process of its own) to see the pods running
+    config = workers.configure(run_seconds=8)
     doc = yaml.safe_load(config.read_text())
     subs = {"redis://redis:6379/0": workers.redis.url, "devscale:requests": workers.stream,
             "devscale:results": doc["redis"]["results_stream"], "workers.yaml": str(config)}
@@ -64,3 +69,80 @@ def test_the_readme_recipe_runs(workers: Workers, admin_kubeconfig: Path) -> Non
     workers.wait_results(1, timeout=60)
     out = shell(xrange)
     assert entry in out and "succeeded" in out and "build-42" in out
+
+
+def lines_of(block: str) -> list[str]:
+    return [readme.command_part(c) for c in readme.commands(block)]
+
+
+def test_the_pipeline_recipe_lines_are_what_its_test_runs() -> None:
+    lines = lines_of(readme.recipe("pipelines"))
+    assert [line.split()[0] for line in lines] == ["openssl", "export", "devscale", "devscale",
+                                                  "devscale", "devscale"]
+    assert lines[2].endswith("&") and "--api-listen" in lines[2]
+
+
+def test_the_pipeline_recipe_runs(workers: Workers, tmp_path: Path) -> None:
+    """The README's pipeline recipe line by line: a self-signed certificate and a token made
+    with openssl, the server with its gRPC API, examples/pipeline.yaml run to the end (its pods
+    given a KWOK run time, the only change to it), its status and its logs."""
+    from testbed import kwok
+
+    certs, token_line, serve, run, status, logs = lines_of(readme.recipe("pipelines"))
+    port = free_port()
+    example = yaml.safe_load((ROOT / "examples" / "pipeline.yaml").read_text())
+    example["defaults"].setdefault("annotations", {})[kwok.RUN_SECONDS] = "4"
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(yaml.safe_dump(example, sort_keys=False))
+    config = workers.configure(run_seconds=2, api={"tls": {"cert_file": "api.pem",
+                                                           "key_file": "api.key"}})
+    subs = {"workers.yaml": str(config), "examples/pipeline.yaml": str(pipeline),
+            ":50051": f":{port}"}
+    env = {**os.environ}
+
+    def shell(line: str, timeout: float = 60) -> str:
+        for old, new in subs.items():
+            line = line.replace(old, new)
+        line = re.sub(r"(^|\| )devscale ", rf"\g<1>{sys.executable} -m devtrip_scale ", line)
+        r = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env,
+                           cwd=workers.workdir, timeout=timeout)
+        assert r.returncode == 0, f"{line}\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    shell(certs)
+    assert (workers.workdir / "api.pem").is_file() and (workers.workdir / "api.key").is_file()
+    env["DEVSCALE_API_TOKEN"] = token = shell(f'{token_line} && echo "$DEVSCALE_API_TOKEN"').strip()
+    assert len(token) == 48
+    args = shlex.split(serve.rstrip("& "))
+    assert args[1:4] == ["workers", "serve", "-c"] and args[5] == "--api-listen"
+    workers.start(env={"DEVSCALE_API_TOKEN": token}, args=["--api-listen", f"127.0.0.1:{port}"])
+
+    writing = threading.Event()
+
+    def write_logs() -> None:        # each stage's pods say something while they run
+        seen: set[str] = set()
+        while not writing.is_set():
+            for pod in workers.pods():
+                name = pod.metadata.name
+                if name not in seen and pod.status.phase == "Running":
+                    seen.add(name)
+                    with contextlib.suppress(Exception):   # it may end before KWOK serves it
+                        workers.cluster.pod_log(name, [f"{name}: done"], container="worker")
+            time.sleep(0.2)
+
+    writer = threading.Thread(target=write_logs, daemon=True)
+    writer.start()
+    try:
+        out = shell(run, timeout=240)
+    finally:
+        writing.set()
+        writer.join(30)
+    print(out)
+    for stage in ("checkout", "build", "unit-tests", "lint", "package", "deploy"):
+        assert re.search(rf"{stage}\b.*succeeded", out), (stage, out)
+    shown = shell(status)
+    print(shown)
+    assert "ci-1" in shown and "succeeded" in shown
+    lines = shell(logs).splitlines()
+    print("\n".join(lines))
+    assert any(": done" in line for line in lines), lines
