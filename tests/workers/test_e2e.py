@@ -7,12 +7,15 @@ Pins: a pipeline with parallel branches, a stage that fails once then passes on 
 that fails for good (the right stages run, in parallel where they may, dependants skipped, the
 progress stream says it all in order, exit 8); KWOK pods' log lines reach a gRPC client live,
 in order and tagged; a client that disconnects mid-stream leaves no reader or follow behind;
-100 concurrent log streams; a resumed progress stream misses nothing."""
+100 concurrent log streams; a resumed progress stream misses nothing; SIGTERM turns health
+NOT_SERVING before the server stops (and the running build's stream says it was cancelled);
+with --no-intake only the API starts work."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -283,3 +286,63 @@ def test_a_resumed_progress_stream_misses_nothing(api: Api, tmp_path: Path) -> N
         [m.SerializeToString() for m in whole]
     assert whole[-1].pipeline_state == pb.PIPELINE_STATE_SUCCEEDED
     assert not any(m.missed for m in whole)
+
+
+def test_sigterm_says_not_serving_before_the_server_stops(api: Api, tmp_path: Path) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    SERVING, NOT_SERVING = (health_pb2.HealthCheckResponse.SERVING,
+                            health_pb2.HealthCheckResponse.NOT_SERVING)
+    path = pipeline_file(tmp_path / "long.yaml", [stage("long", 120)])
+    otto = api.ottoscaler()
+    next(iter(otto.ExecutePipeline(pb.ExecutePipelineRequest(
+        pipeline_yaml=path.read_text(), file_name="long.yaml", build_id="long-1"))))
+    api.workers.wait_pods(1, timeout=30, phase="Running")
+    health = health_pb2_grpc.HealthStub(api.channel(token=None))   # health needs no token
+    statuses: list[tuple[float, int]] = []
+    watch = health.Watch(health_pb2.HealthCheckRequest(service="devscale.v1.OttoscalerService"))
+
+    def read() -> None:
+        try:
+            for answer in watch:
+                statuses.append((time.monotonic(), answer.status))
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(lambda: bool(statuses) and statuses[-1][1] == SERVING, "SERVING", timeout=10)
+    progress = otto.ExecutePipeline(pb.ExecutePipelineRequest(build_id="long-1",
+                                                              after_sequence=1))
+    signalled = time.monotonic()
+    api.server.process.send_signal(signal.SIGTERM)
+    assert api.server.process.wait(60) == 0
+    stopped = time.monotonic()
+    not_serving = [t for t, s in statuses if s == NOT_SERVING]
+    assert not_serving and signalled <= not_serving[0] < stopped
+    last = list(progress)[-1]          # the build was cancelled and its stream said so
+    assert last.pipeline_state == pb.PIPELINE_STATE_CANCELLED
+    assert "shutting down" in last.message or "shutting down" in " ".join(
+        s.message for s in last.stages)
+    assert "gRPC API stopped" in api.server.output()
+
+
+def test_with_no_intake_only_the_api_starts_work(workers: Workers, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "api.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "api.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port()
+    workers.configure(run_seconds=30, api={
+        "tls": {"cert_file": str(tmp_path / "api.pem"), "key_file": str(tmp_path / "api.key")}})
+    server = workers.start(env={"DEVSCALE_API_TOKEN": TOKEN},
+                           args=["--no-intake", "--api-listen", f"127.0.0.1:{port}"])
+    api = Api(workers, server, f"localhost:{port}", tmp_path / "ca.pem")
+    workers.submit(type="scale_up", pod_count=1, task_id="from-stream")
+    answer = api.ottoscaler().ScaleUp(pb.ScaleUpRequest(task_id="from-api", pod_count=2))
+    assert answer.created == 2
+    time.sleep(3)                       # the stream entry had its chance to be read
+    assert {p.metadata.name for p in workers.pods()} == set(answer.pods)
+    assert workers.client().xlen(workers.stream) == 1
+    assert "the stream intake is off" in server.output()

@@ -1,0 +1,284 @@
+"""Pipelines on the real test bed (kube-apiserver, controller-manager, scheduler, KWOK, Redis
+7.0): a WorkerServer with its gRPC API in this process (bench_api.Served), each figure against a
+baseline measured in the same run by the same observer — a pod watch of its own:
+
+1. stage-to-stage transition: a chain of K one-pod stages run over gRPC (ExecutePipeline); a
+   transition is from the observer seeing stage i's pod Succeeded to it seeing stage i+1's pod
+   appear. Baseline: the least any controller can do — on the same event, create the next pod
+   (one API call), the chain run the same way and timed by the same observer;
+2. log latency, pod file → gRPC client: lines appended to a running stage pod's KWOK log file,
+   timed from the write to their arrival on a StreamBuildLogs(follow) client over TLS. Baseline:
+   a bare pods/log?follow of the same pod from the API server, reading the same lines.
+
+    python bench/bench_pipeline.py [--quick] [--stages K] [--lines N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import grpc  # noqa: E402
+from bench_api import TOKEN, Served, settings  # noqa: E402
+
+from devtrip_scale.workers.api.v1 import devscale_pb2 as pb  # noqa: E402
+from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc  # noqa: E402
+from devtrip_scale.workers.kube import AsyncKube  # noqa: E402
+from devtrip_scale.workers.watch import PodWatch  # noqa: E402
+from testbed import kwok  # noqa: E402
+
+RESOURCES = {"requests": {"cpu": "1m", "memory": "1Mi"}, "limits": {"cpu": "10m",
+                                                                      "memory": "8Mi"}}
+
+
+class Observer:
+    """Its own list-then-watch of every pod of the namespace (the stages' and the bare ones):
+    when each pod was first seen, and when it was first seen Succeeded (monotonic seconds)."""
+
+    def __init__(self, kube: AsyncKube) -> None:
+        self.added: dict[str, float] = {}
+        self.succeeded: dict[str, float] = {}
+        self.on_succeeded: list[Any] = []
+        self.watch = PodWatch(kube, "", self._seen)
+
+    def _seen(self, kind: str, pod: dict[str, Any]) -> None:
+        now = time.monotonic()
+        name = pod["metadata"]["name"]
+        self.added.setdefault(name, now)
+        if (pod.get("status") or {}).get("phase") == "Succeeded" and name not in self.succeeded:
+            self.succeeded[name] = now
+            for hook in self.on_succeeded:
+                hook(name)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": pct(values, 0.5) * 1000, "p99_ms": pct(values, 0.99) * 1000,
+            "mean_ms": statistics.fmean(values) * 1000, "n": len(values)}
+
+
+def chain(k: int, run_seconds: float) -> str:
+    stages = [{"name": f"s{i}", **({"needs": [f"s{i - 1}"]} if i else {}),
+               "annotations": {kwok.RUN_SECONDS: f"{run_seconds:g}"}} for i in range(k)]
+    return yaml.safe_dump({"name": "chain", "defaults": {
+        "image": "registry.invalid/ci:1", "resources": RESOURCES}, "stages": stages})
+
+
+def stage_pod(build: str, stage: str, pods: dict[str, float]) -> str:
+    from devtrip_scale.workers.executor import stage_task_id
+    from devtrip_scale.workers.tasks import task_key
+
+    prefix = f"w-{task_key(stage_task_id(build, stage))}-0-"
+    [name] = [n for n in pods if n.startswith(prefix)][:1]
+    return name
+
+
+async def bare_chain(kube: AsyncKube, observer: Observer, k: int, run_seconds: float) -> None:
+    """The baseline: pod i+1 is created the moment the watch sees pod i Succeeded."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[bool]] = set()
+
+    def body(i: int) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": f"bare-{i}", "labels": {"bench": "bare"},   # not the server's pods
+            "annotations": {kwok.RUN_SECONDS: f"{run_seconds:g}"}},
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "worker", "image": "registry.invalid/ci:1", "resources": RESOURCES}]}}
+
+    def next_pod(name: str) -> None:
+        if not name.startswith("bare-"):
+            return
+        i = int(name.split("-")[1]) + 1
+        if i == k:
+            done.set()
+            return
+        task = loop.create_task(kube.create_pod(body(i)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    observer.on_succeeded.append(next_pod)
+    await kube.create_pod(body(0))
+    await asyncio.wait_for(done.wait(), k * (run_seconds + 30))
+    observer.on_succeeded.remove(next_pod)
+
+
+def transitions(observer: Observer, names: list[str]) -> list[float]:
+    return [observer.added[b] - observer.succeeded[a] for a, b in itertools.pairwise(names)]
+
+
+async def measure(served: Served, kubeconfig: Path, namespace: str, work: Path, k: int,
+                  lines: int) -> dict[str, Any]:
+    kube = AsyncKube.connect(str(kubeconfig), None, namespace, writes_per_second=1000,
+                             write_burst=1000)
+    observer = Observer(kube)
+    watching = asyncio.create_task(observer.watch.run())
+    await asyncio.wait_for(observer.watch.synced.wait(), 30)
+    assert served.api is not None
+    creds = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials((work / "ca.pem").read_bytes()),
+        grpc.access_token_call_credentials(TOKEN))
+    channel = grpc.secure_channel(f"localhost:{served.api.port}", creds)
+    otto = pb_grpc.OttoscalerServiceStub(channel)
+    logs = pb_grpc.LogStreamingServiceStub(channel)
+    try:
+        # 1. stage-to-stage, then the bare chain, each timed by the observer
+        run = 1.0
+        progress = await asyncio.to_thread(lambda: list(otto.ExecutePipeline(
+            pb.ExecutePipelineRequest(pipeline_yaml=chain(k, run), file_name="chain.yaml",
+                                      build_id="chain-1"))))
+        assert progress[-1].pipeline_state == pb.PIPELINE_STATE_SUCCEEDED, progress[-1]
+        ours = [stage_pod("chain-1", f"s{i}", observer.added) for i in range(k)]
+        await bare_chain(kube, observer, k, run)
+        bare = [f"bare-{i}" for i in range(k)]
+        stage = {"devscale": summary(transitions(observer, ours)),
+                 "baseline (create on the watch event)": summary(transitions(observer, bare))}
+
+        # 2. log latency of a running stage pod: gRPC client against a bare follow
+        one = yaml.safe_dump({"name": "logs", "defaults": {
+            "image": "registry.invalid/ci:1", "resources": RESOURCES}, "stages": [
+            {"name": "talk", "annotations": {kwok.RUN_SECONDS: "600"}}]})
+        call = otto.ExecutePipeline(pb.ExecutePipelineRequest(
+            pipeline_yaml=one, file_name="logs.yaml", build_id="logs-1"))
+        next(iter(call))
+        pod = ""
+        for _ in range(300):
+            running = [n for n in observer.added if n.startswith("w-logs-1")]
+            if running:
+                pod = running[0]
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(open_log, kubeconfig, namespace, pod, work)
+        arrived_grpc: dict[str, float] = {}
+        arrived_bare: dict[str, float] = {}
+        stream = logs.StreamBuildLogs(pb.BuildLogsRequest(build_id="logs-1", follow=True))
+
+        def read_grpc() -> None:
+            try:
+                for entry in stream:
+                    arrived_grpc.setdefault(entry.message, time.monotonic())
+            except grpc.RpcError:
+                pass
+
+        reader = threading.Thread(target=read_grpc, daemon=True)
+        reader.start()
+
+        async def read_bare() -> None:
+            async for raw in kube.follow_log(pod, "worker"):
+                arrived_bare.setdefault(raw.split(" ", 1)[-1], time.monotonic())
+
+        bare_reader = asyncio.create_task(read_bare())
+        await asyncio.sleep(2)               # both streams open and idle
+        written: dict[str, float] = {}
+        for i in range(lines):
+            text = f"line {i}"
+            kwok.write_log(work / "talk.log", [text])
+            written[text] = time.monotonic()
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while (len(arrived_grpc) < lines or len(arrived_bare) < lines) and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        stream.cancel()
+        bare_reader.cancel()
+        latency = {
+            "devscale (StreamBuildLogs over TLS)": summary(
+                [arrived_grpc[t] - w for t, w in written.items() if t in arrived_grpc]),
+            "baseline (bare pods/log follow)": summary(
+                [arrived_bare[t] - w for t, w in written.items() if t in arrived_bare])}
+        await asyncio.to_thread(otto.CancelPipeline, pb.CancelPipelineRequest(build_id="logs-1"))
+        return {"stage_to_stage": stage, "log_latency": latency, "stages": k, "lines": lines}
+    finally:
+        channel.close()
+        watching.cancel()
+        await kube.aclose()
+
+
+def open_log(kubeconfig: Path, namespace: str, pod: str, work: Path) -> None:
+    """Point KWOK at a log file for the pod, and wait until pods/log serves it."""
+    from kubernetes import client
+
+    from devtrip_scale.kube import connect
+
+    path = work / "talk.log"
+    kwok.write_log(path, [])
+    api = connect(str(kubeconfig))
+    try:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            kwok.GROUP, "v1alpha1", namespace, "logs",
+            kwok.logs_object(namespace, pod, "worker", path))
+        core = client.CoreV1Api(api)
+        for _ in range(300):
+            try:
+                core.read_namespaced_pod_log(pod, namespace, container="worker")
+                return
+            except client.ApiException:
+                time.sleep(0.1)
+        raise TimeoutError(f"KWOK never served the log of {pod}")
+    finally:
+        api.close()
+
+
+def show(title: str, rows: dict[str, dict[str, float]]) -> None:
+    (name, ours), (base_name, base) = rows.items()
+    print(f"{title}: {name} p50 {ours['p50_ms']:.0f} ms p99 {ours['p99_ms']:.0f} ms | "
+          f"{base_name} p50 {base['p50_ms']:.0f} ms p99 {base['p99_ms']:.0f} ms | ratio p50 "
+          f"{ours['p50_ms'] / max(base['p50_ms'], 1e-9):.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short chain, few lines")
+    parser.add_argument("--stages", type=int, default=11, help="stages of the chain")
+    parser.add_argument("--lines", type=int, default=50, help="log lines written")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    k, lines = (4, 10) if args.quick else (args.stages, args.lines)
+    from kubernetes import client
+
+    from devtrip_scale.kube import connect
+    from testbed.controlplane import ControlPlane
+    from testbed.redis import Redis
+
+    work = Path(tempfile.mkdtemp(prefix="devscale-bench-pipeline-"))
+    cp = ControlPlane(work / "cp").start()
+    redis = Redis(work / "redis").start()
+    try:
+        kubeconfig = cp.kubeconfig(work / "kubeconfig")
+        api = connect(str(kubeconfig))
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench-pipeline"}})
+        api.close()
+        cfg = settings("bench-pipeline", redis.url, work)
+        with Served(cfg, kubeconfig) as served:
+            figures = asyncio.run(measure(served, kubeconfig, "bench-pipeline", work, k, lines))
+        show("stage-to-stage transition", figures["stage_to_stage"])
+        show("log latency, pod file → client", figures["log_latency"])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(figures, indent=2))
+    finally:
+        redis.stop()
+        cp.stop()
+
+
+if __name__ == "__main__":
+    main()
