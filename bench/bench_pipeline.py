@@ -153,24 +153,45 @@ async def measure(served: Served, kubeconfig: Path, namespace: str, work: Path, 
         stage = {"devscale": summary(transitions(observer, ours)),
                  "baseline (create on the watch event)": summary(transitions(observer, bare))}
 
-        # 2. log latency of a running stage pod: gRPC client against a bare follow
-        one = yaml.safe_dump({"name": "logs", "defaults": {
-            "image": "registry.invalid/ci:1", "resources": RESOURCES}, "stages": [
-            {"name": "talk", "annotations": {kwok.RUN_SECONDS: "600"}}]})
-        call = otto.ExecutePipeline(pb.ExecutePipelineRequest(
-            pipeline_yaml=one, file_name="logs.yaml", build_id="logs-1"))
-        next(iter(call))
-        pod = ""
-        for _ in range(300):
-            running = [n for n in observer.added if n.startswith("w-logs-1")]
-            if running:
-                pod = running[0]
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.to_thread(open_log, kubeconfig, namespace, pod, work)
-        arrived_grpc: dict[str, float] = {}
-        arrived_bare: dict[str, float] = {}
-        stream = logs.StreamBuildLogs(pb.BuildLogsRequest(build_id="logs-1", follow=True))
+        latency = {}
+        for workers in (1, 2):
+            latency[f"{workers} pod(s)"] = await log_latency(
+                otto, logs, kube, observer, kubeconfig, namespace, work, workers, lines)
+        return {"stage_to_stage": stage, "log_latency": latency, "stages": k, "lines": lines}
+    finally:
+        channel.close()
+        watching.cancel()
+        await kube.aclose()
+
+
+async def log_latency(otto: Any, logs: Any, kube: AsyncKube, observer: Observer,
+                      kubeconfig: Path, namespace: str, work: Path, workers: int,
+                      lines: int) -> dict[str, dict[str, float]]:
+    """A running stage of `workers` pods writes `lines` lines, round robin across its pods,
+    0.1 s apart; each timed from the write to a StreamBuildLogs(follow) client and to a bare
+    pods/log follow per pod. With several pods the build's stream is merged in time order,
+    which holds a line until the other pods have passed its time (at most 0.25 s)."""
+    build = f"logs-{workers}"
+    one = yaml.safe_dump({"name": "logs", "defaults": {
+        "image": "registry.invalid/ci:1", "resources": RESOURCES}, "stages": [
+        {"name": "talk", "workers": workers, "annotations": {kwok.RUN_SECONDS: "600"}}]})
+    call = otto.ExecutePipeline(pb.ExecutePipelineRequest(
+        pipeline_yaml=one, file_name="logs.yaml", build_id=build))
+    next(iter(call))
+    pods: list[str] = []
+    for _ in range(300):
+        pods = sorted(n for n in observer.added if n.startswith(f"w-{build}"))
+        if len(pods) == workers:
+            break
+        await asyncio.sleep(0.1)
+    files = [work / f"{pod}.log" for pod in pods]
+    for pod, path in zip(pods, files, strict=True):
+        await asyncio.to_thread(open_log, kubeconfig, namespace, pod, path)
+    arrived_grpc: dict[str, float] = {}
+    arrived_bare: dict[str, float] = {}
+    stream = logs.StreamBuildLogs(pb.BuildLogsRequest(build_id=build, follow=True))
+    bare: list[asyncio.Task[None]] = []
+    try:
 
         def read_grpc() -> None:
             try:
@@ -182,44 +203,39 @@ async def measure(served: Served, kubeconfig: Path, namespace: str, work: Path, 
         reader = threading.Thread(target=read_grpc, daemon=True)
         reader.start()
 
-        async def read_bare() -> None:
+        async def read_bare(pod: str) -> None:
             async for raw in kube.follow_log(pod, "worker"):
                 arrived_bare.setdefault(raw.split(" ", 1)[-1], time.monotonic())
 
-        bare_reader = asyncio.create_task(read_bare())
-        await asyncio.sleep(2)               # both streams open and idle
+        bare += [asyncio.create_task(read_bare(pod)) for pod in pods]
+        await asyncio.sleep(2)               # every stream open and idle
         written: dict[str, float] = {}
         for i in range(lines):
             text = f"line {i}"
-            kwok.write_log(work / "talk.log", [text])
+            kwok.write_log(files[i % workers], [text])
             written[text] = time.monotonic()
             await asyncio.sleep(0.1)
         deadline = time.monotonic() + 30
         while (len(arrived_grpc) < lines or len(arrived_bare) < lines) and \
                 time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+    finally:
         stream.cancel()
-        bare_reader.cancel()
-        latency = {
-            "devscale (StreamBuildLogs over TLS)": summary(
+        for task in bare:
+            task.cancel()
+    await asyncio.to_thread(otto.CancelPipeline, pb.CancelPipelineRequest(build_id=build))
+    return {"devscale (StreamBuildLogs over TLS)": summary(
                 [arrived_grpc[t] - w for t, w in written.items() if t in arrived_grpc]),
             "baseline (bare pods/log follow)": summary(
                 [arrived_bare[t] - w for t, w in written.items() if t in arrived_bare])}
-        await asyncio.to_thread(otto.CancelPipeline, pb.CancelPipelineRequest(build_id="logs-1"))
-        return {"stage_to_stage": stage, "log_latency": latency, "stages": k, "lines": lines}
-    finally:
-        channel.close()
-        watching.cancel()
-        await kube.aclose()
 
 
-def open_log(kubeconfig: Path, namespace: str, pod: str, work: Path) -> None:
+def open_log(kubeconfig: Path, namespace: str, pod: str, path: Path) -> None:
     """Point KWOK at a log file for the pod, and wait until pods/log serves it."""
     from kubernetes import client
 
     from devtrip_scale.kube import connect
 
-    path = work / "talk.log"
     kwok.write_log(path, [])
     api = connect(str(kubeconfig))
     try:
@@ -271,7 +287,8 @@ def main() -> None:
         with Served(cfg, kubeconfig) as served:
             figures = asyncio.run(measure(served, kubeconfig, "bench-pipeline", work, k, lines))
         show("stage-to-stage transition", figures["stage_to_stage"])
-        show("log latency, pod file → client", figures["log_latency"])
+        for pods, rows in figures["log_latency"].items():
+            show(f"log latency, pod file → client, {pods}", rows)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(figures, indent=2))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -14,3 +16,13 @@ def test_bench_simulate_runs() -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "decide every 2 min (cron)" in proc.stdout
+
+
+@pytest.mark.integration
+def test_bench_pipeline_runs() -> None:
+    """Its own test bed; a 4-stage chain and 10 log lines are enough to prove it measures."""
+    proc = subprocess.run([sys.executable, "bench/bench_pipeline.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stage-to-stage transition: devscale p50" in proc.stdout
+    assert "log latency, pod file → client, 2 pod(s)" in proc.stdout
