@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 import trustme  # noqa: E402
+from bed import bed, write_json  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from devtrip_scale.workers.api.server import ApiServer, start_api  # noqa: E402
@@ -182,28 +181,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     calls, pods = (200, 10) if args.quick else (args.calls, args.pods)
-    from kubernetes import client
-
-    from devtrip_scale.kube import connect
-    from testbed.controlplane import ControlPlane
-    from testbed.redis import Redis
-
-    work = Path(tempfile.mkdtemp(prefix="devscale-bench-api-"))
-    cp = ControlPlane(work / "cp").start()
-    redis = Redis(work / "redis").start()
-    try:
-        kubeconfig = cp.kubeconfig(work / "kubeconfig")
-        api = connect(str(kubeconfig))
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench-api"}})
-        api.close()
-        rows = run("bench-api", redis.url, kubeconfig, work, calls, pods)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"round_trip": rows, "tls": True, "auth": "token"},
-                                            indent=2))
-    finally:
-        redis.stop()
-        cp.stop()
+    with bed("api") as b:
+        rows = run(b.namespace, b.redis_url, b.kubeconfig, b.work, calls, pods)
+    write_json(args.json, {"round_trip": rows, "tls": True, "auth": "token"})
 
 
 if __name__ == "__main__":

@@ -17,16 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bed import bed, write_json  # noqa: E402
 
 from devtrip_scale.workers import SELECTOR  # noqa: E402
 from devtrip_scale.workers.config import WorkerModel  # noqa: E402
@@ -209,25 +209,16 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20, help="lines written to each pod")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    from kubernetes import client
-
     from devtrip_scale.kube import connect
-    from testbed.controlplane import ControlPlane
 
-    work = Path(tempfile.mkdtemp(prefix="devscale-bench-logrelay-"))
-    cp = ControlPlane(work / "cp").start()
-    try:
-        kubeconfig = cp.kubeconfig(work / "kubeconfig")
-        api = connect(str(kubeconfig))
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
-        figures = asyncio.run(run("bench", kubeconfig, cp.logs_dir, api, args.pods,
-                                  args.readers, args.lines))
-        api.close()
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(figures, indent=2))
-    finally:
-        cp.stop()
+    with bed("logrelay") as b:
+        api = connect(str(b.kubeconfig))
+        try:
+            figures = asyncio.run(run(b.namespace, b.kubeconfig, b.controlplane.logs_dir, api,
+                                      args.pods, args.readers, args.lines))
+        finally:
+            api.close()
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

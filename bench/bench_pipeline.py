@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import grpc  # noqa: E402
+from bed import bed, write_json  # noqa: E402
 from bench_api import TOKEN, Served, settings  # noqa: E402
 
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb  # noqa: E402
@@ -269,32 +268,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     k, lines = (4, 10) if args.quick else (args.stages, args.lines)
-    from kubernetes import client
-
-    from devtrip_scale.kube import connect
-    from testbed.controlplane import ControlPlane
-    from testbed.redis import Redis
-
-    work = Path(tempfile.mkdtemp(prefix="devscale-bench-pipeline-"))
-    cp = ControlPlane(work / "cp").start()
-    redis = Redis(work / "redis").start()
-    try:
-        kubeconfig = cp.kubeconfig(work / "kubeconfig")
-        api = connect(str(kubeconfig))
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench-pipeline"}})
-        api.close()
-        cfg = settings("bench-pipeline", redis.url, work)
-        with Served(cfg, kubeconfig) as served:
-            figures = asyncio.run(measure(served, kubeconfig, "bench-pipeline", work, k, lines))
-        show("stage-to-stage transition", figures["stage_to_stage"])
-        for pods, rows in figures["log_latency"].items():
-            show(f"log latency, pod file → client, {pods}", rows)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(figures, indent=2))
-    finally:
-        redis.stop()
-        cp.stop()
+    with bed("pipeline") as b, \
+            Served(settings(b.namespace, b.redis_url, b.work), b.kubeconfig) as served:
+        figures = asyncio.run(measure(served, b.kubeconfig, b.namespace, b.work, k, lines))
+    show("stage-to-stage transition", figures["stage_to_stage"])
+    for pods, rows in figures["log_latency"].items():
+        show(f"log latency, pod file → client, {pods}", rows)
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":
