@@ -63,6 +63,7 @@ TimeoutOption = Annotated[float, typer.Option(
     help="Deadline of a single request (streams have none).")]
 OutputOption = Annotated[PipelineOutput, typer.Option(
     "--output", "-o", help="table for people, json for machines (JSON lines for streams).")]
+BuildArgument = Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")]
 DebugOption = Annotated[bool, typer.Option(
     "--debug", help="On an unexpected error, print its traceback (also DEBUG=1).")]
 
@@ -354,7 +355,7 @@ def pipeline_run(
 @app.command("status", epilog=example(
     "devscale pipeline status build-42 --server ci.example.com:50051 -o json"))
 def pipeline_status(
-    build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
+    build: BuildArgument,
     server: ServerOption,
     ca: CaOption = None,
     cert: CertOption = None,
@@ -391,7 +392,7 @@ def _show_status(status: Any, output: PipelineOutput) -> None:
 @app.command("logs", epilog=example(
     "devscale pipeline logs build-42 --server ci.example.com:50051 --follow --stage test"))
 def pipeline_logs(
-    build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
+    build: BuildArgument,
     server: ServerOption,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new lines until the build ends.")] = False,
@@ -432,7 +433,7 @@ def pipeline_logs(
 @app.command("cancel", epilog=example(
     "devscale pipeline cancel build-42 --server ci.example.com:50051"))
 def pipeline_cancel(
-    build: Annotated[str, typer.Argument(help="The build id.", metavar="BUILD")],
+    build: BuildArgument,
     server: ServerOption,
     ca: CaOption = None,
     cert: CertOption = None,

@@ -19,15 +19,12 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from devtrip_scale.errors import ApiError, ConfigError, DevscaleError
+from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.live import Continuity, LiveState, LogRecord, Progress, StageView
 from devtrip_scale.workers.progress import (
     BuildState,
-    LogLine,
-    ProgressEvent,
-    StageState,
-    StageStatus,
 )
 
 TOKEN_ENV = "DEVSCALE_API_TOKEN"
@@ -38,59 +35,21 @@ T = TypeVar("T", Progress, LogRecord)
 # ---------------------------------------------------------------- proto → values
 
 
-def _seconds(ts: Any) -> float:
-    """A google.protobuf.Timestamp as Unix seconds."""
-    return float(ts.seconds) + float(ts.nanos) / 1e9
-
-
-def _stage_state(value: int) -> StageState | None:
-    name = pb.StageState.Name(value)
-    if value == pb.STAGE_STATE_UNSPECIFIED:
-        return None
-    return StageState(name.removeprefix("STAGE_STATE_").lower())
-
-
-def _build_state(value: int) -> BuildState:
-    if value == pb.PIPELINE_STATE_UNSPECIFIED:
-        return BuildState.RUNNING
-    name = pb.PipelineState.Name(value)
-    return BuildState(name.removeprefix("PIPELINE_STATE_").lower())
-
-
-def stage_of(s: pb.StageStatus) -> StageStatus:
-    return StageStatus(
-        name=s.name, state=_stage_state(s.state) or StageState.WAITING, needs=tuple(s.needs),
-        attempt=s.attempt, workers=s.workers, workers_succeeded=s.workers_succeeded,
-        started=_seconds(s.started) if s.HasField("started") else None,
-        finished=_seconds(s.finished) if s.HasField("finished") else None,
-        message=s.message)
-
-
 def progress_of(m: pb.PipelineProgress) -> Progress:
-    event = ProgressEvent(
-        time=_seconds(m.time) if m.HasField("time") else time.time(),
-        build_id=m.build_id, build_state=_build_state(m.pipeline_state), stage=m.stage,
-        stage_state=_stage_state(m.stage_state), attempt=m.attempt,
-        worker_index=m.worker_index if m.pod else -1, pod=m.pod, message=m.message,
-        stages=tuple(stage_of(s) for s in m.stages))
-    return Progress(m.sequence, event, m.missed)
+    return Progress(m.sequence, convert.event_of(m), m.missed)
 
 
 def log_of(m: pb.LogEntry) -> LogRecord:
-    line = LogLine(time=_seconds(m.time) if m.HasField("time") else time.time(),
-                   text=m.message, pod=m.worker, task_id=m.task_id, build_id=m.build_id,
-                   stage=m.stage, index=m.index, attempt=m.attempt,
-                   container=m.container or "worker", stream=m.stream or "combined")
-    return LogRecord(m.sequence, line, m.missed)
+    return LogRecord(m.sequence, convert.line_of(m), m.missed)
 
 
 def status_state(s: pb.PipelineStatus) -> LiveState:
     """A PipelineStatus as the live view's state."""
     state = LiveState(build_id=s.build_id, pipeline=s.pipeline,
-                      state=_build_state(s.state), last_sequence=s.last_sequence,
-                      started=_seconds(s.started) if s.HasField("started") else None,
-                      finished=_seconds(s.finished) if s.HasField("finished") else None)
-    state.stages = {st.name: StageView.of(stage_of(st)) for st in s.stages}
+                      state=convert.build_state_of(s.state), last_sequence=s.last_sequence,
+                      started=convert.seconds_of(s, "started"),
+                      finished=convert.seconds_of(s, "finished"))
+    state.stages = {st.name: StageView.of(convert.stage_of(st)) for st in s.stages}
     return state
 
 

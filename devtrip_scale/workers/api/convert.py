@@ -8,6 +8,7 @@ stream's (workers/requests.py), so both doors refuse the same things with the sa
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ _BUILD_STATES: dict[BuildState, pb.PipelineState] = {
     BuildState.FAILED: pb.PIPELINE_STATE_FAILED,
     BuildState.CANCELLED: pb.PIPELINE_STATE_CANCELLED,
 }
+_STAGE_STATES_OF: dict[int, StageState] = {int(v): k for k, v in _STAGE_STATES.items()}
+_BUILD_STATES_OF: dict[int, BuildState] = {int(v): k for k, v in _BUILD_STATES.items()}
 
 
 # ---------------------------------------------------------------- requests
@@ -145,6 +148,50 @@ def progress(item: tuple[int, ProgressEvent] | Missed, build_id: str) -> pb.Pipe
         stages=[stage_status(s) for s in e.stages])
     stamp(msg.time, e.time)
     return msg
+
+
+# ---------------------------------------------------------------- messages → values (clients)
+
+
+def seconds_of(msg: Any, name: str) -> float | None:
+    """A Timestamp field as Unix seconds; None when it is not set."""
+    if not msg.HasField(name):
+        return None
+    ts = getattr(msg, name)
+    return float(ts.seconds) + float(ts.nanos) / 1e9
+
+
+def stage_state_of(value: int) -> StageState | None:
+    return _STAGE_STATES_OF.get(value)
+
+
+def build_state_of(value: int) -> BuildState:
+    """UNSPECIFIED (an older server, or a gap message) reads as running."""
+    return _BUILD_STATES_OF.get(value, BuildState.RUNNING)
+
+
+def stage_of(s: pb.StageStatus) -> StageStatus:
+    return StageStatus(name=s.name, state=stage_state_of(s.state) or StageState.WAITING,
+                       needs=tuple(s.needs), attempt=s.attempt, workers=s.workers,
+                       workers_succeeded=s.workers_succeeded, started=seconds_of(s, "started"),
+                       finished=seconds_of(s, "finished"), message=s.message)
+
+
+def event_of(m: pb.PipelineProgress) -> ProgressEvent:
+    """A PipelineProgress as the event it was made from (its sequence and `missed` aside)."""
+    return ProgressEvent(
+        time=seconds_of(m, "time") or time.time(), build_id=m.build_id,
+        build_state=build_state_of(m.pipeline_state), stage=m.stage,
+        stage_state=stage_state_of(m.stage_state), attempt=m.attempt,
+        worker_index=m.worker_index if m.pod else -1, pod=m.pod, message=m.message,
+        stages=tuple(stage_of(s) for s in m.stages))
+
+
+def line_of(m: pb.LogEntry) -> LogLine:
+    return LogLine(time=seconds_of(m, "time") or time.time(), text=m.message, pod=m.worker,
+                   task_id=m.task_id, build_id=m.build_id, stage=m.stage, index=m.index,
+                   attempt=m.attempt, container=m.container or "worker",
+                   stream=m.stream or "combined")
 
 
 def pipeline_status(build: BuildStatus) -> pb.PipelineStatus:

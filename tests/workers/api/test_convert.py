@@ -150,6 +150,25 @@ def test_progress_event_keeps_every_field() -> None:
     assert not test.HasField("finished") and test.HasField("started")
 
 
+@pytest.mark.parametrize("event", [
+    ProgressEvent(1700000000.25, "bld-1", BuildState.RUNNING, "test", StageState.RETRYING, 2,
+                  0, "w-t-0-1", "exit 1, again in 2s", STAGES),
+    ProgressEvent(1700000001.5, "bld-1", BuildState.FAILED, message="failed", stages=STAGES),
+    ProgressEvent(1700000002.0, "bld-1", BuildState.RUNNING, "build", StageState.SUCCEEDED, 1),
+], ids=["worker-retrying", "build-ended", "stage-succeeded"])
+def test_what_a_client_reads_back_is_the_event_the_server_sent(event: ProgressEvent) -> None:
+    wire = pb.PipelineProgress.FromString(convert.progress((3, event), "bld-1")
+                                          .SerializeToString())
+    assert convert.event_of(wire) == event
+
+
+def test_what_a_client_reads_back_is_the_line_the_relay_tagged() -> None:
+    line = LogLine(1700000001.5, "compiling", "w-b-0-0", "b", "bld-1", "build", 0, 1,
+                   "worker", "combined")
+    wire = pb.LogEntry.FromString(convert.log_entry((4, line)).SerializeToString())
+    assert convert.line_of(wire) == line
+
+
 def test_a_build_level_event_has_no_stage_state() -> None:
     event = ProgressEvent(1.0, "bld-1", BuildState.SUCCEEDED)
     got = convert.progress((9, event), "bld-1")
