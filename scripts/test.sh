@@ -10,7 +10,7 @@ echo "== pytest"
 set +e
 # The tests mostly wait on real servers, so several workers share the 2 cores well: each starts
 # its own test bed once (DEVSCALE_TEST_WORKERS=0 runs them in this one process).
-python3 -m pytest -n "${DEVSCALE_TEST_WORKERS:-3}" --dist loadgroup --durations=15 "$@"
+python3 -m pytest -n "${DEVSCALE_TEST_WORKERS:-3}" --durations=15 "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi

@@ -7,6 +7,7 @@ needs none of them.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -40,14 +41,15 @@ def now() -> datetime:
     return NOW
 
 
-@pytest.hookimpl(tryfirst=True)     # before pytest-xdist reads the groups off the items
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that change a crontab share a machine-wide resource (root's crontab, the throw-away
-    cron user): under pytest-xdist they all run on one worker, one after another. Everything
-    else needs nothing shared: each worker starts its own test bed, each test its namespace."""
-    for item in items:
-        if {"cron_user", "root_crontab"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("crontab"))
+@pytest.fixture
+def crontab_turn() -> Iterator[None]:
+    """Tests that change a crontab (root's, the throw-away cron user's) share a machine-wide
+    resource: they take turns through a lock file, whichever pytest-xdist worker runs them.
+    Everything else shares nothing: each worker starts its own test bed, each test its
+    namespace."""
+    with open("/tmp/devscale-tests-crontab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(autouse=True)

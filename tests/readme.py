@@ -112,7 +112,7 @@ def run_recipe(block: str, cwd: Path, kubeconfig: Path, env: dict[str, str] | No
 
 
 @pytest.fixture
-def root_crontab() -> Iterator[None]:
+def root_crontab(crontab_turn: None) -> Iterator[None]:
     """A README recipe edits the crontab of whoever runs it (root here): put back what was there
     before."""
     if os.geteuid() != 0:   # a developer's own run may skip it; CI never may

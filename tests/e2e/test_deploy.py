@@ -250,7 +250,7 @@ def test_every_dashboard_query_is_accepted_by_prometheus(prometheus: Prometheus)
 
 
 @pytest.fixture
-def cron_user() -> str:
+def cron_user(crontab_turn: None) -> str:
     """A throw-away user whose crontab the test may change (never the developer's own)."""
     if os.geteuid() != 0:   # a developer's own run may skip it; CI never may
         refuse = pytest.fail if os.environ.get("CI") else pytest.skip

@@ -82,6 +82,8 @@ def test_deployment_larger_than_the_nodes_leaves_pods_pending(cluster: Cluster) 
         return [e for e in client.CoreV1Api(cluster.api).list_namespaced_event(
             cluster.namespace).items if e.reason == "FailedScheduling"]
 
+    # the ReplicaSet creates its pods in slow-start batches (1, 2, 4, …): wait for the 8th
+    wait_until(lambda: len(pods(cluster)) == 8, "8 pods", timeout=30)
     pending = [p for p in pods(cluster) if p.status.phase == "Pending"]
     assert len(pending) == 2 and all(p.spec.node_name is None for p in pending)
     names = {p.metadata.name for p in pending}

@@ -318,8 +318,8 @@ def test_sigterm_says_not_serving_before_the_server_stops(api: Api, tmp_path: Pa
     api.server.process.send_signal(signal.SIGTERM)
     assert api.server.process.wait(60) == 0
     stopped = time.monotonic()
-    not_serving = [t for t, s in statuses if s == NOT_SERVING]
-    assert not_serving and signalled <= not_serving[0] < stopped
+    # (health follows readiness, so a busy machine may have flapped it before the signal)
+    assert any(signalled <= t < stopped for t, s in statuses if s == NOT_SERVING), statuses
     last = list(progress)[-1]          # the build was cancelled and its stream said so
     assert last.pipeline_state == pb.PIPELINE_STATE_CANCELLED
     assert "shutting down" in last.message or "shutting down" in " ".join(
