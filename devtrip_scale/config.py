@@ -509,17 +509,22 @@ def read_document(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     Unreadable files, non-UTF-8 bytes, bad YAML, duplicate keys and a document that is not a
     mapping are ConfigErrors naming the file and line. Shared by every config devscale reads.
     """
+    return parse_document(read_text(path), path)
+
+
+def read_text(path: Path, what: str = "config file") -> str:
+    """A file's text; unreadable or not UTF-8 is a ConfigError naming the file (and the line
+    and byte that is not UTF-8)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: the file is not UTF-8 text (byte 0x{raw[e.start]:02x} "
                           f"at offset {e.start}); save it as UTF-8") from None
-    return parse_document(text, path)
 
 
 def parse_document(text: str, path: Path) -> tuple[dict[str, Any], yaml.Node | None]:

@@ -15,7 +15,13 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from devtrip_scale.config import _line_index, _Model, parse_document, validation_error
+from devtrip_scale.config import (
+    _line_index,
+    _Model,
+    parse_document,
+    read_text,
+    validation_error,
+)
 from devtrip_scale.errors import ConfigError
 from devtrip_scale.workers.config import WorkerModel
 from devtrip_scale.workers.progress import BuildState, StageState
@@ -130,17 +136,7 @@ class Pipeline(_Model):
 
 def load_pipeline(path: Path) -> Pipeline:
     """Read and check a pipeline file (ConfigError naming file:line and field)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the pipeline file: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: the file is not UTF-8 text; save it as UTF-8"
-                          ) from None
-    return load_pipeline_text(text, str(path))
+    return load_pipeline_text(read_text(path, "pipeline file"), str(path))
 
 
 def load_pipeline_text(text: str, file_name: str) -> Pipeline:

@@ -115,6 +115,18 @@ async def no_pods_left(workers: Workers, build: str, timeout: float = 20) -> Non
         await asyncio.sleep(0.3)
 
 
+async def run_watching_pods(workers: Workers, p: Pipeline) -> tuple[Build, set[str]]:
+    """Run a build to its end; the build and the names of every pod seen while it ran."""
+    seen: set[str] = set()
+    async with serving(workers) as server:
+        build, _ = server.pipelines.start(p)
+        while not build.done:
+            seen.update(pod.metadata.name for pod in build_pods(workers, build.id))
+            await asyncio.sleep(0.3)
+        await no_pods_left(workers, build.id)
+        return build, seen
+
+
 def test_parallel_stages_overlap_and_a_stage_starts_when_its_own_needs_are_done(
         workers: Workers) -> None:
     p = pipeline(f"""\
@@ -184,18 +196,7 @@ def test_retry_passes_and_a_failed_stage_skips_only_its_dependants(workers: Work
           needs: [after-broken, after-flaky]
           annotations: {notes(1)}
         """, fail_fast=False)
-    seen: set[str] = set()
-
-    async def main() -> Build:
-        async with serving(workers) as server:
-            build, _ = server.pipelines.start(p)
-            while not build.done:
-                seen.update(pod.metadata.name for pod in build_pods(workers, build.id))
-                await asyncio.sleep(0.3)
-            await no_pods_left(workers, build.id)
-            return build
-
-    build = asyncio.run(main())
+    build, seen = asyncio.run(run_watching_pods(workers, p))
     status = build.status()
     assert status.state is BuildState.FAILED
     assert states(status) == {"flaky": StageState.SUCCEEDED, "after-flaky": StageState.SUCCEEDED,
@@ -267,19 +268,8 @@ def test_a_stage_past_its_timeout_is_retried_then_fails(workers: Workers) -> Non
           needs: [hangs]
           annotations: {notes(1)}
         """)
-    seen: set[str] = set()
-
-    async def main() -> Build:
-        async with serving(workers) as server:
-            build, _ = server.pipelines.start(p)
-            while not build.done:
-                seen.update(pod.metadata.name for pod in build_pods(workers, build.id))
-                await asyncio.sleep(0.3)
-            await no_pods_left(workers, build.id)
-            return build
-
     started = time.monotonic()
-    build = asyncio.run(main())
+    build, seen = asyncio.run(run_watching_pods(workers, p))
     assert time.monotonic() - started < 30
     by = {s.name: s for s in build.status().stages}
     assert by["hangs"].state is StageState.FAILED
