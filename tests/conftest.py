@@ -202,6 +202,22 @@ class Cluster:
         kwok.write_log(path, lines)
         return path
 
+    def grant(self, rules: list[dict[str, Any]], account: str = "devscale",
+              role: str = "w") -> None:
+        """A ServiceAccount bound to a Role of exactly `rules` in this namespace (change them
+        later with `patch_namespaced_role(role, …)`)."""
+        from kubernetes import client
+
+        ns = self.namespace
+        client.CoreV1Api(self.api).create_namespaced_service_account(
+            ns, {"metadata": {"name": account}})
+        rbac = client.RbacAuthorizationV1Api(self.api)
+        rbac.create_namespaced_role(ns, {"metadata": {"name": role}, "rules": rules})
+        rbac.create_namespaced_role_binding(ns, {
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                    "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]})
+
     def replicas(self, name: str) -> int:
         from kubernetes import client
 

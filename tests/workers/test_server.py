@@ -225,15 +225,9 @@ def test_rbac_missing_for_pods_is_named_and_the_request_stays_unacked(
     rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]},
              {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
              {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    cluster.grant(rules)
     rbac = client.RbacAuthorizationV1Api(cluster.api)
     ns = cluster.namespace
-    client.CoreV1Api(cluster.api).create_namespaced_service_account(
-        ns, {"metadata": {"name": "devscale"}})
-    rbac.create_namespaced_role(ns, {"metadata": {"name": "w"}, "rules": rules})
-    rbac.create_namespaced_role_binding(ns, {
-        "metadata": {"name": "w"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                               "kind": "Role", "name": "w"},
-        "subjects": [{"kind": "ServiceAccount", "name": "devscale", "namespace": ns}]})
     kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml")
     workers.configure(run_seconds=1)
     server = workers.start(kubeconfig=kubeconfig)

@@ -182,14 +182,8 @@ def test_health_follows_the_worker_servers_readiness(
 
     ns = cluster.namespace
     rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]}]
+    cluster.grant(rules)
     rbac = client.RbacAuthorizationV1Api(cluster.api)
-    client.CoreV1Api(cluster.api).create_namespaced_service_account(
-        ns, {"metadata": {"name": "devscale"}})
-    rbac.create_namespaced_role(ns, {"metadata": {"name": "w"}, "rules": rules})
-    rbac.create_namespaced_role_binding(ns, {
-        "metadata": {"name": "w"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                               "kind": "Role", "name": "w"},
-        "subjects": [{"kind": "ServiceAccount", "name": "devscale", "namespace": ns}]})
     kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml")
     bed = api_bed(kubeconfig=kubeconfig, ready=False)       # the watch cannot list pods
     anonymous = bed.channel(token=None)

@@ -96,18 +96,8 @@ def test_status_lists_the_pods_with_the_cap_and_scale_down_cancels(api_bed: Star
 def test_rbac_denial_is_permission_denied_naming_verb_and_resource(
         api_bed: StartApi, cluster: Cluster, controlplane: ControlPlane, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from kubernetes import client
-
-    ns = cluster.namespace
     rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "delete"]}]
-    rbac = client.RbacAuthorizationV1Api(cluster.api)
-    client.CoreV1Api(cluster.api).create_namespaced_service_account(
-        ns, {"metadata": {"name": "devscale"}})
-    rbac.create_namespaced_role(ns, {"metadata": {"name": "w"}, "rules": rules})
-    rbac.create_namespaced_role_binding(ns, {
-        "metadata": {"name": "w"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                               "kind": "Role", "name": "w"},
-        "subjects": [{"kind": "ServiceAccount", "name": "devscale", "namespace": ns}]})
+    cluster.grant(rules)
     kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml")
     bed = api_bed(kubeconfig=kubeconfig)
     with pytest.raises(grpc.RpcError) as e:
