@@ -82,17 +82,24 @@ class Api:
             timeout=timeout, cwd=ROOT, env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN})
 
 
-@pytest.fixture
-def api(workers: Workers, tmp_path: Path) -> Iterator[Api]:
+def tls_files(where: Path) -> dict[str, str]:
+    """The API's certificate and key (and ca.pem, for clients) made by trustme in `where`: the
+    config's `api.tls`."""
     ca = trustme.CA()
     leaf = ca.issue_cert("localhost", "127.0.0.1")
-    leaf.private_key_pem.write_to_path(str(tmp_path / "api.key"))
-    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "api.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    leaf.private_key_pem.write_to_path(str(where / "api.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(where / "api.pem"))
+    ca.cert_pem.write_to_path(str(where / "ca.pem"))
+    return {"cert_file": str(where / "api.pem"), "key_file": str(where / "api.key")}
+
+
+@pytest.fixture
+def api(workers: Workers, tmp_path: Path) -> Iterator[Api]:
+    tls = tls_files(tmp_path)
     port = free_port()
     workers.configure(run_seconds=2, api={
         "enabled": True, "listen": f"127.0.0.1:{port}",
-        "tls": {"cert_file": str(tmp_path / "api.pem"), "key_file": str(tmp_path / "api.key")}})
+        "tls": tls})
     server = workers.start(env={"DEVSCALE_API_TOKEN": TOKEN})
     yield Api(workers, server, f"localhost:{port}", tmp_path / "ca.pem")
 
@@ -328,14 +335,10 @@ def test_sigterm_says_not_serving_before_the_server_stops(api: Api, tmp_path: Pa
 
 
 def test_with_no_intake_only_the_api_starts_work(workers: Workers, tmp_path: Path) -> None:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "127.0.0.1")
-    leaf.private_key_pem.write_to_path(str(tmp_path / "api.key"))
-    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "api.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = tls_files(tmp_path)
     port = free_port()
     workers.configure(run_seconds=30, api={
-        "tls": {"cert_file": str(tmp_path / "api.pem"), "key_file": str(tmp_path / "api.key")}})
+        "tls": tls})
     server = workers.start(env={"DEVSCALE_API_TOKEN": TOKEN},
                            args=["--no-intake", "--api-listen", f"127.0.0.1:{port}"])
     api = Api(workers, server, f"localhost:{port}", tmp_path / "ca.pem")
