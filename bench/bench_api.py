@@ -33,12 +33,12 @@ import trustme  # noqa: E402
 from bed import bed, write_json  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from devtrip_scale.kube.aio import AsyncKube  # noqa: E402
 from devtrip_scale.workers.api.server import ApiServer, start_api  # noqa: E402
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb  # noqa: E402
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc  # noqa: E402
 from devtrip_scale.workers.config import WorkersSettings  # noqa: E402
 from devtrip_scale.workers.intake import connect as redis_connect  # noqa: E402
-from devtrip_scale.workers.kube import AsyncKube  # noqa: E402
 from devtrip_scale.workers.server import WorkerServer  # noqa: E402
 
 T = TypeVar("T")

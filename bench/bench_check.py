@@ -26,14 +26,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtrip_scale.config import Settings, load_config  # noqa: E402
+from devtrip_scale.core.trace import Trace  # noqa: E402
 from devtrip_scale.kube import connect  # noqa: E402
-from devtrip_scale.kube.deployments import DeploymentTarget  # noqa: E402
-from devtrip_scale.kube.history import ConfigMapHistory  # noqa: E402
-from devtrip_scale.ports import MetricQuery, MetricResult, Workload  # noqa: E402
-from devtrip_scale.reconcile import run_check  # noqa: E402
-from devtrip_scale.sources.prometheus import PrometheusSource, parse_result  # noqa: E402
-from devtrip_scale.trace import Trace  # noqa: E402
+from devtrip_scale.scaling.config import Settings, load_config  # noqa: E402
+from devtrip_scale.scaling.deployments import DeploymentTarget  # noqa: E402
+from devtrip_scale.scaling.history import ConfigMapHistory  # noqa: E402
+from devtrip_scale.scaling.ports import MetricQuery, MetricResult, Workload  # noqa: E402
+from devtrip_scale.scaling.reconcile import run_check  # noqa: E402
+from devtrip_scale.scaling.sources.prometheus import PrometheusSource, parse_result  # noqa: E402
 
 WINDOW = "15s"
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from bed import bed, write_json  # noqa: E402
 
+from devtrip_scale.kube.aio import AsyncKube  # noqa: E402
 from devtrip_scale.workers import SELECTOR  # noqa: E402
 from devtrip_scale.workers.config import WorkerModel  # noqa: E402
-from devtrip_scale.workers.kube import AsyncKube  # noqa: E402
 from devtrip_scale.workers.logrelay import LogRelay, parse_line  # noqa: E402
 from devtrip_scale.workers.pods import worker_pod  # noqa: E402
 from devtrip_scale.workers.progress import LogLine  # noqa: E402

@@ -35,9 +35,9 @@ import grpc  # noqa: E402
 from bed import bed, write_json  # noqa: E402
 from bench_api import TOKEN, Served, settings  # noqa: E402
 
+from devtrip_scale.kube.aio import AsyncKube  # noqa: E402
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb  # noqa: E402
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc  # noqa: E402
-from devtrip_scale.workers.kube import AsyncKube  # noqa: E402
 from devtrip_scale.workers.watch import PodWatch  # noqa: E402
 from testbed import kwok  # noqa: E402
 

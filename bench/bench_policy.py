@@ -11,7 +11,7 @@ import argparse
 import time
 from datetime import UTC, datetime, timedelta
 
-from devtrip_scale.models import (
+from devtrip_scale.scaling.models import (
     History,
     MetricReading,
     Observation,
@@ -21,7 +21,7 @@ from devtrip_scale.models import (
     ScalingPolicy,
     ScalingRules,
 )
-from devtrip_scale.policy import decide, remember
+from devtrip_scale.scaling.policy import decide, remember
 
 SPEC = PolicySpec(
     2, 50, 0.1,

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from devtrip_scale.config import load_config
-from devtrip_scale.recording import Recording, Series
-from devtrip_scale.simulate import Options, simulate
+from devtrip_scale.scaling.config import load_config
+from devtrip_scale.scaling.replay.recording import Recording, Series
+from devtrip_scale.scaling.replay.simulate import Options, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP = timedelta(seconds=15)

@@ -31,10 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtrip_scale.errors import KubeError  # noqa: E402
+from devtrip_scale.core.errors import KubeError  # noqa: E402
+from devtrip_scale.kube.aio import AsyncKube  # noqa: E402
 from devtrip_scale.workers.config import WorkersSettings  # noqa: E402
 from devtrip_scale.workers.intake import connect as redis_connect  # noqa: E402
-from devtrip_scale.workers.kube import AsyncKube  # noqa: E402
 from devtrip_scale.workers.pods import worker_pod  # noqa: E402
 from devtrip_scale.workers.server import WorkerServer  # noqa: E402
 from devtrip_scale.workers.tasks import classify  # noqa: E402

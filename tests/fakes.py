@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from devtrip_scale.errors import KubeConflict, KubeError, NotifyError
-from devtrip_scale.models import History, Unschedulable
+from devtrip_scale.core.errors import KubeConflict, KubeError, NotifyError
 from devtrip_scale.notify import KINDS, Kind, Notice
-from devtrip_scale.ports import MetricQuery, MetricResult, Workload
+from devtrip_scale.scaling.models import History, Unschedulable
+from devtrip_scale.scaling.ports import MetricQuery, MetricResult, Workload
 
 
 @dataclass

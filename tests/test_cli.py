@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from devtrip_scale import __version__
 from devtrip_scale.cli import app
-from devtrip_scale.errors import ExitCode
+from devtrip_scale.core.errors import ExitCode
 from testbed.net import free_port
 from tests.conftest import ROOT, run_cli
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
+from devtrip_scale.core.errors import ConfigError, DevscaleError, ExitCode
 
 if TYPE_CHECKING:
-    from devtrip_scale.config import Settings
+    from devtrip_scale.scaling.config import Settings
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -148,14 +148,14 @@ def json_failure(context: Callable[[], dict[str, Any]]) -> Callable[[ExitCode, s
 def out() -> Console:
     """Standard output: a terminal's width; otherwise (cron log, CI, a pipe) render.WIDE columns
     at most, each line only as long as its content."""
-    from devtrip_scale.render import console
+    from devtrip_scale.scaling.render import console
 
     return console(sys.stdout)
 
 
 def load(path: Path, namespace: str | None = None) -> Settings:
     """The config file, validated, with `-n` (when given) over its namespace."""
-    from devtrip_scale.config import load_config
+    from devtrip_scale.scaling.config import load_config
 
     return load_config(path, overrides={"namespace": namespace} if namespace else None)
 

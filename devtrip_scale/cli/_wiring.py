@@ -12,21 +12,21 @@ from devtrip_scale.cli._common import err
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from devtrip_scale.config import Settings
+    from devtrip_scale.core.trace import Trace
     from devtrip_scale.kube.lease import LeaseLock
     from devtrip_scale.notify import Notice, Notifier
     from devtrip_scale.notify.runs import MemoryStore, RunAlerts
-    from devtrip_scale.ports import MetricsSource
-    from devtrip_scale.report import CheckReport
-    from devtrip_scale.trace import Trace
+    from devtrip_scale.scaling.config import Settings
+    from devtrip_scale.scaling.ports import MetricsSource
+    from devtrip_scale.scaling.report import CheckReport
 
 
 def metrics_source(settings: Settings, trace: Trace | None = None) -> MetricsSource:
     """Prometheus for PromQL metrics, the JSON reader for URL metrics, sharing the timeout;
     all queried at once under one deadline (the timeout and a second's grace)."""
-    from devtrip_scale.sources import RoutedSource
-    from devtrip_scale.sources.http_json import HttpJsonSource
-    from devtrip_scale.sources.prometheus import PrometheusSource
+    from devtrip_scale.scaling.sources import RoutedSource
+    from devtrip_scale.scaling.sources.http_json import HttpJsonSource
+    from devtrip_scale.scaling.sources.prometheus import PrometheusSource
 
     timeout = settings.prometheus.timeout_seconds
     return RoutedSource(
@@ -50,10 +50,10 @@ def check_pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace
                only: Sequence[str] = (), recovered: Sequence[Notice] = (),
                writable: Callable[[], str | None] = lambda: None) -> CheckReport:
     """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
-    from devtrip_scale.kube.deployments import DeploymentTarget
-    from devtrip_scale.kube.events import EventRecorder
-    from devtrip_scale.kube.history import ConfigMapHistory
-    from devtrip_scale.reconcile import run_check
+    from devtrip_scale.scaling.deployments import DeploymentTarget
+    from devtrip_scale.scaling.events import EventRecorder
+    from devtrip_scale.scaling.history import ConfigMapHistory
+    from devtrip_scale.scaling.reconcile import run_check
 
     ns = settings.namespace
     return run_check(

@@ -29,14 +29,14 @@ from devtrip_scale.cli._common import (
     parse_duration,
     print_json,
 )
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from devtrip_scale.config import Settings
     from devtrip_scale.notify import Notice
-    from devtrip_scale.report import CheckReport
+    from devtrip_scale.scaling.config import Settings
+    from devtrip_scale.scaling.report import CheckReport
 
 EPILOG = example("devscale check -c devscale.yaml --dry-run -d api")
 
@@ -72,16 +72,16 @@ def check(
     """
 
     def body() -> int:
-        from devtrip_scale import render
+        from devtrip_scale.core.trace import Trace
         from devtrip_scale.kube import connect
         from devtrip_scale.notify.channels import notifiers_from
         from devtrip_scale.notify.runs import MemoryFile
-        from devtrip_scale.trace import Trace
+        from devtrip_scale.scaling import render
 
         settings = load(config, namespace)
         loaded.append(settings)
         debug_on = debugging(debug)
-        notifiers = notifiers_from(settings)
+        notifiers = notifiers_from(settings.notify)
         moment = now or datetime.now(UTC)
         alerts = None if dry_run or not notifiers else wiring.run_alerts(
             settings, notifiers, MemoryFile.for_runner(settings.namespace, config))
@@ -107,7 +107,7 @@ def check(
 
         report = wiring.alerting(alerts, moment, locked_pass)
         if pushgateway and not dry_run:
-            from devtrip_scale.pushgateway import push
+            from devtrip_scale.scaling.pushgateway import push
 
             if problem := push(pushgateway, report):
                 report.warnings.append(problem)

@@ -20,10 +20,10 @@ from devtrip_scale.cli._common import (
     load,
     print_json,
 )
-from devtrip_scale.errors import ConfigError, MetricsError
+from devtrip_scale.core.errors import ConfigError, MetricsError
 
 if TYPE_CHECKING:
-    from devtrip_scale.config import Settings
+    from devtrip_scale.scaling.config import Settings
 
 app = typer.Typer(help="Check, show or start a configuration file.", no_args_is_help=True)
 
@@ -65,8 +65,8 @@ def config_validate(
 def _validate_online(path: Path, settings: Settings) -> list[str]:
     """Run each metric's query; raise ConfigError for refused ones, MetricsError when
     Prometheus (or an http endpoint) cannot be reached. Returns the warnings it printed."""
-    from devtrip_scale.config import field_line
-    from devtrip_scale.reconcile import metric_queries
+    from devtrip_scale.core.yamlfile import field_line
+    from devtrip_scale.scaling.reconcile import metric_queries
 
     source = wiring.metrics_source(settings)
     try:
@@ -117,7 +117,7 @@ def config_show(
     def body() -> int:
         import yaml
 
-        from devtrip_scale.config import effective
+        from devtrip_scale.scaling.config import effective
 
         data = effective(load(config))
         if output is Output.json:

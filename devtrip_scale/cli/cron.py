@@ -48,7 +48,7 @@ def cron_install(
     """
 
     def body() -> int:
-        from devtrip_scale import cron
+        from devtrip_scale.scaling import cron
 
         settings = load(config, namespace)
         when = cron.validate_schedule(schedule) if schedule else cron.every_to_schedule(every)
@@ -72,7 +72,7 @@ def cron_uninstall(
     """Remove the crontab entry of this config (or all of devscale's)."""
 
     def body() -> int:
-        from devtrip_scale import cron
+        from devtrip_scale.scaling import cron
 
         removed = cron.uninstall(None if all_entries else config, user)
         print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
@@ -93,7 +93,7 @@ def cron_show(
     """
 
     def body() -> int:
-        from devtrip_scale import cron
+        from devtrip_scale.scaling import cron
 
         lines = cron.entries(user)
         if output is Output.json:

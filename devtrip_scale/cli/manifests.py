@@ -13,10 +13,10 @@ import typer
 
 from devtrip_scale import IMAGE
 from devtrip_scale.cli._common import WorkersConfigOption, err, guard, parse_duration
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from devtrip_scale.config import Settings
+    from devtrip_scale.scaling.config import Settings
 
 app = typer.Typer(help="Print deployable files: CronJob with RBAC, HPA, Prometheus "
                   "rules, Grafana dashboard.", no_args_is_help=True)
@@ -39,7 +39,7 @@ def _shared_set(config: Path | None, namespace: str | None, without_config: bool
                 ) -> tuple[str, tuple[tuple[str, str], ...], list[dict[str, Any]]]:
     """What the CronJob's and the loop's sets share: their namespace, the Secret's env, and the
     RBAC, Lease, history and (with a config) config ConfigMap objects."""
-    from devtrip_scale import manifests as m
+    from devtrip_scale.scaling import manifests as m
 
     ns, settings = _deploy_target(config, namespace, without_config)
     history = settings.history_configmap if settings else m.HISTORY
@@ -54,7 +54,7 @@ def _deploy_target(config: Path | None, namespace: str | None, without_config: b
                    ) -> tuple[str, Settings | None]:
     """The namespace a printed set scales, and the config it ships; refuses a set that would
     not start (no config) or would act elsewhere than its RBAC (namespace mismatch)."""
-    from devtrip_scale.config import load_config
+    from devtrip_scale.scaling.config import load_config
 
     if config is None:
         if not without_config:
@@ -80,7 +80,7 @@ def _deploy_target(config: Path | None, namespace: str | None, without_config: b
 
 
 def _print_set(objects: list[dict[str, Any]], notes: list[str]) -> None:
-    from devtrip_scale import manifests as m
+    from devtrip_scale.scaling import manifests as m
 
     print(m.dump(objects), end="")
     for note in notes:
@@ -105,9 +105,9 @@ def manifests_cronjob(
     """
 
     def body() -> int:
-        from devtrip_scale import manifests as m
-        from devtrip_scale.cron import validate_schedule
-        from devtrip_scale.pushgateway import PUSHGATEWAY_ENV, redact
+        from devtrip_scale.scaling import manifests as m
+        from devtrip_scale.scaling.cron import validate_schedule
+        from devtrip_scale.scaling.pushgateway import PUSHGATEWAY_ENV, redact
 
         validate_schedule(schedule)
         ns, secrets, objects = _shared_set(config, namespace, without_config)
@@ -138,7 +138,7 @@ def manifests_loop(
     """
 
     def body() -> int:
-        from devtrip_scale import manifests as m
+        from devtrip_scale.scaling import manifests as m
 
         parse_duration(interval, "--interval")
         ns, secrets, objects = _shared_set(config, namespace, without_config)
@@ -162,7 +162,7 @@ def manifests_hpa(
     """A plain autoscaling/v2 HPA on CPU and memory, for teams that prefer the HPA itself."""
 
     def body() -> int:
-        from devtrip_scale import manifests as m
+        from devtrip_scale.scaling import manifests as m
 
         if min_replicas > max_replicas:
             raise ConfigError(f"--min {min_replicas} is above --max {max_replicas}")
@@ -192,7 +192,7 @@ def manifests_prometheus_rules(
 
     Example: devscale manifests prometheus-rules --format prometheusrule -n monitoring
     """
-    from devtrip_scale import manifests as m
+    from devtrip_scale.scaling import manifests as m
 
     if format_ is RulesFormat.prometheusrule:
         print(m.dump([m.prometheus_rule(namespace)]), end="")
@@ -203,7 +203,7 @@ def manifests_prometheus_rules(
 @app.command("grafana-dashboard")
 def manifests_grafana_dashboard() -> None:
     """A Grafana dashboard: utilisation, users, RPS, p95, replicas and scaling events."""
-    from devtrip_scale import manifests as m
+    from devtrip_scale.scaling import manifests as m
 
     print(json.dumps(m.grafana_dashboard(), indent=2))
 
@@ -218,7 +218,7 @@ def manifests_workers(
     exactly the verbs it uses on pods, pods/log and events."""
 
     def body() -> int:
-        from devtrip_scale import manifests as m
+        from devtrip_scale.scaling import manifests as m
         from devtrip_scale.workers.config import load_workers_config
         from devtrip_scale.workers.manifests import objects
 

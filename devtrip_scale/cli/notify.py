@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from devtrip_scale.cli._common import ConfigOption, DebugOption, err, example, guard, load
-from devtrip_scale.errors import ConfigError, DevscaleError, ExitCode
+from devtrip_scale.core.errors import ConfigError, DevscaleError, ExitCode
 
 app = typer.Typer(help="Check the notification channels.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def notify_test(config: ConfigOption = Path("devscale.yaml"),
         from devtrip_scale.notify.channels import notifiers_from
 
         settings = load(config)
-        notifiers = notifiers_from(settings)
+        notifiers = notifiers_from(settings.notify)
         if not notifiers:
             raise ConfigError(f"{config}: no channel is configured: set "
                               f"${settings.notify.slack.webhook_env} for Slack, or add "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from devtrip_scale.cli._common import err, example, guard, print_json
-from devtrip_scale.errors import ApiError, ConfigError, ExitCode, PipelineFailed
+from devtrip_scale.core.errors import ApiError, ConfigError, ExitCode, PipelineFailed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,7 +88,7 @@ def _json_line(document: dict[str, Any]) -> None:
 
 
 def _stdout() -> Console:
-    from devtrip_scale.render import console
+    from devtrip_scale.scaling.render import console
 
     return console(sys.stdout)
 

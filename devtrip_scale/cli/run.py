@@ -23,10 +23,10 @@ from devtrip_scale.cli._common import (
     parse_duration,
     parse_listen,
 )
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from devtrip_scale.report import CheckReport
+    from devtrip_scale.scaling.report import CheckReport
 
 EPILOG = example("devscale run -c devscale.yaml --interval 60s --listen 127.0.0.1:8080")
 
@@ -55,19 +55,19 @@ def run(
     def body() -> int:
         import threading
 
+        from devtrip_scale.core.trace import Trace
         from devtrip_scale.kube import connect
-        from devtrip_scale.loop import LoopState, Telemetry, run_loop, serve
         from devtrip_scale.notify.channels import notifiers_from
         from devtrip_scale.notify.runs import InProcessMemory
-        from devtrip_scale.sources.cache import CachingSource
-        from devtrip_scale.trace import Trace
+        from devtrip_scale.scaling.loop import LoopState, Telemetry, run_loop, serve
+        from devtrip_scale.scaling.sources.cache import CachingSource
 
         every = parse_duration(interval, "--interval").total_seconds()
         lease_seconds = (parse_duration(lease_duration, "--lease-duration").total_seconds()
                          if lease_duration else max(15.0, 3 * every))
         host, port = parse_listen(listen)
         settings = load(config, namespace)
-        notifiers = notifiers_from(settings)
+        notifiers = notifiers_from(settings.notify)
         api = connect(kubeconfig, context)
         source = wiring.metrics_source(settings)
         if settings.prometheus.cache_seconds:

@@ -24,12 +24,12 @@ from devtrip_scale.cli._common import (
     parse_duration,
     print_json,
 )
-from devtrip_scale.errors import ConfigError
-from devtrip_scale.ports import MetricQuery
+from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.scaling.ports import MetricQuery
 
 if TYPE_CHECKING:
-    from devtrip_scale.config import Settings
-    from devtrip_scale.recording import Recording
+    from devtrip_scale.scaling.config import Settings
+    from devtrip_scale.scaling.replay.recording import Recording
 
 EPILOG = example("devscale simulate -c devscale.yaml --csv load.csv --compare other.yaml "
                  "--plot day.png")
@@ -74,9 +74,9 @@ def simulate(
     """Replay recorded load through the same policy as `check`: replicas, cost, fit."""
 
     def body() -> int:
-        from devtrip_scale import simreport
-        from devtrip_scale.simulate import Options
-        from devtrip_scale.simulate import simulate as replay
+        from devtrip_scale.scaling.replay import simreport
+        from devtrip_scale.scaling.replay.simulate import Options
+        from devtrip_scale.scaling.replay.simulate import simulate as replay
 
         if (csv is None) == (not from_prometheus):
             raise ConfigError("give exactly one of --csv FILE or --from-prometheus")
@@ -136,9 +136,9 @@ def _check_plot_path(path: Path) -> None:
 
 def _recording(settings: Settings, csv: Path | None, deployment: str | None, since: str,
                step: str) -> Recording:
-    from devtrip_scale.reconcile import metric_queries
-    from devtrip_scale.recording import from_matrix, load_csv
-    from devtrip_scale.sources.prometheus import PrometheusSource
+    from devtrip_scale.scaling.reconcile import metric_queries
+    from devtrip_scale.scaling.replay.recording import from_matrix, load_csv
+    from devtrip_scale.scaling.sources.prometheus import PrometheusSource
 
     names = [m.name for m in settings.metrics]
     if csv is not None:

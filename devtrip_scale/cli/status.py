@@ -38,8 +38,8 @@ def status(
     and why, held-until, last scale (like `kubectl get hpa`)."""
 
     def body() -> int:
-        from devtrip_scale import status as st
         from devtrip_scale.kube import connect
+        from devtrip_scale.scaling import status as st
 
         settings = load(config, namespace)
         api = connect(kubeconfig, context)

@@ -24,7 +24,7 @@ from devtrip_scale.cli._common import (
     print_json,
     run_async,
 )
-from devtrip_scale.errors import ConfigError, DevscaleError
+from devtrip_scale.core.errors import ConfigError, DevscaleError
 
 app = typer.Typer(help="Event-driven workers: scale requests on a Redis Stream become "
                   "worker pods.", no_args_is_help=True)
@@ -68,11 +68,11 @@ def workers_serve(
         import asyncio
         import logging
 
+        from devtrip_scale.kube.aio import AsyncKube
         from devtrip_scale.notify.channels import notifiers_from
         from devtrip_scale.workers.api.server import ApiServer, start_api
         from devtrip_scale.workers.config import load_workers_config
         from devtrip_scale.workers.intake import connect as redis_connect
-        from devtrip_scale.workers.kube import AsyncKube
         from devtrip_scale.workers.server import WorkerServer, serve_http
 
         host, port = parse_listen(listen)
@@ -221,8 +221,8 @@ def workers_status(
     def body() -> int:
         from kubernetes import client
 
+        from devtrip_scale.core.trace import Trace
         from devtrip_scale.kube import TIMEOUT, connect, request
-        from devtrip_scale.trace import Trace
         from devtrip_scale.workers import SELECTOR, TASK_LABEL
         from devtrip_scale.workers.config import load_workers_config
         from devtrip_scale.workers.status import tasks

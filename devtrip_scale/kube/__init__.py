@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from devtrip_scale.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound
-from devtrip_scale.trace import Trace
+from devtrip_scale.core.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.core.trace import Trace
 
 T = TypeVar("T")
 

@@ -1,45 +1,42 @@
-"""EventRecorder: core/v1 Events on a Deployment, Normal for a change, Warning for a failure."""
+"""core/v1 Event bodies (pure): the simplest form every API server accepts, for both wings."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from devtrip_scale.kube import TIMEOUT, request
-from devtrip_scale.ports import Workload
-from devtrip_scale.trace import Trace
-
-COMPONENT = "devscale"
+REASON_LIMIT = 128
+MESSAGE_LIMIT = 1024
 
 
-class EventRecorder:
-    """Writes the simplest Event every API server accepts: no eventTime, zoned timestamps."""
+@dataclass(frozen=True)
+class Involved:
+    """The object an Event is about, in the Event's own namespace."""
 
-    def __init__(self, api_client: Any, namespace: str, trace: Trace | None = None) -> None:
-        from kubernetes import client
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str = ""
 
-        self._core = client.CoreV1Api(api_client)
-        self._ns = namespace
-        self._trace = trace or Trace()
 
-    def record(self, workload: Workload, type_: Literal["Normal", "Warning"], reason: str,
-               message: str) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{workload.name}.devscale-", "namespace": self._ns},
-            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment",
-                               "name": workload.name, "namespace": self._ns,
-                               "uid": workload.uid or None},
-            "type": type_, "reason": reason[:128], "message": _cut(message, 1024),
-            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        request(self._trace, "create", "events", self._ns, None,
-                lambda: self._core.create_namespaced_event(self._ns, body,
-                                                           _request_timeout=TIMEOUT),
-                detail=f"create events ({type_} {reason} on deployment/{workload.name}) "
-                       f"-n {self._ns}")
+def event_body(involved: Involved, type_: Literal["Normal", "Warning"], reason: str,
+               message: str, component: str, now: datetime) -> dict[str, Any]:
+    """A core/v1 Event: no eventTime (a MicroTime), zoned whole-second timestamps, count 1,
+    reason and message cut to the API server's limits."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{involved.name}.{component}-",
+                     "namespace": involved.namespace},
+        "involvedObject": {"apiVersion": involved.api_version, "kind": involved.kind,
+                           "name": involved.name, "namespace": involved.namespace,
+                           **({"uid": involved.uid} if involved.uid else {})},
+        "type": type_, "reason": reason[:REASON_LIMIT], "message": _cut(message, MESSAGE_LIMIT),
+        "source": {"component": component}, "reportingComponent": component,
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
 
 
 def _cut(text: str, limit: int) -> str:

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devtrip_scale.errors import KubeConflict, KubeError, KubeNotFound, LeaseHeld
+from devtrip_scale.core.errors import KubeConflict, KubeError, KubeNotFound, LeaseHeld
+from devtrip_scale.core.trace import Trace
 from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
-from devtrip_scale.trace import Trace
 
 LEASE_NAME = "devscale-lock"
 SKEW_SECONDS = 5

@@ -1,21 +1,19 @@
-"""What is worth telling after a run, the quiet period that keeps it from repeating, and fan-out."""
+"""Notification fan-out: the Notifier protocol, the quiet period that keeps a notice from
+repeating, and sending each channel what its routing asks for."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from devtrip_scale.models import CONDITIONS as CONDITIONS
-from devtrip_scale.models import KINDS as KINDS
-from devtrip_scale.models import Kind as Kind
-from devtrip_scale.models import Notice as Notice
-from devtrip_scale.models import Severity as Severity
-
-if TYPE_CHECKING:
-    from devtrip_scale.report import CheckReport, TargetResult
+from devtrip_scale.notify.notices import CONDITIONS as CONDITIONS
+from devtrip_scale.notify.notices import KINDS as KINDS
+from devtrip_scale.notify.notices import Kind as Kind
+from devtrip_scale.notify.notices import Notice as Notice
+from devtrip_scale.notify.notices import Severity as Severity
 
 
 class Notifier(Protocol):
@@ -49,47 +47,6 @@ class NotifyState:
         return cls.from_dict(json.loads(text)) if text else cls()
 
 
-def notices_for(report: CheckReport) -> list[Notice]:
-    """Every notice a run's report warrants (pure)."""
-    notices: list[Notice] = []
-    for r in report.results:
-        notices.extend(_for_target(r, report.dry_run))
-    for metric, error in report.metric_errors.items():
-        notices.append(Notice("failed", "critical", f"failed:metric:{metric}",
-                              f"metric {metric} could not be read", error))
-    if report.history_error is not None:
-        notices.append(Notice("failed", "critical", "failed:run:history",
-                              "devscale could not save its history", report.history_error))
-    return notices
-
-
-def _for_target(r: TargetResult, dry_run: bool) -> Iterable[Notice]:
-    name, d = r.deployment, r.decision
-    if r.error is not None:
-        yield Notice("failed", "critical", f"failed:{name}", f"{name}: scaling failed", r.error,
-                     name)
-    if d is None:
-        return
-    if r.applied and not dry_run:
-        direction = "up" if d.desired_replicas > d.current_replicas else "down"
-        why = d.why()
-        yield Notice("scaled", "info", f"scaled:{name}:{direction}",
-                     f"{name} scaled {direction}: {d.current_replicas} → {d.desired_replicas}",
-                     f"{why} ({d.reason})" if why else d.reason, name)
-    if d.capacity_exhausted:
-        wanted = d.recommendation
-        yield Notice("capacity_exhausted", "critical", f"capacity_exhausted:{name}",
-                     f"{name} needs {wanted} replicas but its maximum is {d.desired_replicas}",
-                     f"{d.deciding_metric} asks for {wanted}; raise maxReplicas or add "
-                     "capacity", name)
-    if r.capacity is not None:
-        yield Notice("capacity_exhausted", "critical", f"unschedulable:{name}",
-                     f"{name}: pods cannot be scheduled", r.capacity, name)
-    if d.held:
-        yield Notice("held", "warning", f"held:{name}", f"{name} held at {d.current_replicas}: "
-                     "metrics missing", d.message, name)
-
-
 def select(notices: Sequence[Notice], state: NotifyState, now: datetime,
            quiet: timedelta) -> tuple[list[Notice], NotifyState]:
     """Drop what was sent within the quiet period; add "resolved" for conditions that cleared.
@@ -119,7 +76,7 @@ def _deployment_of(key: str) -> str | None:
 def fan_out(namespace: str, notices: Sequence[Notice],
             notifiers: Sequence[Notifier]) -> list[str]:
     """Send each channel what its routing asks for; one failing channel does not stop others."""
-    from devtrip_scale.errors import NotifyError
+    from devtrip_scale.core.errors import NotifyError
 
     failures = []
     for notifier in notifiers:

@@ -6,21 +6,19 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from devtrip_scale.config import NotifyModel, Settings
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.notify import Kind, Notifier
+from devtrip_scale.notify.settings import NotifyModel
 
 
-def notifiers_from(settings: Settings | NotifyModel, env: Mapping[str, str] | None = None
-                   ) -> list[Notifier]:
+def notifiers_from(notify: NotifyModel, env: Mapping[str, str] | None = None) -> list[Notifier]:
     """Slack when its webhook env var is set; email when configured with recipients.
 
-    Takes a whole config, or just its `notify` block (workers.yaml has one of its own)."""
+    Takes a config's `notify` block (the check config and workers.yaml each have one)."""
     from devtrip_scale.notify.email import EmailNotifier
     from devtrip_scale.notify.slack import SlackNotifier
 
     env = os.environ if env is None else env
-    notify = settings if isinstance(settings, NotifyModel) else settings.notify
     out: list[Notifier] = []
     slack = notify.slack
     if url := env.get(slack.webhook_env, "").strip():

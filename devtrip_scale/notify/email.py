@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Literal
 
-from devtrip_scale.errors import NotifyError
+from devtrip_scale.core.errors import NotifyError
 from devtrip_scale.notify import Kind, Notice
 from devtrip_scale.notify.messages import email_html, email_subject, email_text
 

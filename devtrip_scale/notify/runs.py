@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from devtrip_scale.config import config_id
-from devtrip_scale.errors import DevscaleError, ExitCode, LeaseHeld
+from devtrip_scale.core.errors import DevscaleError, ExitCode, LeaseHeld
+from devtrip_scale.core.yamlfile import config_id
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
 
 T = TypeVar("T")

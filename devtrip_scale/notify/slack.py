@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from devtrip_scale.errors import NotifyError
+from devtrip_scale.core.errors import NotifyError
 from devtrip_scale.notify import Kind, Notice
 from devtrip_scale.notify.messages import slack_payload
 

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from devtrip_scale.errors import ApiError, ConfigError, DevscaleError
+from devtrip_scale.core.errors import ApiError, ConfigError, DevscaleError
 from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc

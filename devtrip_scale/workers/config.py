@@ -1,6 +1,6 @@
 """workers.yaml: the typed config of `devscale workers serve`; errors name file, line, field.
 
-Read with devtrip_scale.config's loader (UTF-8, duplicate keys, line index), not a copy of it.
+Read with devtrip_scale.core.yamlfile's loader (UTF-8, duplicate keys, line index), not a copy.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from devtrip_scale.config import (
-    NotifyModel,
-    _Model,
+from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.core.yamlfile import (
+    Model,
     check_namespace,
     read_document,
     validation_error,
 )
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.notify.settings import NotifyModel
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
 
-class RedisModel(_Model):
+class RedisModel(Model):
     url: str = "redis://localhost:6379/0"
     password_env: str | None = None
     stream: str = Field(default="devscale:requests", min_length=1)
@@ -67,7 +67,7 @@ class RedisModel(_Model):
         return urlunsplit(parts._replace(netloc=netloc))
 
 
-class ResourcesModel(_Model):
+class ResourcesModel(Model):
     requests: dict[str, str]
     limits: dict[str, str]
 
@@ -85,7 +85,7 @@ class ResourcesModel(_Model):
         return self
 
 
-class WorkerModel(_Model):
+class WorkerModel(Model):
     """The worker pod template."""
 
     image: str = Field(min_length=1)
@@ -108,13 +108,13 @@ class WorkerModel(_Model):
         return env
 
 
-class RetryModel(_Model):
+class RetryModel(Model):
     max_retries: int = Field(default=2, ge=0, le=20)
     max_disruptions: int = Field(default=5, ge=0, le=50, description="evictions and lost "
                                  "nodes retried without using a retry")
 
 
-class LimitsModel(_Model):
+class LimitsModel(Model):
     max_workers: int = Field(default=100, ge=1)
     max_pod_count: int | None = Field(default=None, ge=1, description="per request; default "
                                       "max_workers")
@@ -126,7 +126,7 @@ class LimitsModel(_Model):
         return min(self.max_pod_count or self.max_workers, self.max_workers)
 
 
-class TlsModel(_Model):
+class TlsModel(Model):
     """The gRPC API's certificate; with `client_ca_file`, clients may (or must) show theirs."""
 
     cert_file: str = Field(min_length=1)
@@ -147,7 +147,7 @@ class TlsModel(_Model):
         return str(path)
 
 
-class ApiModel(_Model):
+class ApiModel(Model):
     """The gRPC API (`devscale.v1`) of `devscale workers serve`: TLS always, and a bearer
     token, a client certificate (`auth: mtls`) or both on every method but health."""
 
@@ -206,7 +206,7 @@ class ApiModel(_Model):
         return tokens
 
 
-class PipelinesModel(_Model):
+class PipelinesModel(Model):
     """Finished builds are kept in the server's memory for `pipeline status` and late readers:
     at most `keep_builds` of them, each at most `keep_seconds` after it ended."""
 
@@ -214,7 +214,7 @@ class PipelinesModel(_Model):
     keep_seconds: float = Field(default=3600, ge=0)
 
 
-class WorkersSettings(_Model):
+class WorkersSettings(Model):
     namespace: str = "default"
     redis: RedisModel = RedisModel()
     worker: WorkerModel

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
-from devtrip_scale.errors import ConfigError, DevscaleError
+from devtrip_scale.core.errors import ConfigError, DevscaleError
 from devtrip_scale.workers.journal import Journal
 from devtrip_scale.workers.pipeline import Pipeline, Plan, RetryOn, StageModel, retry_delay
 from devtrip_scale.workers.progress import (

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from devtrip_scale.errors import DevscaleError, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.core.errors import DevscaleError, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
     BUILD_ID_ANNOTATION,
@@ -33,7 +34,6 @@ from devtrip_scale.workers import (
     logs,
 )
 from devtrip_scale.workers.config import WorkerModel, WorkersSettings
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.logrelay import LogRelay
 from devtrip_scale.workers.pipeline import RetryOn, StageRetryModel, retry_delay
 from devtrip_scale.workers.pods import worker_pod

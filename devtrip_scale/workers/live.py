@@ -17,7 +17,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from rich.tree import Tree
 
-from devtrip_scale.errors import ApiError, ExitCode
+from devtrip_scale.core.errors import ApiError, ExitCode
 from devtrip_scale.workers.progress import (
     BuildState,
     LogLine,

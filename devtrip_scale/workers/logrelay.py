@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from devtrip_scale.errors import KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.core.errors import KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
     BUILD_LABEL,
@@ -59,7 +60,6 @@ from devtrip_scale.workers import (
     TASK_LABEL,
 )
 from devtrip_scale.workers.journal import Journal, Missed
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.progress import LogLine
 
 log = logging.getLogger("devscale.workers")

@@ -15,14 +15,14 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from devtrip_scale.config import (
-    _line_index,
-    _Model,
+from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.core.yamlfile import (
+    Model,
+    line_index,
     parse_document,
     read_text,
     validation_error,
 )
-from devtrip_scale.errors import ConfigError
 from devtrip_scale.workers.config import WorkerModel
 from devtrip_scale.workers.progress import BuildState, StageState
 
@@ -42,7 +42,7 @@ class RetryOn(StrEnum):
     LOST = "lost"            # the pod vanished (deleted, node gone) before it ended
 
 
-class StageRetryModel(_Model):
+class StageRetryModel(Model):
     limit: int = Field(default=0, ge=0, le=20, description="retries per worker (and of a "
                        "timed-out stage)")
     backoff_seconds: float = Field(default=0, ge=0, le=3600)
@@ -89,7 +89,7 @@ class StageModel(WorkerModel):
         return WorkerModel(**fields)
 
 
-class Pipeline(_Model):
+class Pipeline(Model):
     name: str = Field(min_length=1, max_length=253)
     fail_fast: bool = True
     defaults: dict[str, Any] = Field(default_factory=dict, description="any stage field but "
@@ -145,7 +145,7 @@ def load_pipeline_text(text: str, file_name: str) -> Pipeline:
     cycles) — every problem a ConfigError naming `file_name`:line."""
     path = Path(file_name)
     data, node = parse_document(text, path)
-    lines = _line_index(node) if node is not None else {}
+    lines = line_index(node) if node is not None else {}
     stages = data.get("stages")
     if stages is None or stages == []:
         line = lines.get(("stages",), 1)

@@ -12,9 +12,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from devtrip_scale.kube.aio import AsyncKube
+from devtrip_scale.kube.events import Involved, event_body
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
 from devtrip_scale.workers.config import WorkersSettings
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.tasks import TaskResult
 
 COMPONENT = "devscale-workers"
@@ -32,22 +33,13 @@ def result_fields(result: TaskResult, entry_id: str, consumer: str) -> dict[str,
     }
 
 
-def event_body(result: TaskResult, pod: str, namespace: str, now: datetime) -> dict[str, Any]:
+def task_event(result: TaskResult, pod: str, namespace: str, now: datetime) -> dict[str, Any]:
     """A core/v1 Event on the task's first pod (pure): Normal when it succeeded."""
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    ok = result.outcome != "failed"
-    return {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{pod}.", "namespace": namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod,
-                           "namespace": namespace},
-        "type": "Normal" if ok else "Warning",
-        "reason": {"succeeded": "TaskSucceeded", "failed": "TaskFailed",
-                   "cancelled": "TaskCancelled"}[result.outcome],
-        "message": result.summary()[:1024],
-        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
+    reason = {"succeeded": "TaskSucceeded", "failed": "TaskFailed",
+              "cancelled": "TaskCancelled"}[result.outcome]
+    return event_body(Involved("v1", "Pod", pod, namespace),
+                      "Warning" if result.outcome == "failed" else "Normal", reason,
+                      result.summary(), COMPONENT, now)
 
 
 FAILING = "failed:workers"   # one condition for all tasks: a storm of failures is told once
@@ -92,7 +84,7 @@ class Reporter:
                               maxlen=self.settings.redis.results_maxlen, approximate=True)
         now = datetime.now(UTC)
         try:
-            await self.kube.create_event(event_body(result, first_pod, self.kube.namespace, now))
+            await self.kube.create_event(task_event(result, first_pod, self.kube.namespace, now))
         except Exception as e:   # an Event is not worth failing a task for
             self.problems.append(f"event for task {result.task_id}: {e}")
         if self.notifiers:

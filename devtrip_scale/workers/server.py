@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from devtrip_scale.errors import DevscaleError
+from devtrip_scale.core.errors import DevscaleError
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.notify import Notifier
 from devtrip_scale.workers import SELECTOR, TASK_ID_ANNOTATION, TASK_LABEL
 from devtrip_scale.workers.config import WorkersSettings
 from devtrip_scale.workers.finishing import MAX_BACKOFF, PodEnds, TaskListener, redis_problem
 from devtrip_scale.workers.intake import Entry, Intake
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, parse
 from devtrip_scale.workers.results import Reporter
 from devtrip_scale.workers.store import Spec, TaskStore

@@ -13,8 +13,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from devtrip_scale.errors import DevscaleError
-from devtrip_scale.workers.kube import AsyncKube
+from devtrip_scale.core.errors import DevscaleError
+from devtrip_scale.kube.aio import AsyncKube
 
 log = logging.getLogger("devscale.workers")
 Handler = Callable[[str, dict[str, Any]], None]   # ("ADDED"|"MODIFIED"|"DELETED", pod)

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from devtrip_scale.cli._common import parse_duration, parse_listen
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 from tests.conftest import ROOT
 
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from devtrip_scale import manifests as m
+from devtrip_scale.scaling import manifests as m
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
 from testbed.net import free_port, wait_until

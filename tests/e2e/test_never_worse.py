@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devtrip_scale.errors import LeaseHeld
+from devtrip_scale.core.errors import LeaseHeld
 from devtrip_scale.kube.lease import LeaseLock, micro_time
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
@@ -30,7 +30,7 @@ from testbed.net import wait_until
 from testbed.prometheus import Prometheus
 from testbed.receivers import QueueEndpoint, SlackReceiver
 from tests.conftest import ROOT, Cluster, run_cli, service_account_kubeconfig, settle, write_config
-from tests.sources.test_routing import hung_prometheus  # noqa: F401  (a fixture)
+from tests.scaling.sources.test_routing import hung_prometheus  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
 

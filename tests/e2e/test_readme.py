@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devtrip_scale import manifests as m
+from devtrip_scale.scaling import manifests as m
 from testbed.exporter import SyntheticExporter
 from testbed.prometheus import Prometheus
 from testbed.receivers import SlackReceiver

@@ -42,7 +42,7 @@ def events(cluster: Cluster, name: str) -> list[Any]:
     """devscale's Events on one Deployment (the controller-manager records its own too)."""
     from kubernetes import client
 
-    from devtrip_scale.kube.events import COMPONENT
+    from devtrip_scale.scaling.events import COMPONENT
 
     items = client.CoreV1Api(cluster.api).list_namespaced_event(cluster.namespace).items
     return [e for e in items if e.involved_object.name == name

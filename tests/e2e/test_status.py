@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devtrip_scale import manifests
+from devtrip_scale.scaling import manifests
 from testbed.controlplane import ControlPlane
 from testbed.exporter import SyntheticExporter
 from testbed.prometheus import Prometheus

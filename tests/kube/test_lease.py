@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devtrip_scale.errors import KubeConflict, LeaseHeld
+from devtrip_scale.core.errors import KubeConflict, LeaseHeld
 from devtrip_scale.kube.lease import LeaseLock, micro_time
 from tests.conftest import Cluster
 

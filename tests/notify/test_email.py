@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devtrip_scale.errors import NotifyError
+from devtrip_scale.core.errors import NotifyError
 from devtrip_scale.notify import Notice
 from devtrip_scale.notify.email import EmailNotifier, Security
 from testbed.net import free_port

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devtrip_scale.errors import KubeError, LeaseHeld, MetricsError
+from devtrip_scale.core.errors import KubeError, LeaseHeld, MetricsError
 from devtrip_scale.notify.runs import (
     LOCK_KEY,
     InProcessMemory,

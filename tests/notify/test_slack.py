@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtrip_scale.errors import NotifyError
+from devtrip_scale.core.errors import NotifyError
 from devtrip_scale.notify import Notice
 from devtrip_scale.notify.slack import SlackNotifier
 from testbed.net import free_port

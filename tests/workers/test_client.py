@@ -30,7 +30,7 @@ import trustme
 from typer.testing import CliRunner
 
 from devtrip_scale.cli.pipeline import app as pipeline_app
-from devtrip_scale.errors import ApiError, ConfigError
+from devtrip_scale.core.errors import ApiError, ConfigError
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.client import ApiClient

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.workers.config import RedisModel, example, load_workers_config
 from tests.conftest import ROOT
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import BUILD_LABEL
 from devtrip_scale.workers.config import load_workers_config
 from devtrip_scale.workers.executor import Build, BuildStatus, NotAccepting, UnknownBuild
 from devtrip_scale.workers.intake import connect as redis_connect
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.pipeline import Pipeline, load_pipeline_text
 from devtrip_scale.workers.progress import BuildState, ProgressEvent, StageState
 from devtrip_scale.workers.server import WorkerServer

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from devtrip_scale.errors import ApiError, ExitCode
+from devtrip_scale.core.errors import ApiError, ExitCode
 from devtrip_scale.workers.live import (
     Continuity,
     LiveState,

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from devtrip_scale.errors import KubeNotFound
+from devtrip_scale.core.errors import KubeNotFound
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import SELECTOR
 from devtrip_scale.workers.config import WorkerModel, WorkersSettings
 from devtrip_scale.workers.journal import Journal, Missed
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.logrelay import BUILD_LABEL, STAGE_LABEL, LogRelay, parse_line
 from devtrip_scale.workers.pods import worker_pod
 from devtrip_scale.workers.progress import LogLine

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers.journal import Journal, Missed
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.logrelay import (
     LogRelay,
     TimeMerge,

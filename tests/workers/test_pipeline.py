@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.workers.pipeline import (
     Pipeline,
     Plan,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtrip_scale.notify import NotifyState
-from devtrip_scale.workers.results import event_body, failure_notice, result_fields, tell
+from devtrip_scale.workers.results import failure_notice, result_fields, task_event, tell
 from devtrip_scale.workers.tasks import Outcome, PodResult, TaskResult, summarise
 
 RESULT = summarise("Build/42", [PodResult(0, Outcome.SUCCEEDED, 1, 0, 1.5, "w-a-0-0"),
@@ -26,7 +26,7 @@ def test_result_fields() -> None:
 
 
 def test_event_body() -> None:
-    body = event_body(RESULT, "w-a-0-0", "ci", datetime(2026, 1, 1, tzinfo=UTC))
+    body = task_event(RESULT, "w-a-0-0", "ci", datetime(2026, 1, 1, tzinfo=UTC))
     assert body["type"] == "Warning" and body["reason"] == "TaskFailed"
     assert body["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "name": "w-a-0-0",
                                       "namespace": "ci"}

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import SELECTOR
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.watch import PodWatch
 from tests.conftest import Cluster
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devtrip_scale.errors import DevscaleError
+from devtrip_scale.core.errors import DevscaleError
 from devtrip_scale.workers.watch import read_event
 
 POD = {"metadata": {"name": "p", "resourceVersion": "42"}}

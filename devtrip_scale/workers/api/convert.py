@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from redis.exceptions import RedisError
 
-from devtrip_scale.errors import ConfigError, DevscaleError, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.core.errors import (
+    ConfigError,
+    DevscaleError,
+    KubeError,
+    KubeForbidden,
+    KubeNotFound,
+)
 from devtrip_scale.workers import BUILD_LABEL, STAGE_LABEL, status
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.journal import Missed

@@ -20,7 +20,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from devtrip_scale.errors import ConfigError
+from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.workers.api.auth import AuthInterceptor
 from devtrip_scale.workers.api.services import LogStreamingService, OttoscalerService, Streams
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb

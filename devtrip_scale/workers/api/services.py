@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 import grpc
 from redis.exceptions import RedisError
 
-from devtrip_scale.errors import ConfigError, DevscaleError
+from devtrip_scale.core.errors import ConfigError, DevscaleError
 from devtrip_scale.workers import TASK_LABEL
 from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb

@@ -16,12 +16,12 @@ import grpc
 import pytest
 import trustme
 
+from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import SELECTOR
 from devtrip_scale.workers.api.server import ApiServer, start_api
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.config import WorkersSettings
 from devtrip_scale.workers.intake import connect as redis_connect
-from devtrip_scale.workers.kube import AsyncKube
 from devtrip_scale.workers.server import WorkerServer
 from testbed.redis import Redis
 from tests.conftest import Cluster

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from devtrip_scale.errors import ConfigError, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.core.errors import ConfigError, KubeError, KubeForbidden, KubeNotFound
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
     BUILD_LABEL,

@@ -1,0 +1,459 @@
+"""The typed config: YAML plus environment, validated once; errors name file, line, field."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from devtrip_scale.core.yamlfile import (
+    DNS_LABEL,
+    Model,
+    Path_,
+    check_namespace,
+    read_document,
+    validation_error,
+)
+from devtrip_scale.notify.settings import NotifyModel
+from devtrip_scale.scaling import models
+from devtrip_scale.scaling.presets import PLACEHOLDERS, PRESETS, render
+
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+# `{name}` in a query: a placeholder (PromQL's own braces never hold a bare identifier).
+_ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host and a valid port, or a ValueError saying what is wrong."""
+    example = "such as http://prometheus:9090"
+    if any(c.isspace() for c in url):
+        raise ValueError(f"{url!r} is not a URL: it contains white space")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL {example}")
+    if not parts.hostname or not _HOST.match(parts.hostname):
+        raise ValueError(f"{url!r} has no valid host name ({example})")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port ({example})") from None
+    return url
+
+
+_SELECTOR_TOKEN = re.compile(r"\s*(?:(==|!=|=|<|>|!|\(|\)|,)|([^\s!=<>(),]+))")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_selector(text: str) -> str:
+    """A Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`), checked as the API server would.
+
+    Raises ValueError naming the first problem.
+    """
+    tokens: list[tuple[str, str]] = []  # (kind, text): kind "op" or "word"
+    pos, text_ = 0, text.rstrip()
+    while pos < len(text_):
+        m = _SELECTOR_TOKEN.match(text_, pos)
+        if m is None:  # pragma: no cover - the two alternatives match any non-space
+            break
+        tokens.append(("op", m.group(1)) if m.group(1) else ("word", m.group(2)))
+        pos = m.end()
+
+    def fail(why: str) -> ValueError:
+        return ValueError(f"{text!r} is not a label selector: {why}")
+
+    def word(i: int, what: str) -> str:
+        if i >= len(tokens) or tokens[i][0] != "word":
+            found = f"{tokens[i][1]!r}" if i < len(tokens) else "the end"
+            raise fail(f"expected {what}, found {found}")
+        return tokens[i][1]
+
+    def key(name: str) -> None:
+        prefix, _, label = name.rpartition("/")
+        if "/" in name and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+            raise fail(f"{name!r}: the prefix before '/' must be a DNS subdomain")
+        if len(label) > 63 or not _LABEL_NAME.match(label):
+            raise fail(f"{name!r} is not a label key (letters, digits, '-', '_', '.'; "
+                       "at most 63 characters, starting and ending alphanumeric)")
+
+    def value(v: str) -> None:
+        if v and (len(v) > 63 or not _LABEL_NAME.match(v)):
+            raise fail(f"{v!r} is not a label value")
+
+    if not tokens:
+        raise fail("it is empty")
+    i = 0
+    while True:
+        negated = tokens[i] == ("op", "!")
+        i += negated
+        name = word(i, "a label key")
+        key(name)
+        i += 1
+        nxt = tokens[i] if i < len(tokens) else None
+        if negated or nxt is None or nxt == ("op", ","):
+            pass  # `key` or `!key`
+        elif nxt[1] in ("=", "==", "!=", "<", ">"):
+            i += 1
+            v = tokens[i][1] if i < len(tokens) and tokens[i][0] == "word" else ""
+            i += bool(v)
+            if nxt[1] in ("<", ">") and not re.fullmatch(r"-?[0-9]+", v):
+                raise fail(f"{name}{nxt[1]} needs a whole number")
+            value(v)
+        elif nxt in (("word", "in"), ("word", "notin")):
+            i += 1
+            if i >= len(tokens) or tokens[i] != ("op", "("):
+                raise fail(f"expected '(' after {name} {nxt[1]}")
+            values = 0
+            i += 1
+            while True:
+                if i < len(tokens) and tokens[i][0] == "word":
+                    value(tokens[i][1])
+                    values += 1
+                    i += 1
+                if i < len(tokens) and tokens[i] == ("op", ","):
+                    i += 1
+                    continue
+                if i < len(tokens) and tokens[i] == ("op", ")"):
+                    i += 1
+                    break
+                raise fail(f"missing ')' after the values of {name} {nxt[1]}")
+            if not values:
+                raise fail(f"{name} {nxt[1]} () needs at least one value")
+        else:
+            raise fail(f"expected an operator (=, ==, !=, in, notin) after {name!r}, "
+                       f"found {nxt[1]!r}")
+        if i >= len(tokens):
+            return text
+        if tokens[i] != ("op", ","):
+            raise fail(f"expected ',' before {tokens[i][1]!r}")
+        i += 1
+        if i >= len(tokens):
+            raise fail("it ends with ','")
+
+
+_PARSER_READY = False
+
+
+def promql_problem(query: str) -> str | None:
+    """Why a PromQL expression does not parse (promql-parser, Prometheus' grammar), or None."""
+    global _PARSER_READY
+    import promql_parser  # imported here: the parser is only needed to validate a query
+
+    if not _PARSER_READY:  # Prometheus 2.x name of double_exponential_smoothing
+        vt = promql_parser.ValueType
+        promql_parser.register_extra_functions([promql_parser.Function(
+            "holt_winters", [vt.Matrix, vt.Scalar, vt.Scalar], vt.Vector)])
+        _PARSER_READY = True
+    try:
+        promql_parser.parse(query)
+    except ValueError as e:
+        return str(e) or "it does not parse"
+    return None
+
+
+class ScalingPolicyModel(Model):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800)
+
+
+class ScalingRulesModel(Model):
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: tuple[ScalingPolicyModel, ...] | None = None
+    tolerance: float | None = Field(default=None, ge=0)
+
+    def to_rules(self, default: models.ScalingRules) -> models.ScalingRules:
+        return models.ScalingRules(
+            stabilization_window_seconds=(
+                default.stabilization_window_seconds
+                if self.stabilization_window_seconds is None
+                else self.stabilization_window_seconds
+            ),
+            select_policy=self.select_policy,
+            policies=(
+                default.policies
+                if self.policies is None
+                else tuple(
+                    models.ScalingPolicy(p.type, p.value, p.period_seconds) for p in self.policies
+                )
+            ),
+            tolerance=self.tolerance,
+        )
+
+
+class BehaviorModel(Model):
+    scale_up: ScalingRulesModel = ScalingRulesModel()
+    scale_down: ScalingRulesModel = ScalingRulesModel()
+
+
+class ScalingModel(Model):
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    behavior: BehaviorModel = BehaviorModel()
+    scale_up_cooldown_seconds: int = Field(default=0, ge=0)
+    scale_down_cooldown_seconds: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ScalingModel:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+
+class TargetValueModel(Model):
+    type: Literal["Utilization", "Value", "AverageValue"]
+    value: float = Field(gt=0)
+
+
+class HttpMetricModel(Model):
+    """A value read from an HTTP endpoint that answers JSON, e.g. GET /metrics/waiting-jobs."""
+
+    url: str
+    field: str | None = Field(default=None, description="dotted path to the number, e.g. "
+                              "queues.jobs.waiting; unset: the body is the number")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if placeholder := _ANY_PLACEHOLDER.search(url):
+            raise ValueError(f"{placeholder.group(0)} in a URL is not filled: placeholders "
+                             "are filled only in PromQL queries")
+        return check_url(url)
+
+
+class MetricModel(Model):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    preset: str | None = None
+    query: str | None = Field(default=None, min_length=1)
+    http: HttpMetricModel | None = None
+    window: str = "2m"
+    target: TargetValueModel
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str | None) -> str | None:
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        return preset
+
+    @field_validator("query")
+    @classmethod
+    def _promql(cls, query: str | None) -> str | None:
+        if query is None:
+            return None
+        unknown = [p for p in _ANY_PLACEHOLDER.findall(query) if p not in PLACEHOLDERS]
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; known: {known}")
+        if problem := promql_problem(render(query, namespace="default", window="2m")):
+            raise ValueError(f"not valid PromQL: {problem}")
+        return query
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, window: str) -> str:
+        if not _DURATION.match(window):
+            raise ValueError(f"{window!r} is not a PromQL duration such as 2m or 30s")
+        return window
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetricModel:
+        if sum(x is not None for x in (self.preset, self.query, self.http)) != 1:
+            raise ValueError("give exactly one of `preset`, `query` or `http`")
+        return self
+
+    @property
+    def promql(self) -> str:
+        """The PromQL template of a preset or query metric ("" for an http metric)."""
+        if self.preset is not None:
+            return PRESETS[self.preset]
+        return self.query or ""
+
+
+class TargetModel(Model):
+    deployment: str | None = None
+    selector: str | None = None
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TargetModel:
+        if (self.deployment is None) == (self.selector is None):
+            raise ValueError("give exactly one of `deployment` or `selector`")
+        if self.deployment is not None and not DNS_LABEL.match(self.deployment):
+            raise ValueError(f"{self.deployment!r} is not a valid Deployment name")
+        return self
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, selector: str | None) -> str | None:
+        return None if selector is None else check_selector(selector)
+
+
+class PrometheusModel(Model):
+    url: str = "http://localhost:9090"
+    timeout_seconds: float = Field(default=10, gt=0, le=300)
+    bearer_token_env: str | None = None
+    cache_seconds: float = Field(default=0, ge=0, le=3600,
+                                 description="`devscale run`: reuse readings this long")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_url(url)
+
+
+class Settings(Model):
+    """The whole configuration file."""
+
+    namespace: str = "default"
+    prometheus: PrometheusModel = PrometheusModel()
+    scaling: ScalingModel = ScalingModel()
+    targets: tuple[TargetModel, ...] = Field(min_length=1)
+    metrics: tuple[MetricModel, ...] = Field(min_length=1)
+    history_configmap: str = "devscale-history"
+    notify: NotifyModel = NotifyModel()
+
+    _namespace = field_validator("namespace")(check_namespace)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: tuple[MetricModel, ...]) -> tuple[MetricModel, ...]:
+        _refuse_duplicates("metric name", [m.name for m in metrics])
+        return metrics
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: tuple[TargetModel, ...]) -> tuple[TargetModel, ...]:
+        _refuse_duplicates("deployment target", [t.deployment for t in targets if t.deployment])
+        _refuse_duplicates("selector target", [t.selector for t in targets if t.selector])
+        return targets
+
+    @model_validator(mode="after")
+    def _target_ranges(self) -> Settings:
+        for i, t in enumerate(self.targets):
+            spec = self.policy_for(t)
+            if spec.min_replicas > spec.max_replicas:
+                # A leading field path lets the error name its line (see _format_errors).
+                raise ValueError(f"targets[{i}]: minReplicas ({spec.min_replicas}) is above "
+                                 f"maxReplicas ({spec.max_replicas}) of the scaling block")
+        return self
+
+    def policy_for(self, target: TargetModel | None) -> models.PolicySpec:
+        """The policy spec of one target: the global scaling block with its overrides."""
+        s = self.scaling
+        low = s.min_replicas if target is None or target.min_replicas is None \
+            else target.min_replicas
+        high = s.max_replicas if target is None or target.max_replicas is None \
+            else target.max_replicas
+        return models.PolicySpec(
+            min_replicas=low,
+            max_replicas=high,
+            tolerance=s.tolerance,
+            scale_up=s.behavior.scale_up.to_rules(models.HPA_DEFAULT_SCALE_UP),
+            scale_down=s.behavior.scale_down.to_rules(models.HPA_DEFAULT_SCALE_DOWN),
+            scale_up_cooldown_seconds=s.scale_up_cooldown_seconds,
+            scale_down_cooldown_seconds=s.scale_down_cooldown_seconds,
+        )
+
+    def prometheus_token(self) -> str | None:
+        """The bearer token, read from the environment variable the config names."""
+        name = self.prometheus.bearer_token_env
+        return os.environ.get(name) if name else None
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """The settings as `config show` prints them: every default filled in, unset options left out.
+
+    The HPA's behaviour defaults, the tolerance of each direction and each target's replica
+    range are shown as they apply, not as the `null` that means "the default".
+    """
+    data: dict[str, Any] = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec = settings.policy_for(None)
+    data["scaling"]["behavior"] = {
+        "scaleUp": _rules_dict(spec.scale_up, spec.tolerance),
+        "scaleDown": _rules_dict(spec.scale_down, spec.tolerance),
+    }
+    for target, shown in zip(settings.targets, data["targets"], strict=True):
+        own = settings.policy_for(target)
+        shown.update(minReplicas=own.min_replicas, maxReplicas=own.max_replicas)
+    return data
+
+
+def _rules_dict(rules: models.ScalingRules, tolerance: float) -> dict[str, Any]:
+    return {
+        "stabilizationWindowSeconds": rules.stabilization_window_seconds,
+        "selectPolicy": rules.select_policy,
+        "policies": [{"type": p.type, "value": p.value, "periodSeconds": p.period_seconds}
+                     for p in rules.policies],
+        "tolerance": tolerance if rules.tolerance is None else rules.tolerance,
+    }
+
+
+def _refuse_duplicates(what: str, items: list[str]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"duplicate {what} {item!r}")
+        seen.add(item)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None,
+                sources: Mapping[str, str] | None = None) -> Settings:
+    """Read, override (environment, then `overrides`) and validate.
+
+    Every error names the file, the line and the field; a bad value that came from the
+    environment or from `overrides` names that instead (`sources` maps an override's key to
+    the flag it came from, e.g. {"namespace": "--namespace"}).
+    """
+    env = os.environ if env is None else env
+    data, node = read_document(path)
+    data, origins = _apply_env(data, env)
+    for key, value in (overrides or {}).items():
+        data[key] = value
+        origins[(key,)] = (sources or {}).get(key, f"--{key.replace('_', '-')}")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(path, e, node, origins) from None
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]
+               ) -> tuple[dict[str, Any], dict[Path_, str]]:
+    """The data with the environment's overrides, and where each overridden field came from."""
+    data = dict(data)
+    origins: dict[Path_, str] = {}
+    if env.get("NAMESPACE"):
+        data["namespace"] = env["NAMESPACE"]
+        origins[("namespace",)] = "$NAMESPACE"
+    if env.get("EMAIL_RECIPIENTS") and isinstance(data.get("notify"), dict) and \
+            isinstance(data["notify"].get("email"), dict):
+        recipients = [r.strip() for r in env["EMAIL_RECIPIENTS"].split(",") if r.strip()]
+        data["notify"] = {**data["notify"], "email": {**data["notify"]["email"],
+                                                      "recipients": recipients}}
+        origins[("notify", "email", "recipients")] = "$EMAIL_RECIPIENTS"
+    if env.get("METRICS_SERVER"):
+        url = env["METRICS_SERVER"]
+        if "://" not in url:
+            url = f"http://{url}"
+        prom = data.get("prometheus")
+        data["prometheus"] = {**(prom if isinstance(prom, dict) else {}), "url": url}
+        origins[("prometheus", "url")] = "$METRICS_SERVER"
+    return data, origins
+

@@ -1,0 +1,126 @@
+"""DeploymentTarget: list target Deployments and write replicas through the scale subresource."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from devtrip_scale.core.trace import Trace
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
+from devtrip_scale.scaling.models import Unschedulable
+from devtrip_scale.scaling.ports import Workload
+
+
+class DeploymentTarget:
+    """The Deployments of one namespace, read with one list call and scaled one PATCH each."""
+
+    def __init__(self, api_client: Any, namespace: str, trace: Trace | None = None) -> None:
+        from kubernetes import client
+
+        self._apps = client.AppsV1Api(api_client)
+        self._ns = namespace
+        self._trace = trace or Trace()
+
+    def list(self, selector: str | None) -> list[Workload]:
+        detail = f"list deployments -n {self._ns}" + (f" -l {selector}" if selector else "")
+        result = request(self._trace, "list", "deployments", self._ns, None,
+                         lambda: self._apps.list_namespaced_deployment(
+                             self._ns, label_selector=selector or "", _request_timeout=TIMEOUT),
+                         detail=detail)
+        return [_workload(d) for d in result.items]
+
+    def get(self, name: str) -> Workload:
+        return _workload(request(
+            self._trace, "get", "deployments", self._ns, name,
+            lambda: self._apps.read_namespaced_deployment(name, self._ns,
+                                                          _request_timeout=TIMEOUT)))
+
+    def other_scalers(self) -> dict[str, str]:
+        """Deployments of the namespace that an HPA (KEDA's included) already targets."""
+        from kubernetes import client
+
+        api = client.AutoscalingV2Api(self._apps.api_client)
+        hpas = request(self._trace, "list", "horizontalpodautoscalers", self._ns, None,
+                       lambda: api.list_namespaced_horizontal_pod_autoscaler(
+                           self._ns, _request_timeout=TIMEOUT)).items
+        return {
+            h.spec.scale_target_ref.name: describe_scaler(h)
+            for h in hpas
+            if h.spec.scale_target_ref.kind == "Deployment"
+            and (h.spec.scale_target_ref.api_version or "apps/v1").startswith("apps/")
+        }
+
+    def unschedulable(self) -> dict[str, Unschedulable]:
+        """Deployment name → its pods the scheduler cannot place, from one list of the
+        namespace's Pending pods (a field selector keeps it small)."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self._apps.api_client)
+        pods = request(self._trace, "list", "pods", self._ns, None,
+                       lambda: core.list_namespaced_pod(
+                           self._ns, field_selector="status.phase=Pending",
+                           _request_timeout=TIMEOUT),
+                       detail=f"list pods -n {self._ns} --field-selector status.phase=Pending"
+                       ).items
+        found: dict[str, list[tuple[datetime, str]]] = {}
+        for pod in pods:
+            owner = _deployment_of(pod)
+            condition = next((c for c in pod.status.conditions or ()
+                              if c.type == "PodScheduled" and c.status == "False"
+                              and c.reason == "Unschedulable"), None)
+            if owner is not None and condition is not None:
+                since = condition.last_transition_time or datetime.now(UTC)
+                found.setdefault(owner, []).append((since, condition.message or "Unschedulable"))
+        return {name: Unschedulable(len(entries), 0, min(at for at, _ in entries),
+                                    _first_sentence(max(entries)[1]))
+                for name, entries in found.items()}
+
+    def scale(self, name: str, replicas: int, resource_version: str) -> None:
+        """Set spec.replicas, only if the Deployment is still at `resource_version` (else 409)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": {"replicas": replicas}}
+        request(self._trace, "patch", "deployments/scale", self._ns, name,
+                lambda: self._apps.patch_namespaced_deployment_scale(
+                    name, self._ns, body, field_manager=FIELD_MANAGER, _request_timeout=TIMEOUT),
+                detail=f"patch deployments/{name}/scale -n {self._ns} replicas={replicas} "
+                       f"resourceVersion={resource_version}")
+
+
+def describe_scaler(hpa: Any) -> str:
+    """How to name an HPA to a person: KEDA's are named after their ScaledObject."""
+    name = hpa.metadata.name
+    keda = (hpa.metadata.labels or {}).get("scaledobject.keda.sh/name")
+    if keda is None and name.startswith("keda-hpa-"):
+        keda = name.removeprefix("keda-hpa-")
+    if keda is not None:
+        return f"KEDA ScaledObject {keda} (through HorizontalPodAutoscaler {name})"
+    return f"HorizontalPodAutoscaler {name}"
+
+
+def _deployment_of(pod: Any) -> str | None:
+    """The Deployment a pod belongs to: its ReplicaSet owner's name less the template hash."""
+    template_hash = (pod.metadata.labels or {}).get("pod-template-hash")
+    for ref in pod.metadata.owner_references or ():
+        if ref.kind == "ReplicaSet" and template_hash and ref.name.endswith(f"-{template_hash}"):
+            return str(ref.name).removesuffix(f"-{template_hash}")
+    return None
+
+
+def _first_sentence(message: str) -> str:
+    """`0/3 nodes are available: 3 Insufficient cpu.` of the scheduler's longer message."""
+    head = message.split(". ", 1)[0].strip()
+    return head if head.endswith(".") else head + "."
+
+
+def _workload(d: Any) -> Workload:
+    meta, status = d.metadata, d.status
+    return Workload(
+        name=meta.name,
+        replicas=int(d.spec.replicas if d.spec.replicas is not None else 1),
+        resource_version=meta.resource_version,
+        labels=dict(meta.labels or {}),
+        annotations=dict(meta.annotations or {}),
+        uid=meta.uid or "",
+        # The API leaves out counts that are 0.
+        ready_replicas=int(status.ready_replicas or 0) if status else 0,
+        pods=int(status.replicas or 0) if status else 0,
+    )

@@ -1,0 +1,148 @@
+"""ConfigMapHistory: each Deployment's recent recommendations and scale events, in one ConfigMap."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from devtrip_scale.core.errors import KubeConflict, KubeNotFound
+from devtrip_scale.core.trace import Trace
+from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
+from devtrip_scale.scaling.models import History, Recommendation, ScaleEvent
+
+CONFLICT_RETRIES = 3
+NOTES_KEY = ".notifications"   # not a Deployment name: those never start with a dot
+
+
+def encode(history: History, deployment: str = "") -> str:
+    """One Deployment's history as compact JSON, with its name for people."""
+    return json.dumps(
+        {
+            "deployment": deployment,
+            "recommendations": [[r.at.isoformat(), r.replicas] for r in history.recommendations],
+            "scaleEvents": [
+                [e.at.isoformat(), e.from_replicas, e.to_replicas] for e in history.scale_events
+            ],
+            "lastWritten": history.last_written,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode(text: str) -> History:
+    """Parse what `encode` wrote; raises ValueError on anything else."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    try:
+        recs = tuple(Recommendation(_when(at), int(n)) for at, n in data["recommendations"])
+        events = tuple(
+            ScaleEvent(_when(at), int(a), int(b)) for at, a, b in data["scaleEvents"]
+        )
+        last = data.get("lastWritten")
+        return History(recs, events, None if last is None else int(last))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"unexpected layout: {e}") from None
+
+
+def _when(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"timestamp without a zone: {text}")
+    return at
+
+
+class ConfigMapHistory:
+    """The history of all targets of a namespace, in the ConfigMap `name`, keyed by Deployment
+    UID: a Deployment deleted and created again under its name starts afresh.
+
+    Read once at the start of a run and written once at its end with the resourceVersion read,
+    so two runners never lose each other's entries silently: on a conflict it reads again, keeps
+    the other writer's entries for Deployments it did not touch, and retries.
+    """
+
+    def __init__(self, api_client: Any, namespace: str, name: str,
+                 trace: Trace | None = None) -> None:
+        from kubernetes import client
+
+        self._core = client.CoreV1Api(api_client)
+        self._ns = namespace
+        self._name = name
+        self._trace = trace or Trace()
+        self._resource_version: str | None = None
+        self._exists = False
+        self.notes: str | None = None
+
+    def load(self) -> tuple[dict[str, History], list[str]]:
+        """Every Deployment's history, and a warning for each entry that could not be read."""
+        data = self._read()
+        histories: dict[str, History] = {}
+        warnings: list[str] = []
+        self.notes = data.pop(NOTES_KEY, None)
+        for key, text in data.items():
+            try:
+                histories[key] = decode(text)
+            except ValueError as e:
+                warnings.append(
+                    f"history of {key} in ConfigMap {self._ns}/{self._name} is corrupt ({e}); "
+                    "treated as empty"
+                )
+        return histories, warnings
+
+    def save(self, histories: Mapping[str, tuple[History, str]], notes: str | None = None,
+             remove: Sequence[str] = ()) -> None:
+        """Write the given Deployments' histories (and notes) and drop the `remove` keys,
+        leaving other keys as they are."""
+        encoded: dict[str, str | None] = {k: encode(h, name) for k, (h, name) in
+                                          histories.items()}
+        encoded.update(dict.fromkeys(remove))   # null deletes a key in a merge patch
+        if notes is not None:
+            encoded[NOTES_KEY] = notes
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                self._write(encoded)
+                return
+            except KubeConflict:
+                self._read()
+        self._write(encoded)
+
+    def _read(self) -> dict[str, str]:
+        try:
+            cm = request(self._trace, "get", "configmaps", self._ns, self._name,
+                         lambda: self._core.read_namespaced_config_map(
+                             self._name, self._ns, _request_timeout=TIMEOUT))
+        except KubeNotFound:
+            self._exists, self._resource_version = False, None
+            return {}
+        self._exists = True
+        self._resource_version = cm.metadata.resource_version
+        return dict(cm.data or {})
+
+    def _write(self, encoded: Mapping[str, str | None]) -> None:
+        from kubernetes import client
+
+        if not self._exists:
+            body = client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(
+                    name=self._name,
+                    labels={"app.kubernetes.io/managed-by": "devscale"},
+                ),
+                data={k: v for k, v in encoded.items() if v is not None},
+            )
+            try:
+                request(self._trace, "create", "configmaps", self._ns, self._name,
+                        lambda: self._core.create_namespaced_config_map(
+                            self._ns, body, field_manager=FIELD_MANAGER,
+                            _request_timeout=TIMEOUT))
+            except KubeConflict:  # AlreadyExists: someone else created it
+                raise KubeConflict("history ConfigMap created concurrently") from None
+            self._exists = True
+            return
+        patch = {"metadata": {"resourceVersion": self._resource_version}, "data": dict(encoded)}
+        cm = request(self._trace, "patch", "configmaps", self._ns, self._name,
+                     lambda: self._core.patch_namespaced_config_map(
+                         self._name, self._ns, patch, field_manager=FIELD_MANAGER,
+                         _request_timeout=TIMEOUT))
+        self._resource_version = cm.metadata.resource_version

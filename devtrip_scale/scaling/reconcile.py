@@ -1,0 +1,314 @@
+"""One pass over all targets: read metrics, decide, write replicas and history, via ports only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Literal
+
+from devtrip_scale.core.errors import KubeConflict, KubeError
+from devtrip_scale.core.trace import Trace
+from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
+from devtrip_scale.scaling import policy
+from devtrip_scale.scaling.config import Settings, TargetModel
+from devtrip_scale.scaling.models import (
+    Decision,
+    History,
+    MetricReading,
+    Observation,
+    PolicySpec,
+    Unschedulable,
+)
+from devtrip_scale.scaling.ports import (
+    EventSink,
+    HistoryStore,
+    MetricQuery,
+    MetricResult,
+    MetricsSource,
+    ReplicaTarget,
+    Workload,
+)
+from devtrip_scale.scaling.presets import render
+from devtrip_scale.scaling.report import CheckReport, TargetResult
+from devtrip_scale.scaling.tell import notices_for
+
+WRITE_RETRIES = 3
+PAUSED = "devscale.devtrip.io/paused"
+ARGO_MARKS = ("argocd.argoproj.io/tracking-id", "app.kubernetes.io/instance")
+GITOPS_FIX = ("if a GitOps tool manages this Deployment, make it ignore /spec/replicas "
+              "(Argo CD: ignoreDifferences with jsonPointers [/spec/replicas] and the sync "
+              "option RespectIgnoreDifferences=true), or leave replicas out of the manifest")
+
+
+def metric_queries(settings: Settings) -> list[MetricQuery]:
+    """The PromQL of every metric, placeholders filled: one query per metric for all targets."""
+    return [
+        MetricQuery(m.name, url=m.http.url, field=m.http.field) if m.http is not None
+        else MetricQuery(m.name, render(m.promql, namespace=settings.namespace, window=m.window))
+        for m in settings.metrics
+    ]
+
+
+def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collection[str] = ()
+                    ) -> tuple[list[tuple[Workload, TargetModel]], list[TargetResult],
+                               list[Workload]]:
+    """The Deployments the config names, each with the config entry that selected it.
+
+    Named Deployments that do not exist, and `only` names that are not targets, come back as
+    failed results. The third value is every Deployment of the namespace (one list call).
+    """
+    found: dict[str, tuple[Workload, TargetModel]] = {}
+    missing: list[TargetResult] = []
+    everything = deployments.list(None)
+    by_name = {w.name: w for w in everything}
+    for t in settings.targets:
+        if t.deployment:
+            name = str(t.deployment)
+            if name in by_name:
+                found.setdefault(name, (by_name[name], t))
+            else:
+                missing.append(TargetResult(name, error=(
+                    f"deployment {name} not found in namespace {settings.namespace}")))
+    for t in settings.targets:
+        if t.selector:
+            for w in deployments.list(t.selector):
+                found.setdefault(w.name, (w, t))
+    if only:
+        for name in only:
+            if name not in found and all(m.deployment != name for m in missing):
+                missing.append(TargetResult(name, error=(
+                    f"--deployment {name} is not a target of this config "
+                    f"in namespace {settings.namespace}")))
+        found = {k: v for k, v in found.items() if k in only}
+        missing = [m for m in missing if m.deployment in only]
+    return sorted(found.values(), key=lambda pair: pair[0].name), missing, everything
+
+
+def observe(workload: Workload, settings: Settings, results: list[MetricResult],
+            stuck: Unschedulable | None = None) -> Observation:
+    """The readings of one Deployment, cut from the batched query results."""
+    readings = []
+    for metric, result in zip(settings.metrics, results, strict=True):
+        value, why = result.reading_for(workload.name)
+        readings.append(MetricReading(metric.name, metric.target.type, metric.target.value,
+                                      value, why))
+    ready = workload.ready_replicas
+    unready = max(workload.pods - ready, 0) if ready is not None and workload.pods else 0
+    if stuck is not None:
+        stuck = replace(stuck, of=max(workload.pods or 0, workload.replicas, stuck.pods))
+    return Observation(workload.name, workload.replicas, tuple(readings), ready_pods=ready,
+                       unready_pods=unready, unschedulable=stuck)
+
+
+def invalid_readings(targets: Sequence[Workload], results: Sequence[MetricResult]
+                     ) -> dict[str, str]:
+    """Per metric, the targets whose reading makes no sense (negative): the run's metrics fail."""
+    bad: dict[str, str] = {}
+    for r in results:
+        named = [f"{w.name}: {r.invalid[w.name]}" for w in targets if w.name in r.invalid]
+        if named:
+            bad[r.name] = "invalid readings, not used: " + "; ".join(named)
+    return bad
+
+
+@dataclass
+class _Run:
+    """The ports and settings one pass works with."""
+
+    settings: Settings
+    deployments: ReplicaTarget
+    events: EventSink | None
+    now: datetime
+    dry_run: bool
+    report: CheckReport
+    writable: Callable[[], str | None]
+
+    def lock_lost(self) -> bool:
+        """Whether the run's Lease is no longer surely held: then it writes nothing more."""
+        if self.report.lock_lost is None:
+            self.report.lock_lost = self.writable()
+        return self.report.lock_lost is not None
+
+
+def run_check(
+    settings: Settings,
+    source: MetricsSource,
+    deployments: ReplicaTarget,
+    history: HistoryStore,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    only: Collection[str] = (),
+    trace: Trace | None = None,
+    events: EventSink | None = None,
+    notifiers: Sequence[Notifier] = (),
+    recovered: Sequence[Notice] = (),
+    writable: Callable[[], str | None] = lambda: None,
+) -> CheckReport:
+    """Read → decide → act → tell for every target.
+
+    One target's failure does not stop the others; notifications go out after the scaling and
+    their failure changes no scaling outcome. `recovered` are run-level conditions this run
+    resolves by reaching its report; they go out in the same message. `writable` is asked
+    before every write: a reason (the Lease was lost) stops all writes of the run.
+    """
+    report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
+    targets, missing, everything = resolve_targets(settings, deployments, only)
+    scalers = _other_scalers(deployments, report) if targets else {}
+    stuck = _unschedulable(deployments, report) if targets else {}
+    report.queries = metric_queries(settings)
+    results = source.fetch(report.queries)
+    report.metric_errors = {r.name: r.error for r in results if r.error is not None}
+    report.metric_errors.update(invalid_readings([w for w, _ in targets], results))
+    histories, problems = history.load()
+    report.warnings.extend(problems)
+
+    run = _Run(settings, deployments, events, now, dry_run, report, writable)
+    updated: dict[str, History] = {}
+    for workload, target in targets:
+        past = histories.get(workload.uid, History())
+        result = TargetResult(workload.name)
+        report.results.append(result)
+        if _skip(workload, scalers, result):
+            _event(run, workload, "Warning" if workload.name in scalers else "Normal",
+                   "ScalingSkipped", str(result.skipped))
+            continue
+        seen = partial(observe, settings=settings, results=results,
+                       stuck=stuck.get(workload.name))
+        capacity = seen(workload).unschedulable
+        if capacity is not None:
+            result.capacity = capacity.text(now)
+            _event(run, workload, "Warning", "Unschedulable", result.capacity)
+        new_history = _one_target(run, workload, settings.policy_for(target), seen, past,
+                                  result)
+        if new_history is not None:
+            updated[workload.uid] = new_history
+    report.results.extend(missing)
+    if dry_run:
+        return report
+    names = {w.uid: w.name for w in everything}
+    gone = [key for key in histories if key not in names]   # deleted, or keyed by name before
+    state = _notify_state(report, history.notes) if notifiers else None
+    send, notes = _plan(settings, report, state) if state is not None else ([], None)
+    if run.lock_lost():
+        report.history_error = f"history not saved: {report.lock_lost}"
+    elif updated or notes is not None or gone:
+        try:
+            history.save({uid: (h, names[uid]) for uid, h in updated.items()}, notes,
+                         remove=gone)
+        except KubeError as e:
+            report.history_error = (f"history not saved: {e}; the next run decides without "
+                                    "the memory that holds back a scale-down")
+    if state is not None:
+        if report.history_error is not None:  # nothing was kept: resolve nothing, say why
+            send = _plan(settings, report, state)[0]
+        else:
+            send = [*recovered, *send]
+        report.notified = send
+        report.notify_failures = fan_out(settings.namespace, send, notifiers)
+    return report
+
+
+def _notify_state(report: CheckReport, notes: str | None) -> NotifyState:
+    try:
+        return NotifyState.decode(notes)
+    except (ValueError, KeyError, TypeError):
+        report.warnings.append("notification state was corrupt; starting afresh")
+        return NotifyState()
+
+
+def _plan(settings: Settings, report: CheckReport, state: NotifyState
+          ) -> tuple[list[Notice], str]:
+    """What is new since the quiet period, and the notification state to keep (pure)."""
+    quiet = timedelta(minutes=settings.notify.quiet_minutes)
+    send, new_state = select(notices_for(report), state, report.started_at, quiet)
+    return send, new_state.encode()
+
+
+def _other_scalers(deployments: ReplicaTarget, report: CheckReport) -> dict[str, str]:
+    try:
+        return deployments.other_scalers()
+    except KubeError as e:
+        report.warnings.append(f"cannot tell whether an HPA also scales these Deployments: {e}")
+        return {}
+
+
+def _unschedulable(deployments: ReplicaTarget, report: CheckReport
+                   ) -> dict[str, Unschedulable]:
+    try:
+        return deployments.unschedulable()
+    except KubeError as e:
+        report.warnings.append(f"cannot tell whether pods wait for capacity: {e}")
+        return {}
+
+
+def _skip(workload: Workload, scalers: dict[str, str], result: TargetResult) -> bool:
+    if workload.annotations.get(PAUSED, "").lower() == "true":
+        result.skipped = f"paused by the annotation {PAUSED}: \"true\""
+    elif workload.name in scalers:
+        result.skipped = (f"already scaled by {scalers[workload.name]}; devscale does not fight "
+                          "it (remove one of the two)")
+    return result.skipped is not None
+
+
+def _one_target(run: _Run, workload: Workload, spec: PolicySpec,
+                seen: Callable[[Workload], Observation], past: History, result: TargetResult
+                ) -> History | None:
+    if past.last_written is not None and past.last_written != workload.replicas:
+        result.warnings.append(
+            f"replicas are {workload.replicas}, but devscale last wrote {past.last_written}: "
+            f"someone or something reset them; {GITOPS_FIX}")
+    for attempt in range(WRITE_RETRIES):
+        decision = policy.decide(seen(workload), spec, past, run.now)
+        result.decision = decision
+        if run.dry_run or decision.desired_replicas == decision.current_replicas:
+            return policy.remember(past, decision, spec, run.now, written=None)
+        if run.lock_lost():
+            result.error = f"not scaled to {decision.desired_replicas}: {run.report.lock_lost}"
+            return None
+        try:
+            run.deployments.scale(workload.name, decision.desired_replicas,
+                                  workload.resource_version)
+        except KubeConflict as e:
+            if attempt + 1 < WRITE_RETRIES:
+                try:
+                    workload = run.deployments.get(workload.name)
+                    continue
+                except KubeError as again:
+                    result.error = str(again)
+            else:
+                result.error = (f"{e}; gave up after {WRITE_RETRIES} attempts: something else "
+                                "keeps changing this Deployment")
+            _event(run, workload, "Warning", "ScaleFailed", result.error or "")
+            return None
+        except KubeError as e:
+            result.error = str(e)
+            _event(run, workload, "Warning", "ScaleFailed", f"could not scale to "
+                   f"{decision.desired_replicas}: {e}")
+            return policy.remember(past, decision, spec, run.now, written=None)
+        result.applied = True
+        if any(mark in workload.annotations or mark in workload.labels for mark in ARGO_MARKS):
+            result.warnings.append(f"Argo CD tracks this Deployment and may revert the change; "
+                                   f"{GITOPS_FIX}")
+        _event(run, workload, "Normal", "Scaled", scaled_message(decision))
+        return policy.remember(past, decision, spec, run.now, written=decision.desired_replicas)
+    return None  # pragma: no cover - the loop always returns
+
+
+def scaled_message(d: Decision) -> str:
+    """`Scaled from 2 to 4: cpu 140 against a target of 70 (DesiredWithinRange)`."""
+    why = d.why()
+    return (f"Scaled from {d.current_replicas} to {d.desired_replicas}"
+            f"{': ' + why if why else ''} ({d.reason})")
+
+
+def _event(run: _Run, workload: Workload, type_: Literal["Normal", "Warning"], reason: str,
+           message: str) -> None:
+    if run.events is None or run.dry_run:
+        return
+    try:
+        run.events.record(workload, type_, reason, message)
+    except KubeError as e:
+        run.report.warnings.append(f"event not recorded on deployment/{workload.name}: {e}")
