@@ -23,6 +23,7 @@ class TargetResult:
     skipped: str | None = None
     warnings: list[str] = field(default_factory=list)
     capacity: str | None = None   # pods the scheduler cannot place: "capacity: 3 of 8 pods …"
+    namespace: str = ""           # the Deployment's namespace; "" is the report's own
 
 
 @dataclass
@@ -41,6 +42,10 @@ class CheckReport:
     notify_failures: list[str] = field(default_factory=list)
     history_error: str | None = None
     lock_lost: str | None = None
+
+    def namespace_of(self, result: TargetResult) -> str:
+        """The namespace one result's Deployment lives in."""
+        return result.namespace or self.namespace
 
     @property
     def exit_code(self) -> ExitCode:
