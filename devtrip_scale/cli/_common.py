@@ -32,6 +32,14 @@ class Output(StrEnum):
     json = "json"
 
 
+class ListOutput(StrEnum):
+    """How `check` and `status` print: one line per Deployment, every detail, or JSON."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+
+
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", envvar="DEVSCALE_CONFIG", help="The YAML configuration file.",
@@ -51,6 +59,9 @@ DebugOption = Annotated[bool, typer.Option(
 OutputOption = Annotated[Output, typer.Option(
     "--output", "-o", help="table for people, json for machines (one document, also on "
     "errors).")]
+ListOutputOption = Annotated[ListOutput, typer.Option(
+    "--output", "-o", help="table: one line per Deployment; wide: every row and each "
+    "metric's reading, target and replicas; json for machines (one document, also on errors).")]
 DeploymentOption = Annotated[list[str] | None, typer.Option(
     "--deployment", "-d", metavar="<name>", help="Only this target Deployment (repeatable).")]
 WorkersConfigOption = Annotated[Path, typer.Option(

@@ -16,9 +16,9 @@ from devtrip_scale.cli._common import (
     DeploymentOption,
     DurationMetavar,
     KubeconfigOption,
+    ListOutput,
+    ListOutputOption,
     NamespaceOption,
-    Output,
-    OutputOption,
     debugging,
     err,
     example,
@@ -49,8 +49,12 @@ def check(
         "--dry-run", help="Compute and show the decisions; change nothing.")] = False,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Add the PromQL, raw readings, timings and API calls "
-        "(also DEBUG=1).")] = False,
-    output: OutputOption = Output.table,
+        "(also DEBUG=1), after the table.")] = False,
+    debug_file: Annotated[Path | None, typer.Option(
+        "--debug-file", metavar="<file>", dir_okay=False,
+        help="Write the --debug trace to this file instead of the terminal (implies "
+        "--debug).")] = None,
+    output: ListOutputOption = ListOutput.table,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     lease_duration: Annotated[str, typer.Option(
@@ -80,7 +84,7 @@ def check(
 
         settings = load(config, namespace)
         loaded.append(settings)
-        debug_on = debugging(debug)
+        debug_on = debugging(debug) or debug_file is not None
         notifiers = notifiers_from(settings.notify)
         moment = now or datetime.now(UTC)
         alerts = None if dry_run or not notifiers else wiring.run_alerts(
@@ -111,11 +115,17 @@ def check(
 
             if problem := push(pushgateway, report):
                 report.warnings.append(problem)
-        if output is Output.json:
+        if output is ListOutput.json:
             print_json({**json.loads(render.to_json(report, debug=debug_on)), "error": None})
         else:
-            out().print(render.table(report))
-        if debug_on:
+            screen = out()
+            screen.print(render.table(report, width=screen.width,
+                                      wide=output is ListOutput.wide,
+                                      details=bool(deployment)))
+        if debug_file is not None:
+            debug_file.write_text(render.debug(report) + "\n")
+            err.print(f"debug: trace written to {debug_file}", markup=False)
+        elif debug_on:
             err.print(render.debug(report), markup=False, soft_wrap=True)
         return int(report.exit_code)
 
@@ -124,7 +134,7 @@ def check(
     guard(debug, body, json_failure(lambda: {
         "namespace": loaded[0].namespace if loaded else None, "dryRun": dry_run,
         "time": started, "deployments": [], "metricErrors": {}, "warnings": [], "queries": [],
-        "notified": [], "notifyFailures": []}) if output is Output.json else None)
+        "notified": [], "notifyFailures": []}) if output is ListOutput.json else None)
 
 
 def _lease_seconds(text: str) -> int:

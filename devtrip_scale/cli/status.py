@@ -11,9 +11,9 @@ from devtrip_scale.cli._common import (
     DebugOption,
     DeploymentOption,
     KubeconfigOption,
+    ListOutput,
+    ListOutputOption,
     NamespaceOption,
-    Output,
-    OutputOption,
     example,
     guard,
     json_failure,
@@ -29,7 +29,7 @@ def status(
     config: ConfigOption = Path("devscale.yaml"),
     namespace: NamespaceOption = None,
     deployment: DeploymentOption = None,
-    output: OutputOption = Output.table,
+    output: ListOutputOption = ListOutput.table,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     debug: DebugOption = False,
@@ -47,12 +47,13 @@ def status(
             report = st.collect(settings, api, datetime.now(UTC), deployment or ())
         finally:
             api.close()
-        if output is Output.json:
+        if output is ListOutput.json:
             print_json({**st.to_dict(report), "exitCode": int(report.exit_code),
                          "error": None})
         else:
-            out().print(st.table(report))
+            screen = out()
+            screen.print(st.table(report, width=screen.width, wide=output is ListOutput.wide))
         return int(report.exit_code)
 
     guard(debug, body, json_failure(lambda: {"deployments": []})
-          if output is Output.json else None)
+          if output is ListOutput.json else None)

@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
+from devtrip_scale.core import columns
+from devtrip_scale.core.columns import KEEP, Cell, Column, age
 from devtrip_scale.core.errors import ExitCode, KubeError
 from devtrip_scale.scaling import policy
 from devtrip_scale.scaling.config import Settings
@@ -242,41 +243,96 @@ def _target_text(name: str, kind: str, value: float) -> str:
     return f"{name} {number}/replica" if kind == "AverageValue" else f"{name} {number}"
 
 
-def table(report: StatusReport) -> RenderableType:
-    t = Table(title=f"devscale status — namespace {report.namespace}", title_justify="left",
-              show_lines=True)
-    for column in ("Deployment", "Targets", "Replicas", "Min/Max", "Last run", "Last decision",
-                   "Held until", "Last scale"):
-        t.add_column(column, overflow="fold")
+def _ready(s: TargetStatus) -> str:
+    if s.replicas is None:
+        return "-"
+    return f"{s.replicas if s.ready_replicas is None else s.ready_replicas}/{s.replicas}"
+
+
+def _decided(s: TargetStatus) -> str:
+    """The last decision's reason, with its replicas when they are not today's."""
+    d = s.decision
+    if d is None:
+        return "no run recorded" if s.last_run is None else "-"
+    return d.reason if d.desired_replicas == s.replicas else f"→ {d.desired_replicas} {d.reason}"
+
+
+def _held(s: TargetStatus, now: datetime) -> str:
+    return age(s.held_until - now) if s.held_until and s.held_until > now else "-"
+
+
+def _scaled(s: TargetStatus, now: datetime) -> str:
+    if s.last_scale is not None:
+        return (f"{s.last_scale.from_replicas} → {s.last_scale.to_replicas} "
+                f"({age(now - s.last_scale.at)})")
+    return f"to {s.last_written}" if s.last_written is not None else "-"
+
+
+def table(report: StatusReport, *, width: int = 80, wide: bool = False) -> RenderableType:
+    """One line per Deployment, as `kubectl get hpa` prints HPAs, at most `width` columns: its
+    ready/desired replicas, min/max, the last run's age, the last decision's reason, how much
+    longer a window or cooldown holds the replicas, and the last scale with its age. `wide`
+    adds below each row its metric targets, the decision's message, the held-until time, the
+    last scale's reason and the last Event, wrapped between words."""
+    cols = [Column("NAME", (24, 14, 8)), Column("READY"), Column("MIN/MAX"),
+            Column("LAST RUN"), Column("DECISION", (KEEP, 20, 12)), Column("HELD"),
+            Column("LAST SCALE", (KEEP, 14, 10))]
+    rows: list[list[Cell]] = []
     for s in report.deployments:
         if s.error is not None:
-            t.add_row(s.deployment, "", "", "", "", Text(s.error, style="red"), "", "")
-            continue
-        replicas = f"{s.replicas}" + ("" if s.ready_replicas is None
-                                      else f" ({s.ready_replicas} ready)")
-        if s.paused:
-            replicas += "\npaused"
-        limits = f"{s.spec.min_replicas}/{s.spec.max_replicas}" if s.spec else ""
-        run = f"{_when(s.last_run)}\nrecommended {s.recommendation}" if s.last_run else \
-            "no run recorded"
-        d = s.decision
-        decided = f"→ {d.desired_replicas}: {d.reason} ({d.message})" if d else ""
-        scale = ""
-        if s.last_scale is not None:
-            scale = (f"{s.last_scale.from_replicas} → {s.last_scale.to_replicas} at "
-                     f"{_when(s.last_scale.at)}")
-            scale += f"\n{s.last_scale.why}" if s.last_scale.why else ""
-        elif s.last_written is not None:
-            scale = f"to {s.last_written} (time no longer in the history)"
-        t.add_row(s.deployment, "\n".join(_target_text(*x) for x in s.targets), replicas,
-                  limits, run, decided, _when(s.held_until), scale)
-    parts: list[RenderableType] = [t]
+            row = [Cell(s.deployment), Cell("-"), Cell("-"), Cell("-"), Cell(s.error, "red"),
+                   Cell("-"), Cell("-")]
+        else:
+            limits = f"{s.spec.min_replicas}/{s.spec.max_replicas}" if s.spec else "-"
+            ran = age(report.time - s.last_run) if s.last_run else "-"
+            row = [Cell(s.deployment), Cell(_ready(s) + (" paused" if s.paused else "")),
+                   Cell(limits), Cell(ran), Cell(_decided(s)), Cell(_held(s, report.time)),
+                   Cell(_scaled(s, report.time))]
+        rows.append(row)
+    sizes = columns.widths(cols, rows, width)
+    parts: list[RenderableType] = [
+        Text(f"{len(report.deployments)} Deployment{'' if len(report.deployments) == 1 else 's'}"
+             f" in namespace {report.namespace}", style="bold")]
+    if report.deployments:
+        parts.append(columns.line([Cell(c.header) for c in cols], sizes))
+    for s, row in zip(report.deployments, rows, strict=True):
+        parts.append(columns.line(row, sizes))
+        if wide:
+            parts += [Text(line) for line in _details(s, width)]
     for s in report.deployments:
         parts += [Text(f"warning: {s.deployment}: {w}", style="yellow") for w in s.warnings]
     parts += [Text(f"warning: {w}", style="yellow") for w in report.warnings]
     if not report.deployments:
         parts.append(Text("no target Deployment found", style="yellow"))
     return Group(*parts)
+
+
+def _details(s: TargetStatus, width: int) -> list[str]:
+    indent = "    "
+    notes: list[str] = []
+    if s.targets:
+        notes.append("targets: " + ", ".join(_target_text(*x) for x in s.targets))
+    if s.last_run is not None:
+        notes.append(f"last run: {_when(s.last_run)}, recommended {s.recommendation}")
+    if s.decision is not None:
+        notes.append(f"decision: → {s.decision.desired_replicas}: {s.decision.reason} "
+                     f"({s.decision.message})")
+    if s.held_until is not None:
+        notes.append(f"held until: {_when(s.held_until)}")
+    if s.last_scale is not None:
+        notes.append(f"last scale: {s.last_scale.from_replicas} → {s.last_scale.to_replicas} "
+                     f"at {_when(s.last_scale.at)}"
+                     + (f": {s.last_scale.why}" if s.last_scale.why else ""))
+    elif s.last_written is not None:
+        notes.append(f"last scale: to {s.last_written} (time no longer in the history)")
+    if s.last_event is not None:
+        e = s.last_event
+        notes.append(f"last event: {e.type} {e.reason} {_when(e.at)}: {e.message}")
+    lines: list[str] = []
+    for note in notes:
+        for i, part in enumerate(columns.wrap(note, width - len(indent) - 2)):
+            lines.append(indent + ("" if i == 0 else "  ") + part)
+    return lines
 
 
 def to_dict(report: StatusReport) -> dict[str, Any]:
