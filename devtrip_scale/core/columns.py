@@ -59,7 +59,10 @@ def fit(text: str, width: int) -> str:
     head = text
     while cell_len(head) > room:
         head = head[:-1]
-    cut = max(head.rfind(" "), head.rfind(","), head.rfind(";"), head.rfind("("))
+    cut = max(head.rfind(" "), head.rfind(","), head.rfind(";"), head.rfind("("),
+              head.rfind(":"))
+    if text[len(head)] in " ,;:(":
+        cut = len(head)                 # the room ends at a boundary: keep the whole word
     if cut > 0 and cut >= room // 3:   # a boundary not too far back: cut there
         head = head[:cut]
     return head.rstrip(" ,;:(") + ELLIPSIS

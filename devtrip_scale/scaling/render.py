@@ -181,7 +181,7 @@ def _columns(fleet: bool, wide: bool) -> list[Column]:
     if wide:
         cols.append(Column("READY"))
     return [*cols, Column("METRIC", (KEEP, KEEP, KEEP, 12)), Column("ACTION"),
-            Column("REASON", (24, 14, 10, 8))]
+            Column("REASON", (24, 20, 10, 8))]
 
 
 def _details(report: CheckReport, r: TargetResult, width: int) -> list[Text]:
