@@ -1,6 +1,8 @@
 """A local sandbox: the test bed's Prometheus and Kubernetes cluster (KWOK nodes) with example
 Deployments and synthetic load, on which `devscale check --debug` runs and visibly scales
-something: the pods listing before and after shows the new pods scheduled and Ready.
+something: the pods listing before and after shows the new pods scheduled and Ready. The load
+is a demand spread over the Ready pods, so the same check run again holds, as it would on a
+real service.
 
 `python -m testbed.sandbox` runs one check and stops everything; `--keep` leaves the servers up
 and prints the commands to explore them.
@@ -14,16 +16,20 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 
 from testbed.controlplane import ControlPlane
-from testbed.exporter import SyntheticExporter
+from testbed.exporter import FollowReadyPods, SyntheticExporter
 from testbed.net import wait_until
 from testbed.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "devtrip"
-# name: (replicas, load); CPU at 140 % of requests asks 2 → 4 with the seed's 70 % target.
+AGAIN_SECONDS = 15   # the sandbox's 10 s rate windows, filled by the new pods' share
+# name: (replicas, load). Each load is a demand stated at that many pods, spread over the Ready
+# pods as they come and go: CPU at 140 % of requests asks 2 → 4 with the seed's 70 % target, and
+# at 4 pods the same demand is 70 %, so the next check holds.
 EXAMPLES = {
     "api": (2, {"cpu_percent": 140, "memory_percent": 50, "rps": 120, "p95_seconds": 0.4,
                 "active_users": 150}),
@@ -108,18 +114,28 @@ def main(argv: list[str]) -> int:
         exporter.set_load(NAMESPACE, name, pods=EXAMPLES[name][0], **load)
     prometheus = Prometheus(workdir / "prometheus", exporter.port).start()
     cp = ControlPlane(workdir / "controlplane").start()
+    follower: FollowReadyPods | None = None
     try:
         kubeconfig = cp.kubeconfig(workdir / "kubeconfig", namespace=NAMESPACE)
         create_examples(kubeconfig)
+        follower = FollowReadyPods(
+            exporter, NAMESPACE, lambda: cp.api("GET", f"/api/v1/namespaces/{NAMESPACE}/pods"
+                                                )["items"],
+            passing=(OSError, httpx.HTTPError)).start()
         config = sandbox_config(workdir, prometheus.url)
         print("letting Prometheus scrape 12 s of load…")
         time.sleep(12)
-        command = [sys.executable, "-m", "devtrip_scale", "check", "--debug", "-c", str(config),
+        command = [sys.executable, "-m", "devtrip_scale", "check", "-c", str(config),
                    "--kubeconfig", str(kubeconfig)]
         wait_and_list(cp, "before the check")
         print(f"\n$ devscale check --debug -c {config} --kubeconfig {kubeconfig}\n", flush=True)
-        code = subprocess.run(command, check=False).returncode
+        code = subprocess.run([*command, "--debug"], check=False).returncode
         wait_and_list(cp, "after the check")
+        print(f"\nthe load is now spread over the new pods; {AGAIN_SECONDS} s later, the same "
+              "check again:", flush=True)
+        time.sleep(AGAIN_SECONDS)
+        print(f"\n$ devscale check -c {config} --kubeconfig {kubeconfig}\n", flush=True)
+        code = code or subprocess.run(command, check=False).returncode
         if args.keep:
             print(f"\nThe sandbox keeps running (Ctrl-C stops it). In another shell:\n"
                   f"  export KUBECONFIG={kubeconfig}\n"
@@ -132,6 +148,8 @@ def main(argv: list[str]) -> int:
                 pass
         return code
     finally:
+        if follower is not None:
+            follower.stop()
         cp.stop()
         prometheus.stop()
         exporter.stop()
