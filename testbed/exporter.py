@@ -48,7 +48,8 @@ class DeploymentLoad:
     p95_seconds: float | None = None
     active_users: float | None = None
     since: float = field(default_factory=time.time)
-    ready: list[str] | None = None        # the Ready pods' names, when the cluster is followed
+    ready: list[str] | None = None   # the Ready pods' names when the cluster is followed ([]:
+                                     # none yet); None: `pods` pods of made-up names
     counters: dict[tuple[str, ...], float] = field(default_factory=dict)   # per series
 
     def pod_names(self) -> list[str]:

@@ -111,7 +111,8 @@ def main(argv: list[str]) -> int:
     print("starting the synthetic exporter, Prometheus and the cluster (KWOK nodes) on loopback…")
     exporter = SyntheticExporter()
     for name, (_, load) in EXAMPLES.items():
-        exporter.set_load(NAMESPACE, name, pods=EXAMPLES[name][0], **load)
+        # no pods until FollowReadyPods has read the Ready ones from the cluster
+        exporter.set_load(NAMESPACE, name, pods=EXAMPLES[name][0], ready=[], **load)
     prometheus = Prometheus(workdir / "prometheus", exporter.port).start()
     cp = ControlPlane(workdir / "controlplane").start()
     follower: FollowReadyPods | None = None
