@@ -127,6 +127,10 @@ def check(
             err.print(f"debug: trace written to {debug_file}", markup=False)
         elif debug_on:
             err.print(render.debug(report), markup=False, soft_wrap=True)
+            if err.is_terminal and output is not ListOutput.json:
+                err.print(f"debug: {len(report.trace.entries)} requests above, the table "
+                          "before them; --debug-file <file> moves them", markup=False,
+                          style="dim", soft_wrap=False)
         return int(report.exit_code)
 
     loaded: list[Settings] = []

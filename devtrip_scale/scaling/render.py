@@ -276,6 +276,8 @@ def table(report: CheckReport, *, width: int = 80, wide: bool = False,
         if wide or details:
             continue
         name = f"{report.namespace_of(r)}/{r.deployment}" if fleet else r.deployment
+        if r.error is not None:
+            parts.append(Text(f"error: {name}: {r.error}", style="red"))
         parts += [Text(f"warning: {name}: {w}", style="yellow") for w in r.warnings]
         if r.capacity is not None:
             parts.append(Text(f"{name}: {r.capacity}", style="red"))

@@ -249,16 +249,16 @@ def _ready(s: TargetStatus) -> str:
     return f"{s.replicas if s.ready_replicas is None else s.ready_replicas}/{s.replicas}"
 
 
-def _decided(s: TargetStatus) -> str:
-    """The last decision's reason, with its replicas when they are not today's."""
+def _decided(s: TargetStatus, now: datetime) -> str:
+    """The last decision's reason, with its replicas when they are not today's and how much
+    longer a window or cooldown holds them: `ScaleDownStabilized for 4m`."""
     d = s.decision
     if d is None:
         return "no run recorded" if s.last_run is None else "-"
-    return d.reason if d.desired_replicas == s.replicas else f"→ {d.desired_replicas} {d.reason}"
-
-
-def _held(s: TargetStatus, now: datetime) -> str:
-    return age(s.held_until - now) if s.held_until and s.held_until > now else "-"
+    text = d.reason if d.desired_replicas == s.replicas else f"→ {d.desired_replicas} {d.reason}"
+    if s.held_until is not None and s.held_until > now:
+        text += f" for {age(s.held_until - now)}"
+    return text
 
 
 def _scaled(s: TargetStatus, now: datetime) -> str:
@@ -270,23 +270,22 @@ def _scaled(s: TargetStatus, now: datetime) -> str:
 
 def table(report: StatusReport, *, width: int = 80, wide: bool = False) -> RenderableType:
     """One line per Deployment, as `kubectl get hpa` prints HPAs, at most `width` columns: its
-    ready/desired replicas, min/max, the last run's age, the last decision's reason, how much
-    longer a window or cooldown holds the replicas, and the last scale with its age. `wide`
+    ready/desired replicas, min/max, the last run's age, the last decision's reason with how
+    much longer a window or cooldown holds the replicas, and the last scale with its age. `wide`
     adds below each row its metric targets, the decision's message, the held-until time, the
     last scale's reason and the last Event, wrapped between words."""
-    cols = [Column("NAME", (24, 14, 8)), Column("READY"), Column("MIN/MAX"),
-            Column("LAST RUN"), Column("DECISION", (KEEP, 20, 12)), Column("HELD"),
-            Column("LAST SCALE", (KEEP, 14, 10))]
+    cols = [Column("NAME", (24, 14, 10, 8)), Column("READY"), Column("MIN/MAX"),
+            Column("LAST RUN"), Column("DECISION", (KEEP, 20, 12, 8)), Column("LAST SCALE")]
     rows: list[list[Cell]] = []
     for s in report.deployments:
         if s.error is not None:
-            row = [Cell(s.deployment), Cell("-"), Cell("-"), Cell("-"), Cell(s.error, "red"),
-                   Cell("-"), Cell("-")]
+            row = [Cell(s.deployment), Cell("-"), Cell("-"), Cell("-"), Cell("error", "red"),
+                   Cell("-")]
         else:
             limits = f"{s.spec.min_replicas}/{s.spec.max_replicas}" if s.spec else "-"
             ran = age(report.time - s.last_run) if s.last_run else "-"
             row = [Cell(s.deployment), Cell(_ready(s) + (" paused" if s.paused else "")),
-                   Cell(limits), Cell(ran), Cell(_decided(s)), Cell(_held(s, report.time)),
+                   Cell(limits), Cell(ran), Cell(_decided(s, report.time)),
                    Cell(_scaled(s, report.time))]
         rows.append(row)
     sizes = columns.widths(cols, rows, width)
@@ -300,6 +299,8 @@ def table(report: StatusReport, *, width: int = 80, wide: bool = False) -> Rende
         if wide:
             parts += [Text(line) for line in _details(s, width)]
     for s in report.deployments:
+        if s.error is not None:
+            parts.append(Text(f"error: {s.deployment}: {s.error}", style="red"))
         parts += [Text(f"warning: {s.deployment}: {w}", style="yellow") for w in s.warnings]
     parts += [Text(f"warning: {w}", style="yellow") for w in report.warnings]
     if not report.deployments:

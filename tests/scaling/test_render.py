@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 from rich.table import Table
 
 from devtrip_scale.scaling import render
@@ -95,9 +96,11 @@ def sandbox_report(dry_run: bool = False) -> CheckReport:
 
 
 def shown(report: CheckReport, width: int = 80, **options: bool) -> list[str]:
+    """The table as a `width`-column console shows it (as the CLI passes its console's width)."""
     out = io.StringIO()
-    console(out).print(render.table(report, width=width, **options))
-    return out.getvalue().splitlines()
+    Console(file=out, width=width, color_system=None, highlight=False).print(
+        render.table(report, width=width, **options))
+    return [line.rstrip() for line in out.getvalue().splitlines()]
 
 
 def test_check_prints_a_summary_then_one_line_per_deployment_in_80_columns() -> None:
@@ -108,6 +111,9 @@ def test_check_prints_a_summary_then_one_line_per_deployment_in_80_columns() -> 
         "search              4 → 4      cpu 30%/70%      held        ScaleDownStabilized…",
         "web                 4 → 4      memory 75%/80%   none        WithinTolerance…",
         "payments-gateway…   -          -                failed      deployments.apps…",
+        'error: payments-gateway-internal: deployments.apps "payments-gateway-internal"',
+        'is forbidden: User "system:serviceaccount:devtrip:devscale" cannot patch',
+        'resource "deployments/scale"',
     ]
 
 
@@ -168,7 +174,8 @@ def test_a_fleet_report_leads_with_the_namespace_and_groups_by_it() -> None:
     assert lines[1].split() == ["NAMESPACE", "NAME", "REPLICAS", "METRIC", "ACTION", "REASON"]
     assert [line.split()[:2] for line in lines[2:]] == [
         ["team-a", "svc-0"], ["team-a", "svc-1"], ["team-a", "web"], ["team-b", "svc-0"],
-        ["team-b", "svc-1"], ["team-c", "svc-0"], ["team-c", "svc-1"], ["team-c", "api"]]
+        ["team-b", "svc-1"], ["team-c", "svc-0"], ["team-c", "svc-1"], ["team-c", "api"],
+        ["error:", "team-a/web:"]]
     assert all(len(line) <= 80 for line in lines)
 
 
@@ -178,7 +185,7 @@ def test_a_big_report_folds_the_rows_that_did_nothing_into_a_count_per_namespace
     assert lines[0] == "62 Deployments in 3 namespaces: 1 scaled up, 60 unchanged, 1 error"
     assert [line.split()[:2] for line in lines[2:]] == [
         ["team-a", "web"], ["team-a", "20"], ["team-b", "20"], ["team-c", "api"],
-        ["team-c", "20"]]
+        ["team-c", "20"], ["error:", "team-a/web:"]]
     assert " ".join(lines[3].split()) == "team-a 20 more unchanged (-o wide lists them)"
     wide = shown(report, wide=True)
     assert len([line for line in wide if line.startswith("team-")]) == 62
