@@ -276,7 +276,7 @@ def test_shell_completion_is_offered_and_completes() -> None:
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
     words = run_cli([], env={"_DEVSCALE_COMPLETE": "complete_bash",
                              "COMP_WORDS": "devscale check -o ", "COMP_CWORD": "3"})
-    assert words.stdout.split() == ["table", "json"]
+    assert words.stdout.split() == ["table", "wide", "json"]
 
 
 def _one_document(stdout: str) -> dict[str, Any]:

@@ -108,11 +108,12 @@ def test_table_says_which_window_holds_and_until_when(
     try:
         _wait_for_reading(prometheus, cluster.namespace, 0)
         proc = run_cli(["check", "-c", config, "--kubeconfig", str(admin_kubeconfig),
-                        "--now", NOW.strftime("%Y-%m-%dT%H:%M:%S%z")], env=env)
+                        "--now", NOW.strftime("%Y-%m-%dT%H:%M:%S%z"), "-o", "wide"], env=env)
     finally:
         exporter.set_gauge(QUEUE, None, namespace=cluster.namespace, queue="jobs")
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     until = (NOW + timedelta(seconds=300)).isoformat(timespec="seconds")
-    assert "ScaleDownStabilized: 300s scale-down stabilization window holds 3" in text
-    assert f"until {until}" in text
+    # the row: how much longer; the breakdown below it (-o wide): until when
+    assert "ScaleDownStabilized: 300s scale-down stabilization window holds 3 (for 5m)" in text
+    assert f"(until {until}, 5m from now)" in text

@@ -34,14 +34,15 @@ def test_a_failed_query_is_printed_once_with_the_deployments_it_affects(
                        [{"deployment": "api"}, {"deployment": "web"}, {"deployment": "worker"}],
                        minReplicas=1, maxReplicas=10)
     proc = run_cli(["check", "-c", str(cfg), "--kubeconfig", str(admin_kubeconfig),
-                    "--dry-run"])
+                    "--dry-run", "-o", "wide"])
     assert proc.returncode == 3, proc.stderr
     text = " ".join(proc.stdout.split())
     error = f"cannot connect to Prometheus at {dead}"
     assert text.count(error) == 2, proc.stdout   # once per metric, not once per Deployment
     for metric in ("memory", "rps"):
         assert f"metric {metric}: {error} (no reading for api, web, worker)" in text
-    assert text.count("no reading (query failed, see below)") == 6
+    assert text.count("no reading / 80% query failed, see below") == 3      # memory, each row
+    assert text.count("no reading / 100 per replica query failed, see below") == 3   # rps
     assert all(cluster.replicas(n) == 2 for n in ("api", "web", "worker"))
 
 

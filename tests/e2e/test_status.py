@@ -95,9 +95,16 @@ def test_status_after_real_checks(cluster: Cluster, controlplane: ControlPlane,
     table = run_cli(["status", "-c", str(cfg), "-n", cluster.namespace, "--kubeconfig",
                      str(admin_kubeconfig)])
     assert table.returncode == 0, table.stderr
-    assert f"devscale status — namespace {cluster.namespace}" in table.stdout
-    assert "ScaleDownStabilized" in table.stdout and "web" in table.stdout
-    assert "2 → 4 at" in table.stdout and api["heldUntil"] in table.stdout
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"2 Deployments in namespace {cluster.namespace}"
+    [row] = [line.split() for line in lines if line.startswith("api ")]
+    assert row[4] == "ScaleDownStabilized" and row[5] == "for" and row[-4:-1] == ["2", "→", "4"]
+    assert any(line.startswith("web ") for line in lines)
+    wide = run_cli(["status", "-c", str(cfg), "-n", cluster.namespace, "--kubeconfig",
+                    str(admin_kubeconfig), "-o", "wide"])
+    assert wide.returncode == 0, wide.stderr
+    assert f"held until: {api['heldUntil']}" in wide.stdout
+    assert f"last scale: 2 → 4 at {scale['time']}: Scaled from 2 to 4" in wide.stdout
 
     code, doc = status(cfg, admin_kubeconfig, cluster, "-d", "nope")
     assert code == 5
