@@ -96,7 +96,8 @@ def test_readme_first_two_commands(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("NAMESPACE", "METRICS_SERVER", "DEBUG", "KUBECONFIG", "VIRTUAL_ENV")}
+           if k not in ("NAMESPACE", "METRICS_SERVER", "DEBUG", "KUBECONFIG", "VIRTUAL_ENV",
+                        "PYTHONPATH")}   # the copy's own install, not a PYTHONPATH
     env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
     for line in commands(recipe("first-two")):
         if command_part(line) in FIRST_TWO_EXCLUDED:
