@@ -121,8 +121,20 @@ def test_check_fits_the_terminal_and_shows_action_and_deciding_metric(
     if columns >= 120:
         assert row(rows, "api").endswith("DesiredWithinRange: cpu asks for 4")
         assert "deployment ghost not found" in row(rows, "ghost")
-    else:
-        assert all(len(line) <= 80 for line in shown.screen)
+        return
+    assert all(len(line) <= 80 for line in shown.screen)
+    # -d: one Deployment's breakdown, the deciding metric marked; -o wide: every one's
+    one = shop.terminal(columns, lines).run("devscale check -c devscale.yaml --dry-run -d api")
+    assert one.code == 0
+    never_wraps(one, columns)
+    assert one.screen[1].startswith("1 Deployment in namespace ")
+    metrics = [line.split()[:2] for line in one.screen if line.startswith("    ")]
+    assert metrics[:3] == [["METRIC", "READING"], ["*", "cpu"], ["memory", "50%"]], one.screen
+    wide = shop.terminal(columns, 60).run("devscale check -c devscale.yaml --dry-run -o wide")
+    never_wraps(wide, columns)
+    assert len([line for line in wide.joined if line.startswith("    * ")]) == 9
+    assert ["NAME", "REPLICAS", "READY", "METRIC", "ACTION", "REASON"] in \
+        [line.split() for line in wide.joined]      # a deciding metric for each found one
 
 
 def test_colour_marks_actions_on_a_terminal_and_never_with_no_color(shop: Shop) -> None:
