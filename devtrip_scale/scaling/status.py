@@ -76,6 +76,7 @@ class TargetStatus:
     last_event: DevscaleEvent | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    namespace: str = ""           # the Deployment's namespace; "" is the report's own
 
 
 @dataclass
@@ -84,6 +85,10 @@ class StatusReport:
     time: datetime
     deployments: list[TargetStatus] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def namespace_of(self, status: TargetStatus) -> str:
+        """The namespace one Deployment lives in."""
+        return status.namespace or self.namespace
 
     @property
     def exit_code(self) -> ExitCode:
@@ -271,13 +276,20 @@ def _scaled(s: TargetStatus, now: datetime) -> str:
 def table(report: StatusReport, *, width: int = 80, wide: bool = False) -> RenderableType:
     """One line per Deployment, as `kubectl get hpa` prints HPAs, at most `width` columns: its
     ready/desired replicas, min/max, the last run's age, the last decision's reason with how
-    much longer a window or cooldown holds the replicas, and the last scale with its age. `wide`
+    much longer a window or cooldown holds the replicas, and the last scale with its age; with
+    Deployments of several namespaces, NAMESPACE first and the rows grouped by it. `wide`
     adds below each row its metric targets, the decision's message, the held-until time, the
     last scale's reason and the last Event, wrapped between words."""
-    cols = [Column("NAME", (24, 14, 10, 8)), Column("READY"), Column("MIN/MAX"),
-            Column("LAST RUN"), Column("DECISION", (KEEP, 20, 12, 8)), Column("LAST SCALE")]
+    namespaces = sorted({report.namespace_of(s) for s in report.deployments})
+    fleet = len(namespaces) > 1
+    shown = sorted(report.deployments, key=report.namespace_of) if fleet \
+        else report.deployments
+    cols = [Column("NAMESPACE", (16, 12, 8))] if fleet else []
+    cols += [Column("NAME", (24, 14, 10, 8)), Column("READY"), Column("MIN/MAX"),
+             Column("LAST RUN"), Column("DECISION", (KEEP, 20, 12, 8)), Column("LAST SCALE")]
     rows: list[list[Cell]] = []
-    for s in report.deployments:
+    for s in shown:
+        lead = [Cell(report.namespace_of(s))] if fleet else []
         if s.error is not None:
             row = [Cell(s.deployment), Cell("-"), Cell("-"), Cell("-"), Cell("error", "red"),
                    Cell("-")]
@@ -287,21 +299,23 @@ def table(report: StatusReport, *, width: int = 80, wide: bool = False) -> Rende
             row = [Cell(s.deployment), Cell(_ready(s) + (" paused" if s.paused else "")),
                    Cell(limits), Cell(ran), Cell(_decided(s, report.time)),
                    Cell(_scaled(s, report.time))]
-        rows.append(row)
+        rows.append(lead + row)
     sizes = columns.widths(cols, rows, width)
+    n = len(report.deployments)
+    where = f"{len(namespaces)} namespaces" if fleet else f"namespace {report.namespace}"
     parts: list[RenderableType] = [
-        Text(f"{len(report.deployments)} Deployment{'' if len(report.deployments) == 1 else 's'}"
-             f" in namespace {report.namespace}", style="bold")]
+        Text(f"{n} Deployment{'' if n == 1 else 's'} in {where}", style="bold")]
     if report.deployments:
         parts.append(columns.line([Cell(c.header) for c in cols], sizes))
-    for s, row in zip(report.deployments, rows, strict=True):
+    for s, row in zip(shown, rows, strict=True):
         parts.append(columns.line(row, sizes))
         if wide:
             parts += [Text(line) for line in _details(s, width)]
-    for s in report.deployments:
+    for s in shown:
+        name = f"{report.namespace_of(s)}/{s.deployment}" if fleet else s.deployment
         if s.error is not None:
-            parts.append(Text(f"error: {s.deployment}: {s.error}", style="red"))
-        parts += [Text(f"warning: {s.deployment}: {w}", style="yellow") for w in s.warnings]
+            parts.append(Text(f"error: {name}: {s.error}", style="red"))
+        parts += [Text(f"warning: {name}: {w}", style="yellow") for w in s.warnings]
     parts += [Text(f"warning: {w}", style="yellow") for w in report.warnings]
     if not report.deployments:
         parts.append(Text("no target Deployment found", style="yellow"))

@@ -181,3 +181,21 @@ def test_table_and_json_show_targets_decision_and_held_until() -> None:
     assert "cpu 70%" in text and "ScaleDownStabilized" in text
     assert f"held until: {(NOW + timedelta(seconds=300)).isoformat()}" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_report_over_several_namespaces_leads_with_the_namespace_and_groups_by_it() -> None:
+    import io
+
+    report = st.StatusReport("platform", NOW, [
+        st.TargetStatus("web", replicas=2, ready_replicas=2, namespace="team-b"),
+        st.TargetStatus("api", replicas=3, ready_replicas=2, namespace="team-a"),
+        st.TargetStatus("ghost", error="deployment ghost not found in namespace team-a",
+                        namespace="team-a")])
+    out = io.StringIO()
+    console(out).print(st.table(report, width=80))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "3 Deployments in 2 namespaces"
+    assert lines[1].split()[:2] == ["NAMESPACE", "NAME"]
+    assert [line.split()[:3] for line in lines[2:5]] == [
+        ["team-a", "api", "2/3"], ["team-a", "ghost", "-"], ["team-b", "web", "2/2"]]
+    assert lines[5] == "error: team-a/ghost: deployment ghost not found in namespace team-a"
