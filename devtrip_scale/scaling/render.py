@@ -1,4 +1,4 @@
-"""A check's report as a rich table, a JSON document and `--debug` detail (pure, no I/O)."""
+"""A check's report as kubectl-shaped lines, a JSON document and `--debug` detail (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.text import Text
 
 from devtrip_scale.core import columns
 from devtrip_scale.core.columns import KEEP, Cell, Column, age, fit
-from devtrip_scale.scaling.models import Decision, Proposal
+from devtrip_scale.scaling.models import Decision
 from devtrip_scale.scaling.report import CheckReport, TargetResult
 
 _UNITS = {"Utilization": "%", "Value": "", "AverageValue": ""}
@@ -54,20 +54,6 @@ def fmt_number(value: float) -> str:
     return f"{value:.0f}" if value == int(value) and abs(value) < 1e15 else f"{value:.3g}"
 
 
-def proposal_text(p: Proposal, failed_query: bool = False) -> str:
-    """One metric of a Deployment; `failed_query`: the metric's whole query failed, and that
-    error is printed once below the table rather than in every row."""
-    unit = _UNITS[p.type]
-    target = f"{fmt_number(p.target)}{unit}"
-    if p.type == "AverageValue":
-        target += "/replica"
-    if p.reading is None:
-        why = "query failed, see below" if failed_query else (p.error or "missing")
-        return f"{p.name}: no reading ({why}) / {target}"
-    asks = f"→ {p.replicas}" + (" (within tolerance)" if p.within_tolerance else "")
-    return f"{p.name}: {fmt_number(p.reading)}{unit} / {target} {asks}"
-
-
 def action_text(result: TargetResult, dry_run: bool) -> str:
     if result.error is not None:
         return "failed"
@@ -78,13 +64,6 @@ def action_text(result: TargetResult, dry_run: bool) -> str:
         return "hold" if d is not None and d.action == "hold" else "none"
     verb = "scaled" if result.applied else ("would scale" if dry_run else "not scaled")
     return f"{verb} {'up' if d.action == 'scale_up' else 'down'}"
-
-
-def explanation(d: Decision) -> str:
-    text = f"{d.reason}: {d.message}"
-    if d.held_until is not None:
-        text += f" (until {d.held_until.isoformat(timespec='seconds')})"
-    return text
 
 
 FOLD = 50   # more rows than this: the rows that did nothing fold into a count per namespace
