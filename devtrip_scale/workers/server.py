@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import DevscaleError
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.notify import Notifier
@@ -147,7 +147,7 @@ class WorkerServer(PodEnds):
                  else "stopped")
 
     async def _intake_loop(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, MAX_BACKOFF, jitter=0.2)
         while not self.stop.is_set():
             try:
                 if not self.redis_ok:
@@ -155,7 +155,8 @@ class WorkerServer(PodEnds):
                     if self.reading:
                         await self.intake.ensure_group()
                         self.intake.restart()
-                    self.redis_ok, backoff = True, 0.5
+                    self.redis_ok = True
+                    backoff.reset()
                     self.telemetry.connected.labels("redis").set(1)
                     self.say(f"reading {self.settings.redis.stream} as {self.consumer} of "
                              f"group {self.settings.redis.group} at "
@@ -189,8 +190,7 @@ class WorkerServer(PodEnds):
                              "reconnecting")
                 self.redis_ok = False
                 self.telemetry.connected.labels("redis").set(0)
-                await self._sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await self._sleep(backoff.next())
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -236,7 +236,7 @@ class WorkerServer(PodEnds):
         task.add_done_callback(self._entry_tasks.discard)
 
     async def _handle_entry(self, entry: Entry) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, MAX_BACKOFF, jitter=0.2)
         handled = False
         try:
             while True:
@@ -250,13 +250,12 @@ class WorkerServer(PodEnds):
                     problem = redis_problem(e) if isinstance(e, RedisError | OSError) else str(e)
                     self.errors.append(problem)
                     self.say(f"request {entry.id}: {problem}; not acked, again in "
-                             f"{backoff:.1f}s")
+                             f"{backoff.current:.1f}s")
                 if self.stop.is_set():
                     return
-                await self._sleep(backoff * random.uniform(0.8, 1.2))
+                await self._sleep(backoff.next())
                 if self.stop.is_set():
                     return
-                backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
             self.inflight.pop(entry.id, None)
             if not handled:
