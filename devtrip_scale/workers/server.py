@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import DevscaleError
+from devtrip_scale.core.httpserve import METRICS, TEXT, Reply, serve
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.notify import Notifier
 from devtrip_scale.workers import SELECTOR, TASK_ID_ANNOTATION, TASK_LABEL
@@ -480,28 +481,12 @@ async def serve_http(server: WorkerServer, host: str, port: int) -> asyncio.Serv
     """/healthz (200 when Redis and the API server are reachable, else 503) and /metrics."""
     from prometheus_client import generate_latest
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            path = request.split(b" ", 2)[1].decode(errors="replace") if b" " in request else ""
-            if path == "/healthz":
-                ok, text = server.health()
-                status, body, kind = (200 if ok else 503), (
-                    f"{'ok' if ok else 'not ready'}: {text}\n").encode(), "text/plain"
-            elif path == "/metrics":
-                server._gauges()
-                status, body = 200, bytes(generate_latest(server.telemetry.registry))
-                kind = "text/plain; version=0.0.4"
-            else:
-                status, body, kind = 404, b"not found\n", "text/plain"
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-                         .encode() + body)
-            await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            pass
-        finally:
-            writer.close()
+    def healthz() -> Reply:
+        ok, text = server.health()
+        return (200 if ok else 503), f"{'ok' if ok else 'not ready'}: {text}\n".encode(), TEXT
 
-    return await asyncio.start_server(handle, host, port)
+    def metrics() -> Reply:
+        server._gauges()
+        return 200, bytes(generate_latest(server.telemetry.registry)), METRICS
+
+    return await serve(host, port, {"/healthz": healthz, "/metrics": metrics})
