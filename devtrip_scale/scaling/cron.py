@@ -138,7 +138,7 @@ def describe(line: str) -> dict[str, Any]:
     """An installed entry as data: schedule, config, the pinned target (None where an entry
     from an older devscale pins nothing), log, and the line itself (the Pushgateway's
     credentials, if any, masked)."""
-    from devtrip_scale.scaling.pushgateway import redact
+    from devtrip_scale.core.redact import redact_url
 
     body, _, tag = line.partition("  # ")
     fields = body.split(None, 5)
@@ -153,7 +153,7 @@ def describe(line: str) -> dict[str, Any]:
             found[_OPTIONS[option]] = value
     log = words[words.index(">>") + 1] if ">>" in words[:-1] else None
     if found["pushgateway"]:
-        shown = redact(found["pushgateway"])
+        shown = redact_url(found["pushgateway"])
         line = line.replace(found["pushgateway"], shown)
         found["pushgateway"] = shown
     return {"schedule": schedule, **found, "log": log, "pinned": found["kubeconfig"] is not None,

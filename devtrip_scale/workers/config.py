@@ -10,11 +10,12 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.core.redact import redact_url
 from devtrip_scale.core.yamlfile import (
     Model,
     check_namespace,
@@ -58,13 +59,8 @@ class RedisModel(Model):
         return self
 
     def safe_url(self) -> str:
-        """The URL with any password masked, for messages."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-            f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+        """The URL with any password masked, for messages (core.redact)."""
+        return redact_url(self.url)
 
 
 class ResourcesModel(Model):
