@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -39,8 +40,8 @@ def _answer(routes: Routes, method: str, path: str) -> Reply:
 
 
 async def serve(host: str, port: int, routes: Routes) -> asyncio.Server:
-    """Listen on host:port (OSError when it cannot) and answer each path from `routes`; each
-    callable runs on this event loop."""
+    """Listen on host:port (OSError with the system's words when it cannot) and answer each path
+    from `routes`; each callable runs on this event loop."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -58,7 +59,12 @@ async def serve(host: str, port: int, routes: Routes) -> asyncio.Server:
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, host, port)
+    try:
+        return await asyncio.start_server(handle, host, port)
+    except OSError as e:       # asyncio's words wrap the system's ("address already in use")
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, os.strerror(e.errno)) from None
 
 
 class ThreadedServer:

@@ -68,8 +68,9 @@ def test_a_port_taken_fails_at_once() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as caught:
             serve_in_thread("127.0.0.1", port, ROUTES)
+    assert caught.value.strerror == "Address already in use"
 
 
 def test_shutdown_frees_the_port() -> None:
