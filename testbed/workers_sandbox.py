@@ -219,24 +219,24 @@ def main(argv: list[str]) -> int:
         # the seed's request, through the stream
         shell(f"devscale workers status -c {config}", env, workdir)
         done = threading.Event()
-        seen: list[str] = []
-
-        def follow() -> None:
-            for line in watch_pods(cp, done):
-                seen.append(line)
-                print(line, flush=True)
-
+        timeline: list[str] = []
+        watcher = threading.Thread(target=lambda: timeline.extend(watch_pods(cp, done)),
+                                   daemon=True)
+        watcher.start()
         shell(f"redis-cli -u {redis_server.url} XADD {STREAM} '*' type scale_up pod_count 3 "
               f"task_id {TASK}", env, workdir)
-        print(f"\nthe worker pods of {TASK}, as they come and go:", flush=True)
-        watcher = threading.Thread(target=follow, daemon=True)
-        watcher.start()
+        wait_until(lambda: sum(p["status"].get("phase") == "Running" for p in pods(cp)) == 3,
+                   f"the 3 pods of {TASK} running", timeout=60)
+        shell(f"devscale workers status -c {config} {TASK}", env, workdir)
         wait_until(lambda: any(r.get("task_id") == TASK for r in results(redis_server.url)),
                    f"the result of {TASK}", timeout=90)
         done.set()
         watcher.join(60)
-        shell(f"devscale workers status -c {config} {TASK}", env, workdir)
+        print(f"\nthe worker pods of {TASK} as they came and went (the server watches them, "
+              "reads their logs, deletes them):")
+        print("\n".join(timeline), flush=True)
         shell(f"redis-cli -u {redis_server.url} XRANGE {RESULTS} - +", env, workdir)
+        shell(f"cat {workdir / 'worker-logs' / f'{TASK}.log'}", env, workdir)
 
         # a pipeline, through the gRPC API
         ca = workdir / "api.pem"
