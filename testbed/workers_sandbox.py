@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shlex
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ import httpx
 import yaml
 
 from testbed import kwok
-from testbed.controlplane import ControlPlane
+from testbed.controlplane import ADMIN_TOKEN, ControlPlane
 from testbed.net import free_port, stop_process, wait_until
 from testbed.redis import Redis
 
@@ -128,21 +130,39 @@ def pods(cp: ControlPlane) -> list[dict[str, Any]]:
 
 
 def watch_pods(cp: ControlPlane, until: threading.Event) -> Iterator[str]:
-    """A line per change of a worker pod (created, its phase, deleted), until `until` is set
-    and no worker pod is left."""
-    last: dict[str, str] = {}
+    """A line per change of a worker pod (created, each phase, deleted), from a list-then-watch
+    of the API server, until `until` is set and no worker pod is left."""
+    base = f"{cp.url}/api/v1/namespaces/{NAMESPACE}/pods"
+    verify = ssl.create_default_context(cafile=str(cp.ca_file))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    listed = httpx.get(base, params={"labelSelector": SELECTOR}, verify=verify, headers=headers,
+                       timeout=10).json()
+    version = listed["metadata"]["resourceVersion"]
+    phases = {p["metadata"]["name"]: p["status"].get("phase", "Pending") for p in listed["items"]}
     start = time.monotonic()
-    while True:
-        now = {p["metadata"]["name"]: p["status"].get("phase", "Pending") for p in pods(cp)}
-        for name, phase in sorted(now.items()):
-            if last.get(name) != phase:
-                yield f"  {time.monotonic() - start:5.1f}s  {name:<28} {phase}"
-        for name in sorted(set(last) - set(now)):
-            yield f"  {time.monotonic() - start:5.1f}s  {name:<28} deleted"
-        last = now
-        if until.is_set() and not now:
-            return
-        time.sleep(0.3)
+    while not (until.is_set() and not phases):
+        with httpx.stream("GET", base, params={
+                "labelSelector": SELECTOR, "watch": "true", "resourceVersion": version,
+                "allowWatchBookmarks": "true", "timeoutSeconds": "1"},
+                verify=verify, headers=headers, timeout=10) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                event = json.loads(line)
+                pod = event["object"]
+                if event["type"] == "ERROR":
+                    raise RuntimeError(f"the pod watch failed: {pod.get('message')}")
+                version = pod["metadata"]["resourceVersion"]
+                if event["type"] == "BOOKMARK":
+                    continue
+                name = pod["metadata"]["name"]
+                phase = ("deleted" if event["type"] == "DELETED"
+                         else pod["status"].get("phase", "Pending"))
+                if phases.get(name) != phase:
+                    yield f"  {time.monotonic() - start:5.1f}s  {name:<28} {phase}"
+                if phase == "deleted":
+                    phases.pop(name, None)
+                else:
+                    phases[name] = phase
 
 
 def shell(line: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

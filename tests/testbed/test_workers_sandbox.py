@@ -53,10 +53,11 @@ def check_the_run(out: str) -> None:
     """What the sandbox promises: the request, the pods, the result, the pipeline."""
     assert re.search(r"\$ redis-cli -u redis://127\.0\.0\.1:\d+/0 XADD devscale:requests '\*' "
                      r"type scale_up pod_count 3 task_id build-42\n", out), out
-    status = out.split("$ devscale workers status -c ", 2)[2].split("\n$ ", 1)[0]
+    status = out.split("$ devscale workers status -c ", 2)[2].split("\n\n", 1)[0]
     assert len(re.findall(r"w-build-42-\d-0.*Running", status)) == 3, status
     for pod in ("w-build-42-0-0", "w-build-42-1-0", "w-build-42-2-0"):
-        assert re.search(rf"{pod}\s+Succeeded\n", out) and re.search(rf"{pod}\s+deleted\n", out)
+        assert re.search(rf"{pod}\s+Pending\n(.*\n)*.*{pod}\s+Running\n(.*\n)*.*{pod}\s+"
+                         rf"Succeeded\n(.*\n)*.*{pod}\s+deleted\n", out), (pod, out)
     result = out.split("XRANGE devscale:results - +\n", 1)[1]
     assert "task_id\nbuild-42\noutcome\nsucceeded\n" in result, result
     assert "pods_succeeded\n3\n" in result, result
@@ -65,6 +66,10 @@ def check_the_run(out: str) -> None:
     for stage in STAGES:
         assert re.search(rf"✓ {stage}\s+succeeded", run), (stage, run)
     assert "build ci-1 succeeded" in run
+    # the live view's logs, as they came (not a warning that they stopped)
+    assert re.search(r"\d\d:\d\d:\d\d checkout/w-ci-1-checkout-\w+-0-0 \| stage checkout, "
+                     r"worker 0: done\n", run), run
+    assert "the logs stopped" not in out
     logs = out.split("$ devscale pipeline logs ci-1", 1)[1]
     assert "unit-tests/w-ci-1-unit-tests-" in logs and "stage unit-tests, worker 3: done" in logs
 
