@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,40 +128,57 @@ def pods(cp: ControlPlane) -> list[dict[str, Any]]:
     return items
 
 
-def watch_pods(cp: ControlPlane, until: threading.Event) -> Iterator[str]:
-    """A line per change of a worker pod (created, each phase, deleted), from a list-then-watch
-    of the API server, until `until` is set and no worker pod is left."""
-    base = f"{cp.url}/api/v1/namespaces/{NAMESPACE}/pods"
-    verify = ssl.create_default_context(cafile=str(cp.ca_file))
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    listed = httpx.get(base, params={"labelSelector": SELECTOR}, verify=verify, headers=headers,
-                       timeout=10).json()
-    version = listed["metadata"]["resourceVersion"]
-    phases = {p["metadata"]["name"]: p["status"].get("phase", "Pending") for p in listed["items"]}
-    start = time.monotonic()
-    while not (until.is_set() and not phases):
-        with httpx.stream("GET", base, params={
-                "labelSelector": SELECTOR, "watch": "true", "resourceVersion": version,
-                "allowWatchBookmarks": "true", "timeoutSeconds": "1"},
-                verify=verify, headers=headers, timeout=10) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                event = json.loads(line)
-                pod = event["object"]
-                if event["type"] == "ERROR":
-                    raise RuntimeError(f"the pod watch failed: {pod.get('message')}")
-                version = pod["metadata"]["resourceVersion"]
-                if event["type"] == "BOOKMARK":
-                    continue
-                name = pod["metadata"]["name"]
-                phase = ("deleted" if event["type"] == "DELETED"
-                         else pod["status"].get("phase", "Pending"))
-                if phases.get(name) != phase:
-                    yield f"  {time.monotonic() - start:5.1f}s  {name:<28} {phase}"
-                if phase == "deleted":
-                    phases.pop(name, None)
-                else:
-                    phases[name] = phase
+class Timeline:
+    """The worker pods' changes (created, each phase, deleted) as lines, from a list (made in
+    the constructor, so that nothing created after it is missed) and a watch from its
+    resourceVersion, in a thread until `stop()` is asked and no worker pod is left."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.base = f"{cp.url}/api/v1/namespaces/{NAMESPACE}/pods"
+        self.verify = ssl.create_default_context(cafile=str(cp.ca_file))
+        self.headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        listed = httpx.get(self.base, params={"labelSelector": SELECTOR}, verify=self.verify,
+                           headers=self.headers, timeout=10).json()
+        self.version: str = listed["metadata"]["resourceVersion"]
+        self.phases = {p["metadata"]["name"]: p["status"].get("phase", "Pending")
+                       for p in listed["items"]}
+        self.lines: list[str] = []
+        self.start = time.monotonic()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="pod-timeline", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> list[str]:
+        self.stopping.set()
+        self.thread.join(60)
+        return self.lines
+
+    def _watch(self) -> None:
+        while not (self.stopping.is_set() and not self.phases):
+            with httpx.stream("GET", self.base, params={
+                    "labelSelector": SELECTOR, "watch": "true", "resourceVersion": self.version,
+                    "allowWatchBookmarks": "true", "timeoutSeconds": "1"},
+                    verify=self.verify, headers=self.headers, timeout=10) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    self._event(json.loads(line))
+
+    def _event(self, event: dict[str, Any]) -> None:
+        pod = event["object"]
+        if event["type"] == "ERROR":
+            raise RuntimeError(f"the pod watch failed: {pod.get('message')}")
+        self.version = pod["metadata"]["resourceVersion"]
+        if event["type"] == "BOOKMARK":
+            return
+        name = pod["metadata"]["name"]
+        phase = ("deleted" if event["type"] == "DELETED"
+                 else pod["status"].get("phase", "Pending"))
+        if self.phases.get(name) != phase:
+            self.lines.append(f"  {time.monotonic() - self.start:5.1f}s  {name:<28} {phase}")
+        if phase == "deleted":
+            self.phases.pop(name, None)
+        else:
+            self.phases[name] = phase
 
 
 def shell(line: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -238,11 +254,7 @@ def main(argv: list[str]) -> int:
 
         # the seed's request, through the stream
         shell(f"devscale workers status -c {config}", env, workdir)
-        done = threading.Event()
-        timeline: list[str] = []
-        watcher = threading.Thread(target=lambda: timeline.extend(watch_pods(cp, done)),
-                                   daemon=True)
-        watcher.start()
+        timeline = Timeline(cp)
         shell(f"redis-cli -u {redis_server.url} XADD {STREAM} '*' type scale_up pod_count 3 "
               f"task_id {TASK}", env, workdir)
         wait_until(lambda: sum(p["status"].get("phase") == "Running" for p in pods(cp)) == 3,
@@ -250,11 +262,9 @@ def main(argv: list[str]) -> int:
         shell(f"devscale workers status -c {config} {TASK}", env, workdir)
         wait_until(lambda: any(r.get("task_id") == TASK for r in results(redis_server.url)),
                    f"the result of {TASK}", timeout=90)
-        done.set()
-        watcher.join(60)
         print(f"\nthe worker pods of {TASK} as they came and went (the server watches them, "
               "reads their logs, deletes them):")
-        print("\n".join(timeline), flush=True)
+        print("\n".join(timeline.stop()), flush=True)
         shell(f"redis-cli -u {redis_server.url} XRANGE {RESULTS} - +", env, workdir)
         shell(f"cat {workdir / 'worker-logs' / f'{TASK}.log'}", env, workdir)
 

@@ -105,6 +105,7 @@ def keep_the_worker_sandbox(repo: Path, env: dict[str, str]) -> None:
                 if line.startswith("The server's log: "):
                     break
             text = "".join(printed)
+            print(text)
             assert "The worker sandbox keeps running (Ctrl-C stops it)" in text, text
             check_the_run(text)
             block = text.split("In another shell:\n", 1)[1].split("\nThe server's log: ", 1)[0]
