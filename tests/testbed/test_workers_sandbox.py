@@ -105,7 +105,6 @@ def keep_the_worker_sandbox(repo: Path, env: dict[str, str]) -> None:
                 if line.startswith("The server's log: "):
                     break
             text = "".join(printed)
-            print(text)
             assert "The worker sandbox keeps running (Ctrl-C stops it)" in text, text
             check_the_run(text)
             block = text.split("In another shell:\n", 1)[1].split("\nThe server's log: ", 1)[0]
@@ -114,6 +113,7 @@ def keep_the_worker_sandbox(repo: Path, env: dict[str, str]) -> None:
             print(block, tried.stdout, tried.stderr, sep="\n")
             assert tried.returncode == 0, block + tried.stdout + tried.stderr
             assert "build ci-2 succeeded" in tried.stdout
+            assert re.search(r"task try-2: 2 pod\(s\)", tried.stdout), tried.stdout
             assert re.search(r"task_id\ntry-1\noutcome\nsucceeded\n", tried.stdout), tried.stdout
         finally:
             os.killpg(sandbox.pid, signal.SIGINT)
