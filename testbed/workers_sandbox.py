@@ -38,7 +38,7 @@ NAMESPACE = "devtrip"
 STREAM, RESULTS = "devscale:requests", "devscale:results"
 TASK = "build-42"
 BUILD = "ci-1"
-TASK_SECONDS, STAGE_SECONDS = 8, 2     # how long KWOK runs a task's and a stage's pods
+TASK_SECONDS, STAGE_SECONDS = 8, 3     # how long KWOK runs a task's and a stage's pods
 SELECTOR = "app.kubernetes.io/managed-by=devscale"
 
 
@@ -81,8 +81,8 @@ def certificate(workdir: Path) -> None:
 
 
 class PodLogs:
-    """KWOK's stand-in for the containers' output: each worker pod that starts running gets a
-    log (a `Logs` object and its CRI file), which the server reads and relays."""
+    """KWOK's stand-in for the containers' output: each worker pod gets a log (a `Logs`
+    object and its CRI file) as soon as it is seen, which the server reads and relays."""
 
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
@@ -103,7 +103,7 @@ class PodLogs:
             with contextlib.suppress(httpx.HTTPError, OSError):
                 for pod in pods(self.cp):
                     name = pod["metadata"]["name"]
-                    if name not in self.seen and pod["status"].get("phase") == "Running":
+                    if name not in self.seen:   # at once: KWOK must know it before the end
                         self.seen.add(name)
                         self._write(name, pod["metadata"].get("annotations", {}),
                                     pod["metadata"].get("labels", {}))
