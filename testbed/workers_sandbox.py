@@ -38,7 +38,7 @@ NAMESPACE = "devtrip"
 STREAM, RESULTS = "devscale:requests", "devscale:results"
 TASK = "build-42"
 BUILD = "ci-1"
-TASK_SECONDS, STAGE_SECONDS = 8, 3     # how long KWOK runs a task's and a stage's pods
+TASK_SECONDS, STAGE_SECONDS = 8, 5     # how long KWOK runs a task's and a stage's pods
 SELECTOR = "app.kubernetes.io/managed-by=devscale"
 
 
