@@ -110,7 +110,7 @@ def manifests_cronjob(
         from devtrip_scale.scaling.cron import validate_schedule
         from devtrip_scale.scaling.pushgateway import PUSHGATEWAY_ENV
 
-        validate_schedule(schedule)
+        validate_schedule(schedule, kubernetes=True)
         ns, secrets, objects = _shared_set(config, namespace, without_config)
         if pushgateway and redact_url(pushgateway) != pushgateway:  # credentials go in the Secret
             secrets, pushgateway_url = (*secrets, (PUSHGATEWAY_ENV, "pushgateway-url")), None
