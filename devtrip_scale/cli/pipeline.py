@@ -144,8 +144,8 @@ class _Follower:
     def follow(self, progress: Stream[Progress]) -> LiveState:
         self.streams.append(progress)
         _Reader("progress", progress, self.events).start()
-        if progress.key:
-            self._start_logs(progress.key)
+        # the logs start with the first progress message (_handle), not before: a log call
+        # for a --build-id that ExecutePipeline has not created yet is answered NOT_FOUND
         try:
             if self.live:
                 self._follow_live()
