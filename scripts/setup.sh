@@ -17,6 +17,7 @@ command -v go >/dev/null || need_apt+=(golang-go)
 command -v git >/dev/null || need_apt+=(git)
 command -v crontab >/dev/null || need_apt+=(cron)
 command -v flock >/dev/null || need_apt+=(util-linux)
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from devtrip_scale.cli._common import err, example, guard, print_json
+from devtrip_scale.cli._common import debugging, err, example, guard, print_json
 from devtrip_scale.core.errors import ApiError, ConfigError, ExitCode, PipelineFailed
 
 if TYPE_CHECKING:
@@ -68,8 +68,19 @@ DebugOption = Annotated[bool, typer.Option(
     "--debug", help="On an unexpected error, print its traceback (also DEBUG=1).")]
 
 
+def _quiet_grpc(debug: bool) -> None:
+    """gRPC's C core logs handshake failures and the like on stderr by itself (`I1204 …
+    ssl_transport_security.cc …`); devscale says what went wrong in its own line. Silent unless
+    --debug; read once, when grpc is first imported, so this runs before that."""
+    if debugging(debug):
+        return
+    os.environ["GRPC_VERBOSITY"] = "NONE"
+    os.environ.pop("GRPC_TRACE", None)
+
+
 def _connect(server: str, ca: Path | None, cert: Path | None, key: Path | None,
-             token_env: str, timeout: float) -> ApiClient:
+             token_env: str, timeout: float, debug: bool = False) -> ApiClient:
+    _quiet_grpc(debug)
     from devtrip_scale.workers.client import ApiClient
 
     return ApiClient(server, ca_file=ca, cert_file=cert, key_file=key,
@@ -268,18 +279,44 @@ def _result(state: LiveState, output: PipelineOutput, repeat_warnings: bool) -> 
     raise PipelineFailed(state.outcome())
 
 
-def _detached(state: LiveState, output: PipelineOutput, again: str) -> int:
-    """Ctrl-C while following: the build goes on; say how to follow it again."""
+def _connection_args(server: str, ca: Path | None, cert: Path | None, key: Path | None,
+                     token_env: str) -> list[str]:
+    """The options that reach the server again as the user reached it: the address, the CA,
+    the client certificate, and where the token comes from (its variable's name, never the
+    token)."""
+    args = ["--server", server]
+    for option, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
+        if path is not None:
+            args += [option, str(path)]
+    return [*args, "--token-env", token_env]
+
+
+def _detached(state: LiveState, output: PipelineOutput, file: Path, build_id: str,
+              connection: list[str]) -> int:
+    """Ctrl-C while following: the build goes on; say how to follow it again, in commands
+    that work when pasted (they carry the server, CA and token source the user gave)."""
+    import shlex
+
     from devtrip_scale.workers.live import result_json
 
-    build = state.build_id or "?"
+    build = state.build_id or build_id or "?"
     if output is PipelineOutput.json:
         _json_line({**result_json(state), "exitCode": int(ExitCode.INTERRUPTED)})
+
+    if build == "?":
+        err.print("devscale: detached before the server named the build: it may have started; "
+                  "next time give --build-id NAME to be able to follow it again",
+                  style="yellow", markup=False)
+        return int(ExitCode.INTERRUPTED)
+
+    def command(*words: str) -> str:
+        return shlex.join(["devscale", "pipeline", *words, *connection])
+
     err.print(f"devscale: detached from build {build}; it goes on on the server.\n"
-                 f"  follow it again: {again}\n"
-                 f"  its logs:        devscale pipeline logs {build} --follow\n"
-                 f"  cancel it:       devscale pipeline cancel {build}",
-                 style="yellow", markup=False)
+              f"  follow it again: {command('run', str(file), '--build-id', build)}\n"
+              f"  its logs:        {command('logs', build, '--follow')}\n"
+              f"  cancel it:       {command('cancel', build)}",
+              style="yellow", markup=False)
     return int(ExitCode.INTERRUPTED)
 
 
@@ -336,16 +373,15 @@ def pipeline_run(
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{file}: cannot read it: "
                               f"{getattr(e, 'strerror', None) or e}") from None
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             follower = _Follower(client, output, logs=not no_logs)
             stream = client.execute(text, str(file), build_id or "", on_warning=follower.warn)
             try:
                 state = follower.follow(stream)
             except KeyboardInterrupt:
                 follower.cancel()
-                build = follower.state.build_id or build_id or ""
-                again = f"devscale pipeline run {file} --server {server} --build-id {build}"
-                return _detached(follower.state, output, again)
+                return _detached(follower.state, output, file, build_id or "",
+                                 _connection_args(server, ca, cert, key, token_env))
             return _result(state, output, repeat_warnings=follower.live)
 
     guard(debug, body, _json_result_failure(lambda: follower.state if follower else None)
@@ -371,7 +407,7 @@ def pipeline_status(
     """
 
     def body() -> int:
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             _show_status(client.status(build), output)
         return 0
 
@@ -414,7 +450,7 @@ def pipeline_logs(
     def body() -> int:
         from devtrip_scale.workers.live import log_json, log_plain
 
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             stream = client.build_logs(build, follow=follow, stages=tuple(stage or ()),
                                        on_warning=_warn)
             try:
@@ -450,7 +486,7 @@ def pipeline_cancel(
     """
 
     def body() -> int:
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             _show_status(client.cancel(build), output)
         return 0
 

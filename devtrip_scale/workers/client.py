@@ -97,6 +97,7 @@ class Stream(Generic[T]):
         client = self._client
         failures = 0
         last: T | None = None
+        received = False    # a first call that fails is not a break: nothing to resume
         while True:
             with self._lock:
                 if self._cancelled:
@@ -107,6 +108,7 @@ class Stream(Generic[T]):
                 for message in call:
                     item = self._convert(message)
                     keep, warning = self.continuity.accept(item.sequence, item.missed)
+                    received = True
                     if not keep:
                         continue
                     failures = 0
@@ -119,7 +121,7 @@ class Stream(Generic[T]):
             except grpc.RpcError as e:
                 if self._cancelled:
                     return
-                if e.code() not in RESUMABLE or not self.key:
+                if e.code() not in RESUMABLE or not self.key or not received:
                     raise client.error(e, self._what, bad_input=self._bad_input) from None
                 cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
             if self._cancelled or self._finished(last):
@@ -146,6 +148,7 @@ class ApiClient:
         if (cert_file is None) != (key_file is None):
             raise ConfigError("--cert and --key go together (mTLS needs both)")
         self.server = server
+        self.ca_file = ca_file
         self.timeout = timeout
         self.token_env = token_env
         self.retries = retries
@@ -202,14 +205,35 @@ class ApiClient:
         elif code is grpc.StatusCode.PERMISSION_DENIED:
             text += "; this identity may not do that"
         elif code is grpc.StatusCode.UNAVAILABLE:
-            text += f"; check the address {self.server} and that TLS matches: the server must " \
-                "serve TLS with a certificate for that name, signed by the CA in --ca (or one " \
-                "the system trusts)"
+            return ApiError(self._unreachable(what, details))
         elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
             text += f" (no answer within {self.timeout:g}s)"
         elif code is grpc.StatusCode.UNIMPLEMENTED:
             text += "; the server does not offer this method (an older devscale?)"
         return ApiError(text)
+
+    def _unreachable(self, what: str, details: str) -> str:
+        """One line on why the server could not be reached: an untrusted certificate, a name
+        the certificate does not carry, a refused connection, or gRPC's own words."""
+        trust = f"--ca {self.ca_file}" if self.ca_file is not None else \
+            "the system's trust store (give --ca FILE, the CA that signed it)"
+        if "CERTIFICATE_VERIFY_FAILED" in details:
+            return (f"{what}: the server's certificate at {self.server} did not verify against "
+                    f"{trust} (CERTIFICATE_VERIFY_FAILED)")
+        if "not in peer certificate" in details or "HOSTNAME_MISMATCH" in details:
+            host = self.server.rpartition(":")[0] or self.server
+            return (f"{what}: the server's certificate at {self.server} is not for the name "
+                    f"{host}: use the name the certificate carries in --server")
+        if "Connection refused" in details:
+            return (f"{what}: nothing accepted a connection at {self.server} (connection "
+                    "refused): is `devscale workers serve` running with its API there?")
+        if "handshake failed" in details.lower():
+            last = details.rpartition("last error: ")[2] or details
+            return (f"{what}: the TLS handshake with {self.server} failed ({last}); the server "
+                    "may want a client certificate (--cert and --key)")
+        return (f"{what}: {self.server} answered UNAVAILABLE: {details}; check the address "
+                f"{self.server} and that TLS matches: the server must serve TLS with a "
+                "certificate for that name, signed by the CA in --ca (or one the system trusts)")
 
     def _unary(self, method: Callable[..., Any], request: Any, what: str) -> Any:
         try:
