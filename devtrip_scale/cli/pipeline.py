@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from devtrip_scale.workers.live import LiveState, LogRecord, Progress
 
 app = typer.Typer(
-    help="Run CI/CD pipelines on `devscale workers serve`'s gRPC API and follow them live.",
+    help="Run CI/CD pipelines on the workers' gRPC API, live. The API is `devscale workers "
+    "serve`'s; the pipeline runs there and is followed here.",
     no_args_is_help=True)
 
 LOG_DRAIN_SECONDS = 3.0   # after the build ends, how long the log stream may take to catch up
@@ -358,7 +359,9 @@ def pipeline_run(
     timeout: TimeoutOption = 30.0,
     debug: DebugOption = False,
 ) -> None:
-    """Run a pipeline on the server and follow it live: its stages and their logs.
+    """Run a pipeline on the server and follow it live.
+
+    The live view shows its stages and their logs.
 
     Exit codes: 0 the build succeeded, 8 it failed or was cancelled, 2 a bad pipeline file,
     9 the API refused the call or could not be reached, 130 detached with Ctrl-C (the build
@@ -442,7 +445,9 @@ def pipeline_logs(
     timeout: TimeoutOption = 30.0,
     debug: DebugOption = False,
 ) -> None:
-    """A build's log lines, merged by time across its stages' pods, tagged with stage and pod.
+    """A build's log lines, tagged with stage and pod.
+
+    Merged by time across its stages' pods.
 
     Exit codes: 0 printed, 9 the API refused or could not be reached, 130 interrupted.
     """
@@ -479,7 +484,9 @@ def pipeline_cancel(
     timeout: TimeoutOption = 30.0,
     debug: DebugOption = False,
 ) -> None:
-    """Cancel a build: its running stages are cancelled, the rest skipped.
+    """Cancel a build.
+
+    Its running stages are cancelled, the rest skipped.
 
     Exit codes: 0 cancelled (or already over: its state is shown), 9 the API refused or could
     not be reached.

@@ -243,7 +243,8 @@ class Build:
         for problem in server.reporter.problems:
             server.say(f"build {self.id}: {problem}")
         server.reporter.problems.clear()
-        server.say(f"build {self.id}: {self.state.value}: {self.message}")
+        said = "" if self.message == self.state.value else f": {self.message}"
+        server.say(f"build {self.id}: {self.state.value}{said}")   # "cancelled", said once
 
     async def _loop(self) -> None:
         while True:

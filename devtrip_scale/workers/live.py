@@ -321,7 +321,10 @@ def progress_line(p: Progress) -> str:
             text += f" worker {e.worker_index} {e.pod}"
     else:
         text = f"{head} build {e.build_id} {e.build_state.value}"
-    return f"{text}: {e.message}" if e.message else text
+    state = e.stage_state if e.stage else e.build_state
+    if not e.message or e.message == (state.value if state is not None else ""):
+        return text      # "stage lint cancelled", not "cancelled: cancelled"
+    return f"{text}: {e.message}"
 
 
 def log_plain(line: LogLine) -> str:

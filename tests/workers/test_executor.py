@@ -319,6 +319,8 @@ def test_start_is_idempotent_by_build_id_and_cancel_stops_the_build(workers: Wor
             assert len(build_pods(workers, "ci-42")) == 1, "one start, one pod"
             cancelled = await asyncio.wait_for(server.pipelines.cancel("ci-42"), 20)
             await no_pods_left(workers, "ci-42")
+            said: list[str] = getattr(server.say, "__self__")   # noqa: B009 (the bound list)
+            assert "build ci-42: cancelled" in said, said    # said once, not "cancelled: …"
             return build, cancelled, created_again
 
     build, cancelled, created_again = asyncio.run(main())

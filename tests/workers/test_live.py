@@ -221,3 +221,13 @@ def test_with_gap_checks_off_only_missed_counts() -> None:
 ], ids=["instant", "seconds", "under-a-minute", "minutes", "hours"])
 def test_durations(seconds: float, text: str) -> None:
     assert fmt_duration(seconds) == text
+
+
+@pytest.mark.parametrize(("event", "line"), [
+    (ev(3, "lint", S.CANCELLED, message="cancelled"), "stage lint cancelled"),
+    (ev(4, build=BuildState.CANCELLED, message="cancelled"), f"build {BUILD} cancelled"),
+    (ev(4, build=BuildState.FAILED, message="stage docs failed"),
+     f"build {BUILD} failed: stage docs failed"),
+], ids=["stage", "build", "a-reason-is-kept"])
+def test_a_state_is_said_once(event: ProgressEvent, line: str) -> None:
+    assert progress_line(Progress(9, event)).split(" #9 ", 1)[1] == line
