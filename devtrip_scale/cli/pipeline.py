@@ -458,17 +458,36 @@ def pipeline_logs(
         with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             stream = client.build_logs(build, follow=follow, stages=tuple(stage or ()),
                                        on_warning=_warn)
+            printed = 0
             try:
                 for record in stream:
+                    printed += 1
                     if output is PipelineOutput.json:
                         _json_line(log_json(record))
                     else:
                         print(log_plain(record.line), flush=True)
             finally:
                 stream.cancel()
+            if not printed:
+                _say_empty(build, stage or [], stream.trailers)
         return 0
 
     guard(debug, body)
+
+
+def _say_empty(build: str, stages: list[str], trailers: tuple[tuple[str, str], ...]) -> None:
+    """No log line: say so (on stderr, stdout stays empty), with the reason the server had
+    for each pod (the API's answer when it read the pod's log)."""
+    from devtrip_scale.workers.api.convert import SILENT_POD_KEY
+
+    what = f"build {build}" + (f" (stage {', '.join(stages)})" if stages else "")
+    why = [value for key, value in trailers if key == SILENT_POD_KEY]
+    if not why:
+        err.print(f"devscale: {what} has no log lines (yet)", style="yellow", markup=False)
+        return
+    err.print(f"devscale: {what} has no log lines:", style="yellow", markup=False)
+    for line in why:
+        err.print(f"  {line}", style="yellow", markup=False)
 
 
 @app.command("cancel", epilog=example(

@@ -81,6 +81,7 @@ class Stream(Generic[T]):
         self._call: Any = None
         self._cancelled = False
         self.resumed = 0
+        self.trailers: tuple[tuple[str, str], ...] = ()   # the last call's trailing metadata
 
     def cancel(self) -> None:
         with self._lock:
@@ -118,6 +119,7 @@ class Stream(Generic[T]):
                         self.key = item.event.build_id
                     last = item
                     yield item
+                self.trailers = tuple(call.trailing_metadata() or ())
             except grpc.RpcError as e:
                 if self._cancelled:
                     return

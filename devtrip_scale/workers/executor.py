@@ -133,6 +133,7 @@ class Build:
         self._why_cancelled = ""
         self._ended = asyncio.Event()
         self.runner: asyncio.Task[None] | None = None
+        self.silent_pods: tuple[str, ...] = ()   # pods with no log line, and why (logs end)
 
     # ---------------------------------------------------------------- reading
 
@@ -210,6 +211,7 @@ class Build:
         except TimeoutError:
             self._server.say(f"build {self.id}: logs not drained within {within:g}s; closed")
         finally:
+            self.silent_pods = self._server.logrelay.silent(self.id)
             if not self.logs.closed:
                 self.logs.close()
 
