@@ -35,6 +35,7 @@ from devtrip_scale.workers.progress import (
     ProgressEvent,
     StageState,
     StageStatus,
+    shown_attempt,
 )
 from devtrip_scale.workers.server import Cancelled, Stopping, WorkerServer
 from devtrip_scale.workers.store import Spec
@@ -84,7 +85,7 @@ class _Listener:
         self.build._set(self.stage, state=StageState.RUNNING,
                         attempt=max(run.attempt, attempt + 1))
         self.build._emit(self.stage, attempt=attempt + 1, worker_index=index, pod=pod,
-                         message=f"worker {index} running (attempt {attempt + 1})")
+                         message=f"worker {index} running (attempt {attempt})")   # 0-based, as pods
 
     def worker_ended(self, index: int, attempt: int, pod: str, outcome: Outcome,
                      exit_code: int | None) -> None:
@@ -99,7 +100,7 @@ class _Listener:
         run = self.build._runs[self.stage]
         if run.state.done:
             return
-        message = f"{reason}; attempt {attempt + 1} in {delay:g}s"
+        message = f"{reason}; attempt {attempt} in {delay:g}s"   # counted from 0, as pods
         self.build._set(self.stage, state=StageState.RETRYING,
                         attempt=max(run.attempt, attempt + 1), message=message)
         self.build._emit(self.stage, attempt=attempt + 1, worker_index=index, message=message)
@@ -231,7 +232,8 @@ class Build:
                    BuildState.CANCELLED: "cancelled"}.get(self.state, "failed")
         seconds = None if self.finished is None else self.finished - self.started
         result = TaskResult(self.id, outcome, tuple(pods), seconds)
-        stages = json.dumps({r.name: {"state": r.state.value, "attempt": r.attempt,
+        stages = json.dumps({r.name: {"state": r.state.value,
+                                      "attempt": shown_attempt(r.attempt),
                                       "message": r.message} for r in self._runs.values()},
                             separators=(",", ":"))
         first = self.pipeline.stages[0].name
