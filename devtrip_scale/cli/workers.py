@@ -132,6 +132,10 @@ def workers_serve(
                     f"intake {'on' if intake else 'off'}, gRPC API "
                     f"{grpc_api.address if grpc_api else 'off'}, /healthz and /metrics on "
                     f"{listen}")
+                if grpc_api is not None:
+                    from devtrip_scale.cli.config import WORKER_TEMPLATE_NOTE
+
+                    say(f"note: {WORKER_TEMPLATE_NOTE}")
                 await server.run()
             finally:
                 if grpc_api is not None:     # the streams' journals are closed by now

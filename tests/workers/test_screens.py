@@ -40,6 +40,7 @@ def devscale(api: Api, *args: str, timeout: float = 120) -> subprocess.Completed
 def test_the_logs_of_a_build_whose_pods_wrote_nothing_say_so_and_why(
         served: Api, tmp_path: Path) -> None:
     api = served
+    assert "note: worker: is the pod template of scale requests" in api.server.output()
     path = pipeline_file(tmp_path / "quiet.yaml", [stage("quiet", 1, workers=2)])
     run = api.run_pipeline(path, "--build-id", "quiet-1", "--no-logs", "-o", "json")
     assert run.returncode == 0, run.stderr
