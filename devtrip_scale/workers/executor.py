@@ -44,6 +44,7 @@ from devtrip_scale.workers.tasks import Outcome, PodResult, TaskResult, pod_name
 log = logging.getLogger("devscale.workers")
 BUILD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 CHECK_SECONDS = 30.0        # how often a waiting stage also looks in Redis for its result
+WAITING_SECONDS = 5.0       # a stage's pod not running after this long: its phase and reason said
 START_TRIES = 8             # a stage's pods not created after this many tries: the stage fails
 
 
@@ -343,6 +344,7 @@ class Build:
         done: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
         spec = Spec(task_id, stage.workers, "", (), self.id, stage.name,
                     stage.template().model_dump_json(), stage.retry.model_dump_json())
+        waiter: asyncio.Task[None] | None = None
         try:
             try:
                 await self._start_task(spec, _Listener(self, stage.name, done))
@@ -350,6 +352,8 @@ class Build:
                 return False, "cancelled before its pods were created"
             except (DevscaleError, RedisError, OSError) as e:
                 return False, f"its pods could not be created: {e}"
+            waiter = asyncio.create_task(self._say_waiting(stage.name, task_key(task_id)),
+                                         name=f"build-{self.id}-{stage.name}-waiting")
             loop = asyncio.get_running_loop()
             timeouts = 0
             deadline = None if stage.timeout_seconds is None else \
@@ -386,7 +390,35 @@ class Build:
             raise
         finally:
             server.listeners.pop(task_key(task_id), None)
+            if waiter is not None:
+                waiter.cancel()
         return result.outcome == "succeeded", _why(result)
+
+    async def _say_waiting(self, stage: str, key: str, every: float = 1.0) -> None:
+        """Each of the stage's pods that is not running WAITING_SECONDS after it appeared:
+        its phase and reason in the progress (`worker 0 waiting 5s: Pending: Unschedulable:
+        …`), again whenever the reason changes. Read from the one pod watch's cache."""
+        from devtrip_scale.workers import INDEX_LABEL, TASK_LABEL
+        from devtrip_scale.workers.status import waiting
+
+        loop = asyncio.get_running_loop()
+        first: dict[str, float] = {}
+        said: dict[str, str] = {}
+        while True:
+            now = loop.time()
+            for name, pod in list(self._server.watch.pods.items()):
+                labels = (pod.get("metadata") or {}).get("labels") or {}
+                if labels.get(TASK_LABEL) != key:
+                    continue
+                since = first.setdefault(name, now)
+                why = waiting(pod)
+                if why is None or now - since < WAITING_SECONDS or said.get(name) == why:
+                    continue
+                said[name] = why
+                index = int(labels.get(INDEX_LABEL, 0))
+                self._emit(stage, worker_index=index, pod=name,
+                           message=f"worker {index} waiting {now - since:.0f}s: {why}")
+            await asyncio.sleep(every)
 
     async def _start_task(self, spec: Spec, listener: _Listener) -> None:
         """server.start_task, again on a transient failure (bounded backoff)."""

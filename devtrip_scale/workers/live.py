@@ -28,6 +28,7 @@ from devtrip_scale.workers.progress import (
 )
 
 LOG_TAIL = 8   # log lines kept (and shown) per running stage
+WAITING_SHOWN = 90   # characters of a waiting pod's reason in the tree (all of it in the lines)
 
 # state → (symbol, rich style)
 STAGE_LOOK: dict[StageState, tuple[str, str]] = {
@@ -116,6 +117,7 @@ class StageView:
     message: str = ""
     workers_running: set[int] = field(default_factory=set)   # indexes running now
     workers_done: set[int] = field(default_factory=set)      # indexes that succeeded
+    waiting: dict[int, str] = field(default_factory=dict)    # index → why it is not running
 
     @property
     def succeeded(self) -> int:
@@ -184,6 +186,7 @@ class LiveState:
             if e.stage_state.done:
                 self.logs.pop(e.stage, None)
                 stage.workers_running.clear()
+                stage.waiting.clear()
             self._worker(stage, e)
         self.state = e.build_state
         if self.done and self.finished is None:
@@ -195,7 +198,12 @@ class LiveState:
         live counts of the stage's workers."""
         if e.worker_index < 0 or stage.state.done:
             return
-        word = e.message.removeprefix(f"worker {e.worker_index} ").split(" ", 1)[0]
+        said = e.message.removeprefix(f"worker {e.worker_index} ")
+        word = said.split(" ", 1)[0]
+        if word == "waiting":     # `waiting 6s: Pending: Unschedulable: …`
+            stage.waiting[e.worker_index] = said
+            return
+        stage.waiting.pop(e.worker_index, None)
         if word == "running":
             stage.workers_running.add(e.worker_index)
         elif word:
@@ -275,6 +283,13 @@ def stage_label(stage: StageView, now: float) -> Text:
         text.append(f"  needs {', '.join(stage.needs)}", style="dim")
     if stage.message and stage.state in _EXPLAINED:
         text.append(f"  — {stage.message}", style=style)
+    elif stage.waiting and stage.state in _ACTIVE:   # its pods' phase and reason
+        index = min(stage.waiting)
+        more = len(stage.waiting) - 1
+        note = stage.waiting[index]
+        note = note if len(note) <= WAITING_SHOWN else note[:WAITING_SHOWN - 1] + "…"
+        text.append(f"  — worker {index} {note}" + (f" (+{more} more)" if more else ""),
+                    style="yellow")
     return text
 
 

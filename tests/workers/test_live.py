@@ -12,6 +12,7 @@ from rich.console import Console
 
 from devtrip_scale.core.errors import ApiError, ExitCode
 from devtrip_scale.workers.live import (
+    WAITING_SHOWN,
     Continuity,
     LiveState,
     LogRecord,
@@ -262,3 +263,23 @@ def test_attempts_are_counted_from_0_as_in_pod_names() -> None:
     assert line.endswith("stage test running (attempt 1) worker 3 w-build-7-test-3-1: "
                          "worker 3 running (attempt 1)")
     assert progress_json(Progress(3, worker_ev(7, 3, "running", attempt=2)))["attempt"] == 1
+
+
+def test_a_waiting_worker_shows_its_phase_and_reason_until_it_runs() -> None:
+    plan = (StageStatus("test", S.WAITING, workers=2),)
+    why = "waiting 6s: Pending: Unschedulable: 0/1 nodes are available: 1 node(s) didn't " \
+        "match Pod's node affinity/selector."
+    events = [ev(0, stages=plan), ev(1, "test", S.RUNNING), worker_ev(7, 0, why),
+              worker_ev(7, 1, why)]
+
+    def label() -> str:
+        return stage_tree(folded(events), T0 + 9).children[0].label.plain  # type: ignore[union-attr]
+
+    assert label().startswith("▶ test  running  0/2 workers succeeded  8.0s  — worker 0 "
+                              "waiting 6s: Pending: Unschedulable: 0/1 nodes are available: "
+                              "1 node(s) didn't match Pod's")
+    assert label().endswith("… (+1 more)")
+    events.append(worker_ev(8, 0, "running"))
+    assert label().endswith("— worker 1 " + why[:WAITING_SHOWN - 1] + "…")
+    events.append(worker_ev(8, 1, "running"))
+    assert label() == "▶ test  running  0/2 workers succeeded, 2 running  8.0s"

@@ -55,3 +55,24 @@ def test_the_logs_of_a_build_whose_pods_wrote_nothing_say_so_and_why(
         for line in said[1:]:
             assert line.startswith("  w-quiet-1-quiet-") and \
                 'HTTP 400 no logs found for container "worker"' in line, line
+
+
+def test_a_stage_whose_pod_cannot_be_scheduled_says_why_in_the_progress(
+        served: Api, tmp_path: Path) -> None:
+    """No node matches the stage's node_selector: the scheduler leaves its pod Pending and
+    says why; after a few seconds the progress stream carries that, with the pod's name."""
+    import json
+
+    path = pipeline_file(tmp_path / "stuck.yaml", [stage(
+        "stuck", 1, node_selector={"devscale.test/pool": "none-such"}, timeout_seconds=12)])
+    run = served.run_pipeline(path, "--build-id", "stuck-1", "--no-logs", "-o", "json")
+    assert run.returncode == 8, run.stderr           # it timed out, as it should
+    said = [d for d in map(json.loads, run.stdout.splitlines())
+            if d["type"] == "progress" and "waiting" in d["message"]]
+    assert said, run.stdout
+    first = said[0]
+    assert (first["stage"], first["workerIndex"]) == ("stuck", 0)
+    assert first["pod"].startswith("w-stuck-1-stuck-") and first["pod"].endswith("-0-0")
+    assert first["message"].startswith("worker 0 waiting ")
+    assert "Pending: Unschedulable: 0/" in first["message"]
+    assert "node affinity/selector" in first["message"]
