@@ -156,8 +156,8 @@ class _Follower:
     def follow(self, progress: Stream[Progress]) -> LiveState:
         self.streams.append(progress)
         _Reader("progress", progress, self.events).start()
-        if progress.key:
-            self._start_logs(progress.key)
+        # the logs start with the first progress message: a --build-id the server has not
+        # created yet would be NOT_FOUND
         try:
             if self.live:
                 self._follow_live()

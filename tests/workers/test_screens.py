@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from testbed.net import free_port
 from tests.conftest import ROOT
@@ -76,3 +79,110 @@ def test_a_stage_whose_pod_cannot_be_scheduled_says_why_in_the_progress(
     assert first["message"].startswith("worker 0 waiting ")
     assert "Pending: Unschedulable: 0/" in first["message"]
     assert "node affinity/selector" in first["message"]
+
+
+class Tmux:
+    """A real terminal: a tmux server of its own (socket), one session of `cols`×`rows` running
+    bash; what a person sees is `capture-pane`."""
+
+    def __init__(self, where: Path, cols: int, rows: int, env: dict[str, str]) -> None:
+        import shutil
+        import uuid
+
+        assert shutil.which("tmux"), "tmux is needed (scripts/setup.sh installs it)"
+        self.socket = f"devscale-test-{uuid.uuid4().hex[:8]}"
+        extra = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-x", str(cols), "-y", str(rows),
+                  "-c", str(where), *extra, "bash", "--norc", "--noprofile")
+        self.tmux("set-option", "-g", "status", "off")
+        self.wait(lambda s: bool(s) and s[0] == "$", "the shell's prompt", 20)
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, check=True, timeout=20).stdout
+
+    def type(self, line: str) -> None:
+        self.tmux("send-keys", "-l", line)
+        self.tmux("send-keys", "Enter")
+
+    def key(self, name: str) -> None:
+        self.tmux("send-keys", name)
+
+    def screen(self) -> list[str]:
+        """The visible screen, line by line (trailing blanks dropped)."""
+        return [line.rstrip() for line in self.tmux("capture-pane", "-p").splitlines()]
+
+    def joined(self) -> str:
+        """The screen and its scrollback with wrapped lines joined: what was printed."""
+        return self.tmux("capture-pane", "-p", "-J", "-S", "-200")
+
+    def wait(self, check: Callable[[list[str]], bool], what: str, timeout: float = 90
+             ) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: not on the screen within {timeout:g}s:\n"
+                             + "\n".join(self.screen()))
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,
+                       timeout=20)
+
+
+def test_pipeline_run_in_a_100x30_terminal_live_ctrl_c_and_final(
+        served: Api, tmp_path: Path) -> None:
+    """What a person sees of `pipeline run` in a real terminal: the live tree with the right
+    worker counts while four pods run, Ctrl-C's follow-again lines — pasted into the same
+    shell, they work — and the final screen."""
+    path = pipeline_file(tmp_path / "screens.yaml", [
+        stage("checkout", 1), stage("unit", 10, ("checkout",), workers=4),
+        stage("package", 1, ("unit",))])
+    doc = yaml.safe_load(path.read_text())
+    doc["name"] = "screens"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert served.ca == tmp_path / "ca.pem"      # the shell's directory: `--ca ca.pem`
+    term = Tmux(tmp_path, 100, 30, {"DEVSCALE_API_TOKEN": TOKEN, "PS1": "$ ",
+                                    "PYTHONPATH": str(ROOT)})
+    try:
+        term.type(f"devscale pipeline run screens.yaml --server {served.address} --ca ca.pem "
+                  "--build-id screen-1")
+        live = term.wait(lambda s: any("4 running" in line for line in s),
+                         "four unit workers running")
+        text = "\n".join(live)
+        top = next(i for i, line in enumerate(live) if line.startswith("▶ build screen-1"))
+        assert live[top].startswith("▶ build screen-1  running  "), text
+        assert live[top + 1].startswith("├── ✓ checkout  succeeded  "), text
+        assert live[top + 2].startswith(
+            "├── ▶ unit  running  0/4 workers succeeded, 4 running  "), text
+        assert live[top + 3].startswith("└── · package  waiting  needs unit"), text
+        assert "warning" not in text      # the logs start once the build exists
+
+        term.key("C-c")
+        term.wait(lambda s: "$" in s[1:], "the prompt again")
+        said = term.joined()
+        assert "devscale: detached from build screen-1; it goes on on the server." in said
+        hints = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+                 for line in said.splitlines() if line.startswith("  ") and ": devscale " in line}
+        assert hints["follow it again"] == (
+            f"devscale pipeline run screens.yaml --build-id screen-1 --server {served.address} "
+            "--ca ca.pem --token-env DEVSCALE_API_TOKEN")
+        assert TOKEN not in said
+
+        term.tmux("clear-history")
+        term.type("clear")
+        term.type(hints["follow it again"])    # pasted as printed
+        final = term.wait(lambda s: any(line == "build screen-1 succeeded" for line in s),
+                          "the build's end")
+        text = "\n".join(final)
+        top = next(i for i, line in enumerate(final) if line.startswith("✓ build screen-1"))
+        assert final[top].startswith("✓ build screen-1  succeeded  "), text
+        assert final[top + 1].startswith("├── ✓ checkout  succeeded  "), text
+        assert final[top + 2].startswith("├── ✓ unit  succeeded  4/4 workers succeeded  "), text
+        assert final[top + 3].startswith("└── ✓ package  succeeded  "), text
+        assert final[top + 4] == "build screen-1 succeeded", text
+        print("\n".join(live), "\n", said, "\n", text, sep="")
+    finally:
+        term.close()
