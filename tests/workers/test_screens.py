@@ -186,3 +186,25 @@ def test_pipeline_run_in_a_100x30_terminal_live_ctrl_c_and_final(
         print("\n".join(live), "\n", said, "\n", text, sep="")
     finally:
         term.close()
+
+
+def test_a_stuck_stage_shows_its_pods_phase_and_reason_on_the_live_screen(
+        served: Api, tmp_path: Path) -> None:
+    pipeline_file(tmp_path / "stuck.yaml", [stage(
+        "stuck", 1, node_selector={"devscale.test/pool": "none-such"}, timeout_seconds=15)])
+    term = Tmux(tmp_path, 100, 30, {"DEVSCALE_API_TOKEN": TOKEN, "PS1": "$ ",
+                                    "PYTHONPATH": str(ROOT)})
+    try:
+        term.type(f"devscale pipeline run stuck.yaml --server {served.address} --ca ca.pem "
+                  "--build-id stuck-2")
+        live = term.wait(lambda s: any("Unschedulable" in line for line in s),
+                         "the stuck stage's reason")
+        text = "\n".join(live)
+        line = next(line for line in live if line.startswith("└── ▶ stuck  running  "))
+        assert "— worker 0 waiting " in line and "s: Pending: Unschedulable: 0/" in line, text
+        final = term.wait(lambda s: any(x.startswith("devscale: build stuck-2 failed")
+                                        for x in s), "the build's end")
+        assert any(x.startswith("└── ✗ stuck  failed  ") and "timed out after 15s" in x
+                   for x in final), "\n".join(final)
+    finally:
+        term.close()
