@@ -398,27 +398,34 @@ class Build:
         """Each of the stage's pods that is not running WAITING_SECONDS after it appeared:
         its phase and reason in the progress (`worker 0 waiting 5s: Pending: Unschedulable:
         …`), again whenever the reason changes. Read from the one pod watch's cache."""
-        from devtrip_scale.workers import INDEX_LABEL, TASK_LABEL
-        from devtrip_scale.workers.status import waiting
-
         loop = asyncio.get_running_loop()
         first: dict[str, float] = {}
         said: dict[str, str] = {}
         while True:
-            now = loop.time()
-            for name, pod in list(self._server.watch.pods.items()):
-                labels = (pod.get("metadata") or {}).get("labels") or {}
-                if labels.get(TASK_LABEL) != key:
-                    continue
-                since = first.setdefault(name, now)
-                why = waiting(pod)
-                if why is None or now - since < WAITING_SECONDS or said.get(name) == why:
-                    continue
-                said[name] = why
-                index = int(labels.get(INDEX_LABEL, 0))
-                self._emit(stage, worker_index=index, pod=name,
-                           message=f"worker {index} waiting {now - since:.0f}s: {why}")
+            try:
+                self._say_waiting_now(stage, key, loop.time(), first, said)
+            except Exception:   # a bug here must not go unheard, nor stop the stage
+                log.exception("build %s: stage %s: its pods' waiting reasons", self.id, stage)
+                return
             await asyncio.sleep(every)
+
+    def _say_waiting_now(self, stage: str, key: str, now: float, first: dict[str, float],
+                         said: dict[str, str]) -> None:
+        from devtrip_scale.workers import INDEX_LABEL, TASK_LABEL
+        from devtrip_scale.workers.status import waiting
+
+        for name, pod in list(self._server.watch.pods.items()):
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            if labels.get(TASK_LABEL) != key:
+                continue
+            since = first.setdefault(name, now)
+            why = waiting(pod)
+            if why is None or now - since < WAITING_SECONDS or said.get(name) == why:
+                continue
+            said[name] = why
+            index = int(labels.get(INDEX_LABEL, 0))
+            self._emit(stage, worker_index=index, pod=name,
+                       message=f"worker {index} waiting {now - since:.0f}s: {why}")
 
     async def _start_task(self, spec: Spec, listener: _Listener) -> None:
         """server.start_task, again on a transient failure (bounded backoff)."""
