@@ -144,6 +144,8 @@ class _Follower:
         self.live = output is PipelineOutput.table and sys.stdout.isatty()
         self.logs_started = False
         self.log_done = False
+        self.log_lines = 0
+        self.log_stream: Stream[LogRecord] | None = None
         self.ended: float | None = None    # monotonic time the progress stream ended
 
     def warn(self, text: str) -> None:
@@ -171,7 +173,8 @@ class _Follower:
         if self.logs_started or not self.want_logs:
             return
         self.logs_started = True
-        stream = self.client.build_logs(build_id, follow=True, on_warning=self.warn)
+        stream = self.log_stream = self.client.build_logs(build_id, follow=True,
+                                                          on_warning=self.warn)
         self.streams.append(stream)
         _Reader("log", stream, self.events).start()
 
@@ -193,6 +196,7 @@ class _Follower:
                 self._start_logs(self.state.build_id)
         elif kind == "log":
             r: LogRecord = item
+            self.log_lines += 1
             self.state.add_log(r.line)
             if self.output is PipelineOutput.json:
                 _json_line(log_json(r))
@@ -219,7 +223,25 @@ class _Follower:
             self.log_done = True
         elif kind == "log-end":
             self.log_done = True
+            self._say_silent()
         return self._over()
+
+    def _say_silent(self) -> None:
+        """The build's logs ended without a line: a warning with each silent pod's reason."""
+        from devtrip_scale.workers.api.convert import SILENT_POD_KEY
+
+        if self.log_lines or self.log_stream is None:
+            return
+        why = [v for k, v in self.log_stream.trailers if k == SILENT_POD_KEY]
+        if not why:
+            return
+        # one line on a screen: the reason without the pod it names (`… in pod "ns/w-…"`)
+        reasons = {v.partition(": ")[2].partition(' in pod "')[0] for v in why}
+        first = why[0].partition(": ")[2].partition(' in pod "')[0]
+        more = f" (and {len(reasons) - 1} other reason(s): see `devscale pipeline logs " \
+            f"{self.state.build_id}`)" if len(reasons) > 1 else ""
+        self._handle("warning", f"{len(why)} pod{'s' if len(why) > 1 else ''} wrote no log "
+                                f"line: {first}{more}")
 
     def _over(self) -> bool:
         if self.ended is None:

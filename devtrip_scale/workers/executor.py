@@ -209,13 +209,19 @@ class Build:
         relay flushes what it holds); a relay that cannot finish within `within` seconds is
         said and the journal closed anyway, so a build never hangs on its logs."""
         try:
-            await asyncio.wait_for(self._server.logrelay.finish_build(self.id), within)
+            await asyncio.wait_for(self._server.logrelay.finish_build(
+                self.id, before_close=self._note_silent_pods), within)
         except TimeoutError:
             self._server.say(f"build {self.id}: logs not drained within {within:g}s; closed")
         finally:
-            self.silent_pods = self._server.logrelay.silent(self.id)
             if not self.logs.closed:
+                self._note_silent_pods()
                 self.logs.close()
+
+    def _note_silent_pods(self) -> None:
+        """Before the log journal closes: its pods that wrote nothing, and why (readers that
+        got no line are told when the journal ends)."""
+        self.silent_pods = self._server.logrelay.silent(self.id)
 
     async def _report(self) -> None:
         """The build's outcome, once, as a task's: an entry on the results stream (task_id =

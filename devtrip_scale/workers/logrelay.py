@@ -477,8 +477,10 @@ class LogRelay:
                 self._join_build(build_id, pl)
                 self._update(pl)
 
-    async def finish_build(self, build_id: str) -> None:
-        """Wait until every pod of the build is drained, then flush and close its journal."""
+    async def finish_build(self, build_id: str,
+                           before_close: Callable[[], None] | None = None) -> None:
+        """Wait until every pod of the build is drained, then flush and close its journal
+        (`before_close` runs just before: what readers should know when the journal ends)."""
         b = self._builds.get(build_id)
         if b is None:
             return
@@ -497,6 +499,8 @@ class LogRelay:
                     await b.flusher
             for line in b.merge.flush():
                 b.journal.append(line)
+            if before_close is not None:
+                before_close()
             b.journal.close()
             for pl in self.logs.values():
                 pl.builds.discard(build_id)
