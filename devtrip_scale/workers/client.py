@@ -222,10 +222,17 @@ class ApiClient:
         if "CERTIFICATE_VERIFY_FAILED" in details:
             return (f"{what}: the server's certificate at {self.server} did not verify against "
                     f"{trust} (CERTIFICATE_VERIFY_FAILED)")
-        if "not in peer certificate" in details or "HOSTNAME_MISMATCH" in details:
+        if "Hostname Verification" in details or "not in peer certificate" in details:
             host = self.server.rpartition(":")[0] or self.server
             return (f"{what}: the server's certificate at {self.server} is not for the name "
                     f"{host}: use the name the certificate carries in --server")
+        if "WRONG_VERSION_NUMBER" in details:
+            return (f"{what}: the server at {self.server} does not speak TLS there "
+                    "(WRONG_VERSION_NUMBER): is that the gRPC API's port (api.listen)?")
+        if details.endswith("Socket closed"):
+            return (f"{what}: the server at {self.server} closed the connection during the TLS "
+                    "handshake: it wants a client certificate (--cert and --key) signed by its "
+                    "client CA")
         if "Connection refused" in details:
             return (f"{what}: nothing accepted a connection at {self.server} (connection "
                     "refused): is `devscale workers serve` running with its API there?")

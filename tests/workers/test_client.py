@@ -522,7 +522,8 @@ def test_mtls_authenticates_without_a_token(servicer: Scripted, tls: Tls) -> Non
         assert servicer.requests == [("GetPipelineStatus", pb.PipelineStatusRequest(
             build_id=BUILD), None)]
         with connect(loopback, token=TOKEN) as client, pytest.raises(
-                ApiError, match="UNAVAILABLE"):
+                ApiError, match="closed the connection during the TLS handshake: it wants a "
+                "client certificate"):
             client.status(BUILD)   # no client certificate: the handshake fails
         assert len(servicer.requests) == 1
     finally:
@@ -624,3 +625,71 @@ def test_the_follow_again_lines_work_when_pasted(
     assert {m for m, _ in again} == {"ExecutePipeline", "StreamBuildLogs", "CancelPipeline"}
     assert all(r.build_id == BUILD for _, r in again)
     assert all(auth == f"Bearer {TOKEN}" for _, _, auth in servicer.requests)
+
+
+class Plain:
+    """A gRPC server without TLS on 127.0.0.1 (what a client must not mistake for the API)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Any = None
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(20)
+
+    async def _start(self) -> int:
+        self.server = grpc.aio.server()
+        port: int = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return port
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def test_a_certificate_for_another_name_is_said(servicer: Scripted, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("api.example.test")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    other = Tls(tmp_path / "ca.pem", leaf.private_key_pem.bytes(),
+                b"".join(blob.bytes() for blob in leaf.cert_chain_pems), Path(), Path())
+    loopback = Loopback(servicer, other)
+    try:
+        with ApiClient(loopback.address, ca_file=other.ca_file, token=TOKEN, timeout=5
+                       ) as client, pytest.raises(ApiError) as caught:
+            client.status(BUILD)
+    finally:
+        loopback.close()
+    assert str(caught.value) == (
+        f"status of build {BUILD}: the server's certificate at {loopback.address} is not for "
+        "the name localhost: use the name the certificate carries in --server")
+
+
+def test_a_server_without_tls_is_said(tls: Tls) -> None:
+    plain = Plain()
+    try:
+        with ApiClient(f"127.0.0.1:{plain.port}", ca_file=tls.ca_file, token=TOKEN, timeout=5
+                       ) as client, pytest.raises(ApiError) as caught:
+            client.status(BUILD)
+    finally:
+        plain.close()
+    assert "does not speak TLS there (WRONG_VERSION_NUMBER)" in str(caught.value)
+
+
+def test_a_server_that_wants_a_client_certificate_says_so(servicer: Scripted, tls: Tls
+                                                          ) -> None:
+    loopback = Loopback(servicer, tls, mtls=True)
+    try:
+        result = CliRunner().invoke(pipeline_app, ["status", BUILD, "--ca", str(tls.ca_file)],
+                                    env={"DEVSCALE_API_TOKEN": TOKEN,
+                                         "DEVSCALE_SERVER": loopback.address})
+    finally:
+        loopback.close()
+    assert result.exit_code == 9
+    assert result.stderr.splitlines() == [
+        f"devscale: status of build {BUILD}: the server at {loopback.address} closed the "
+        "connection during the TLS handshake: it wants a client certificate (--cert and --key) "
+        "signed by its client CA"]
