@@ -332,14 +332,17 @@ def _detached(state: LiveState, output: PipelineOutput, file: Path, build_id: st
                   style="yellow", markup=False)
         return int(ExitCode.INTERRUPTED)
 
-    def command(*words: str) -> str:
-        return shlex.join(["devscale", "pipeline", *words, *connection])
+    def command(label: str, *words: str) -> str:
+        """The label, then the command as a shell reads it when pasted: the connection on a
+        continuation line, so that a terminal of 80 columns does not cut it mid-word."""
+        return (f"  {label}:\n    {shlex.join(['devscale', 'pipeline', *words])} \\\n"
+                f"      {shlex.join(connection)}")
 
-    err.print(f"devscale: detached from build {build}; it goes on on the server.\n"
-              f"  follow it again: {command('run', str(file), '--build-id', build)}\n"
-              f"  its logs:        {command('logs', build, '--follow')}\n"
-              f"  cancel it:       {command('cancel', build)}",
-              style="yellow", markup=False)
+    err.print("\n".join([
+        f"devscale: detached from build {build}; it goes on on the server.",
+        command("follow it again", "run", str(file), "--build-id", build),
+        command("its logs", "logs", build, "--follow"),
+        command("cancel it", "cancel", build)]), style="yellow", markup=False)
     return int(ExitCode.INTERRUPTED)
 
 

@@ -483,8 +483,13 @@ def test_ctrl_c_detaches_and_says_how_to_follow_again(
         process.kill()
     assert process.returncode == 130, err
     assert "detached from build build-42; it goes on on the server" in err
-    assert f"--build-id build-42 --server {server.address} --ca {server.tls.ca_file}" in err
-    assert f"devscale pipeline logs build-42 --follow --server {server.address}" in err
+    commands = printed_commands(err)
+    assert commands["follow it again"] == (
+        f"devscale pipeline run {pipeline} --build-id build-42 \\\n"
+        f"      --server {server.address} --ca {server.tls.ca_file} --token-env "
+        "DEVSCALE_API_TOKEN")
+    assert commands["its logs"].startswith("devscale pipeline logs build-42 --follow \\\n")
+    assert all(len(line) <= 80 or "/" in line for line in err.splitlines())
     assert TOKEN not in out + err
 
 
@@ -531,6 +536,22 @@ def test_mtls_authenticates_without_a_token(servicer: Scripted, tls: Tls) -> Non
 
 
 # ---------------------------------------------------------------- exit codes and hints (#25)
+
+
+def printed_commands(said: str) -> dict[str, str]:
+    """The commands Ctrl-C printed, by label (`  follow it again:`), each as printed: its lines
+    (the last ones continuations after ` \\`) joined by newlines, ready to paste."""
+    commands: dict[str, list[str]] = {}
+    label = None
+    for line in said.splitlines():
+        if line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            label = line.strip()[:-1]
+            commands[label] = []
+        elif label is not None and line.startswith("    "):
+            commands[label].append(line if commands[label] else line.strip())
+        else:
+            label = None
+    return {k: "\n".join(v) for k, v in commands.items()}
 
 
 def devscale(*args: str, env: dict[str, str] | None = None, timeout: float = 60
@@ -609,18 +630,17 @@ def test_the_follow_again_lines_work_when_pasted(
         process.kill()
     assert process.returncode == 130, err
     assert TOKEN not in err
-    hints = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
-             for line in err.splitlines() if line.startswith("  ")}
+    hints = printed_commands(err)
     assert list(hints) == ["follow it again", "its logs", "cancel it"], err
     servicer.executions.append(build(5))
     servicer.logs.append([entry(1, "lint", "hello again")])
     servicer.status = pb.PipelineStatus(build_id=BUILD, state=pb.PIPELINE_STATE_CANCELLED)
-    for name, line in hints.items():
-        words = shlex.split(line)
-        assert words[:2] == ["devscale", "pipeline"]
-        result = subprocess.run([sys.executable, "-m", "devtrip_scale", *words[1:]],
-                                capture_output=True, text=True, timeout=60, env=env)
-        assert result.returncode == 0, (name, line, result.stderr)
+    for name, text in hints.items():      # pasted into a shell as printed, lines and all
+        assert text.startswith("devscale pipeline ")
+        pasted = text.replace("devscale", f"{shlex.quote(sys.executable)} -m devtrip_scale", 1)
+        result = subprocess.run(["bash", "-c", pasted], capture_output=True, text=True,
+                                timeout=60, env=env)
+        assert result.returncode == 0, (name, text, result.stderr)
     again = [(m, r) for m, r, _ in servicer.requests][1:]
     assert {m for m, _ in again} == {"ExecutePipeline", "StreamBuildLogs", "CancelPipeline"}
     assert all(r.build_id == BUILD for _, r in again)

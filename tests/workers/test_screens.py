@@ -19,6 +19,7 @@ import yaml
 from testbed.net import free_port
 from tests.conftest import ROOT
 from tests.workers.conftest import Workers
+from tests.workers.test_client import printed_commands
 from tests.workers.test_e2e import TOKEN, Api, pipeline_file, stage, tls_files
 
 pytestmark = pytest.mark.integration
@@ -166,16 +167,17 @@ def test_pipeline_run_in_a_100x30_terminal_live_ctrl_c_and_final(
         term.wait(lambda s: "$" in s[1:], "the prompt again")
         said = term.joined()
         assert "devscale: detached from build screen-1; it goes on on the server." in said
-        hints = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
-                 for line in said.splitlines() if line.startswith("  ") and ": devscale " in line}
+        assert all(len(line) <= 80 for line in said.splitlines()[1:]), said
+        hints = printed_commands(said)
         assert hints["follow it again"] == (
-            f"devscale pipeline run screens.yaml --build-id screen-1 --server {served.address} "
-            "--ca ca.pem --token-env DEVSCALE_API_TOKEN")
+            "devscale pipeline run screens.yaml --build-id screen-1 \\\n"
+            f"      --server {served.address} --ca ca.pem --token-env DEVSCALE_API_TOKEN")
         assert TOKEN not in said
 
         term.tmux("clear-history")
         term.type("clear")
-        term.type(hints["follow it again"])    # pasted as printed
+        for line in hints["follow it again"].splitlines():   # pasted as printed
+            term.type(line)
         final = term.wait(lambda s: any(line == "build screen-1 succeeded" for line in s),
                           "the build's end")
         text = "\n".join(final)
