@@ -65,9 +65,12 @@ class Stream(Generic[T]):
                  continuity: Continuity, *, key: str = "",
                  finished: Callable[[T | None], bool],
                  on_warning: Callable[[str], None] | None = None,
-                 bad_input: bool = False) -> None:
+                 bad_input: bool = False, complete_on_end: bool = False) -> None:
         self._client = client
         self._bad_input = bad_input     # INVALID_ARGUMENT: the user's input (exit 2)
+        # a call that ends cleanly is the end (logs: the server ends it with the build); one
+        # that breaks is resumed, never taken for the end
+        self._complete_on_end = complete_on_end
         self._what = what
         self._call_at = call            # after_sequence → the call (an iterator of messages)
         self._convert: Callable[[Any], T] = convert
@@ -105,6 +108,7 @@ class Stream(Generic[T]):
                     return
                 self._call = call = self._call_at(self.continuity.last)
             cause = "it ended before the build did"
+            clean = True
             try:
                 for message in call:
                     item = self._convert(message)
@@ -126,7 +130,8 @@ class Stream(Generic[T]):
                 if e.code() not in RESUMABLE or not self.key or not received:
                     raise client.error(e, self._what, bad_input=self._bad_input) from None
                 cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
-            if self._cancelled or self._finished(last):
+                clean = False
+            if self._cancelled or self._finished(last) or (clean and self._complete_on_end):
                 return
             failures += 1
             if failures > client.retries:
@@ -316,8 +321,8 @@ class ApiClient:
         # a stage filter leaves gaps in the build's numbering: only `missed` can tell a loss
         return Stream(self, f"logs of build {build_id}", call, log_of,
                       Continuity("log lines", after_sequence, check_gaps=not stages),
-                      key=build_id if follow else "", finished=lambda _: True,
-                      on_warning=on_warning)
+                      key=build_id if follow else "", finished=lambda _: False,
+                      on_warning=on_warning, complete_on_end=True)
 
 
 def _read(path: Path | None, option: str) -> bytes | None:

@@ -713,3 +713,22 @@ def test_a_server_that_wants_a_client_certificate_says_so(servicer: Scripted, tl
         f"devscale: status of build {BUILD}: the server at {loopback.address} closed the "
         "connection during the TLS handshake: it wants a client certificate (--cert and --key) "
         "signed by its client CA"]
+
+
+def test_a_followed_log_broken_by_a_server_restart_is_resumed_not_ended(
+        server: Loopback, servicer: Scripted) -> None:
+    """A log stream that breaks is no end of the logs (exit 0 with lines missing): it is
+    called again after the last line seen; only a clean end ends it."""
+    hang = Hang(threading.Event())
+    servicer.logs += [[entry(1, "lint", "one"), entry(2, "lint", "two"), hang],
+                      [entry(3, "lint", "three")]]
+    got: list[str] = []
+    with connect(server) as client:
+        for record in client.build_logs(BUILD, follow=True):
+            got.append(record.line.text)
+            if record.sequence == 2:
+                server.restart()
+                hang.released.set()
+    assert got == ["one", "two", "three"]
+    assert [(r.after_sequence, r.follow) for m, r, _ in servicer.requests
+            if m == "StreamBuildLogs"] == [(0, True), (2, True)]
