@@ -1,5 +1,5 @@
-"""What every command shares: option types, flag parsers, output helpers, the error guard and the
-one event-loop runner."""
+"""The conventions every command follows, in one place: its options and flags are parsed, its
+output printed and its errors turned into exit codes the same way (and async bodies run)."""
 
 from __future__ import annotations
 

@@ -20,9 +20,11 @@ UserOption = Annotated[str | None, typer.Option(
 @app.command("install")
 def cron_install(
     config: ConfigOption = Path("devscale.yaml"),
-    every: Annotated[str, typer.Option(help="How often: 2m, 5m, 1h, …")] = "2m",
+    every: Annotated[str, typer.Option(
+        help="How often: 2m, 5m, 1h, … or @hourly, @daily, @weekly, @reboot, …")] = "2m",
     schedule: Annotated[str | None, typer.Option(
-        help="A cron schedule instead of --every, e.g. '*/2 8-20 * * 1-5'.")] = None,
+        help="A cron schedule instead of --every, as crond takes it, e.g. "
+        "'*/2 8-20 * * mon-fri'.")] = None,
     log: Annotated[Path | None, typer.Option(
         help="Where the output goes (default ~/.local/state/devscale/check.log).")] = None,
     user: UserOption = None,

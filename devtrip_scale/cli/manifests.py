@@ -105,13 +105,14 @@ def manifests_cronjob(
     """
 
     def body() -> int:
+        from devtrip_scale.core.redact import redact_url
         from devtrip_scale.scaling import manifests as m
         from devtrip_scale.scaling.cron import validate_schedule
-        from devtrip_scale.scaling.pushgateway import PUSHGATEWAY_ENV, redact
+        from devtrip_scale.scaling.pushgateway import PUSHGATEWAY_ENV
 
-        validate_schedule(schedule)
+        validate_schedule(schedule, kubernetes=True)
         ns, secrets, objects = _shared_set(config, namespace, without_config)
-        if pushgateway and redact(pushgateway) != pushgateway:  # credentials go in the Secret
+        if pushgateway and redact_url(pushgateway) != pushgateway:  # credentials go in the Secret
             secrets, pushgateway_url = (*secrets, (PUSHGATEWAY_ENV, "pushgateway-url")), None
         else:
             pushgateway_url = pushgateway

@@ -158,8 +158,8 @@ class _Follower:
     def follow(self, progress: Stream[Progress]) -> LiveState:
         self.streams.append(progress)
         _Reader("progress", progress, self.events).start()
-        # the logs start with the first progress message: a --build-id the server has not
-        # created yet would be NOT_FOUND
+        # the logs start with the first progress message (_handle), not before: a log call
+        # for a --build-id that ExecutePipeline has not created yet is answered NOT_FOUND
         try:
             if self.live:
                 self._follow_live()

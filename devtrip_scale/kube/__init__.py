@@ -1,8 +1,7 @@
-"""Kubernetes client construction and the mapping of API errors to devscale's own."""
+"""Kubernetes client construction, and one traced API call with its failure mapped (kube.errors)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -11,8 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from devtrip_scale.core.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound
+from devtrip_scale.core.errors import KubeError
 from devtrip_scale.core.trace import Trace
+from devtrip_scale.kube.errors import api_error, unreachable, urllib3_cause
+from devtrip_scale.kube.errors import rbac_rule as rbac_rule  # re-exported: its old home
 
 T = TypeVar("T")
 
@@ -122,90 +123,15 @@ def request(trace: Trace, verb: str, resource: str, namespace: str, name: str | 
 
 def raise_api_error(e: Exception, verb: str, resource: str, namespace: str,
                     name: str | None = None) -> NoReturn:
-    """Map a client exception to a KubeError naming the verb, resource and object."""
+    """Map a sync client exception to a KubeError naming the verb, resource and object (by the
+    one map in kube.errors)."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    what = f"{resource}/{name}" if name else resource
     if isinstance(e, ApiException):
-        status = int(e.status or 0)
-        message = _status_message(e.body) or (e.reason or "")
-        if status == 403:
-            raise KubeForbidden(
-                f"forbidden: cannot {verb} {what} in namespace {namespace}: {message}. "
-                f"Grant it with an RBAC rule: {rbac_rule(verb, resource)}",
-                status=status,
-            ) from None
-        if status == 404:
-            raise KubeNotFound(f"{what} not found in namespace {namespace}",
-                               status=status) from None
-        if status == 409:
-            raise KubeConflict(
-                f"conflict on {verb} {what} in namespace {namespace}: {message}", status=status
-            ) from None
-        if status == 401:
-            raise KubeError(f"unauthorized: the API server rejected the credentials ({message})",
-                            status=status) from None
-        raise KubeError(f"{verb} {what} in namespace {namespace} failed: HTTP {status} {message}",
-                        status=status) from None
+        raise api_error(int(e.status or 0), e.body, verb, resource, namespace, name,
+                        reason=e.reason or "") from None
     if isinstance(e, HTTPError | OSError):
-        server, cause = _transport_failure(e)
-        raise KubeError(f"{verb} {what} in namespace {namespace}: API server unreachable "
-                        f"or too slow: {cause}{server}") from None
+        server, cause = urllib3_cause(e, TIMEOUT)
+        raise unreachable(verb, resource, namespace, name, cause, server) from None
     raise e
-
-
-def _transport_failure(e: Exception) -> tuple[str, str]:
-    """The API server's address (" (at URL)", or "") and the cause of a failed call."""
-    from urllib3.exceptions import (
-        ConnectTimeoutError,
-        MaxRetryError,
-        NewConnectionError,
-        ProtocolError,
-        ReadTimeoutError,
-        SSLError,
-    )
-
-    pool = getattr(e, "pool", None)
-    server = f" (at {pool.scheme}://{pool.host}:{pool.port})" if pool is not None else ""
-    reason = e.reason if isinstance(e, MaxRetryError) and e.reason is not None else e
-    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
-        return server, f"no connection within {TIMEOUT[0]:g}s (connect timeout)"
-    if isinstance(reason, ReadTimeoutError):
-        return server, f"no answer within {TIMEOUT[1]:g}s (read timeout)"
-    text = str(reason.args[0] if isinstance(reason, ProtocolError) and reason.args else reason)
-    text = re.sub(r"^\w+Connection(Pool)?\(host=[^)]*\): ", "", text)
-    text = text.removeprefix("Failed to establish a new connection: ")
-    text = re.sub(r"\[Errno -?\d+\] ", "", text).strip()
-    if isinstance(reason, SSLError):
-        text = f"TLS failed: {text}"
-    elif isinstance(reason, ProtocolError):
-        text = f"the connection broke: {text}"
-    return server, text or type(reason).__name__
-
-
-_API_GROUPS = {
-    "deployments": "apps",
-    "deployments/scale": "apps",
-    "configmaps": "",
-    "events": "",
-    "leases": "coordination.k8s.io",
-    "horizontalpodautoscalers": "autoscaling",
-    "pods": "",
-}
-
-
-def rbac_rule(verb: str, resource: str) -> str:
-    """The Role rule that grants `verb` on `resource`, as YAML flow text."""
-    group = _API_GROUPS.get(resource, "")
-    return f'apiGroups: ["{group}"], resources: ["{resource}"], verbs: ["{verb}"]'
-
-
-def _status_message(body: object) -> str | None:
-    if not body:
-        return None
-    try:
-        status = json.loads(body if isinstance(body, str | bytes) else str(body))
-    except ValueError:
-        return None
-    return str(status.get("message")) if isinstance(status, dict) and "message" in status else None

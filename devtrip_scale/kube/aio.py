@@ -2,9 +2,10 @@
 (or in-cluster config) that devtrip_scale.kube's sync loader resolves.
 
 Only what workers need: pods (create, delete, list, watch, log) and events (create). Errors are
-mapped as devtrip_scale.kube maps them: 403 names the verb and resource and the RBAC rule that
-grants it; 409 AlreadyExists on create is success; every call has (connect, read) timeouts. API
-writes pass a token bucket (the config's rate limit). Requests are counted per verb and resource.
+mapped by kube.errors, as the sync client's are: 403 names the verb and resource and the RBAC
+rule that grants it; 409 AlreadyExists on create is success; every call has (connect, read)
+timeouts. API writes pass a token bucket (the config's rate limit). Requests are counted per
+verb and resource.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any, NoReturn
 
 import httpx
 
-from devtrip_scale.core.errors import KubeConflict, KubeError, KubeForbidden, KubeNotFound
-from devtrip_scale.kube import TIMEOUT, rbac_rule
+from devtrip_scale.core.errors import KubeConflict, KubeError, KubeNotFound
+from devtrip_scale.kube import TIMEOUT
+from devtrip_scale.kube.errors import api_error, httpx_cause, unreachable
 
 WATCH_SECONDS = 240          # the server ends each watch after this; we watch again from there
 # A followed log may be quiet for a long time; after this long without a byte the follow ends
@@ -116,39 +118,12 @@ class AsyncKube:
 
     def _transport(self, e: httpx.HTTPError, verb: str, resource: str,
                    name: str | None) -> KubeError:
-        what = f"{resource}/{name}" if name else resource
-        if isinstance(e, httpx.ConnectTimeout):
-            cause = f"no connection within {TIMEOUT[0]:g}s (connect timeout)"
-        elif isinstance(e, httpx.ReadTimeout):
-            cause = "no answer in time (read timeout)"
-        else:
-            cause = str(e) or type(e).__name__
-        return KubeError(f"{verb} {what} in namespace {self.namespace}: API server unreachable "
-                         f"or too slow: {cause} (at {self.base})")
+        return unreachable(verb, resource, self.namespace, name, httpx_cause(e, TIMEOUT[0]),
+                           self.base)
 
     def _raise(self, status: int, text: str, verb: str, resource: str,
                name: str | None) -> NoReturn:
-        what = f"{resource}/{name}" if name else resource
-        try:
-            doc = json.loads(text)
-            message = str(doc.get("message", "")) if isinstance(doc, dict) else ""
-        except ValueError:
-            message = text.strip()[:200]
-        ns = self.namespace
-        if status == 403:
-            raise KubeForbidden(f"forbidden: cannot {verb} {what} in namespace {ns}: {message}. "
-                                f"Grant it with an RBAC rule: {rbac_rule(verb, resource)}",
-                                status=status)
-        if status == 404:
-            raise KubeNotFound(f"{what} not found in namespace {ns}", status=status)
-        if status == 409:
-            raise KubeConflict(f"conflict on {verb} {what} in namespace {ns}: {message}",
-                               status=status)
-        if status == 401:
-            raise KubeError(f"unauthorized: the API server rejected the credentials ({message})",
-                            status=status)
-        raise KubeError(f"{verb} {what} in namespace {ns} failed: HTTP {status} {message}",
-                        status=status)
+        raise api_error(status, text, verb, resource, self.namespace, name)
 
     @property
     def _pods(self) -> str:

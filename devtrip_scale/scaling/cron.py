@@ -24,40 +24,96 @@ import yaml
 from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.core.yamlfile import config_id
 
-# (name, lowest, highest) of the five fields
-FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-          ("day of week", 0, 7))
-_ITEM = re.compile(r"^(\*|\d+(?:-\d+)?)(?:/(\d+))?$")
+# What Debian's cron (Vixie cron 3.0pl1) takes, as `crontab -n` checks it; `@`-descriptors are
+# case-sensitive, month and day-of-week names case-insensitive.
+DESCRIPTORS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
+               "@hourly")
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (name, lowest, highest, names from `lowest` on) of the five fields; 0 and 7 are Sunday
+FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+    ("month", 1, 12, MONTHS), ("day of week", 0, 7, DAYS))
+_ITEM = re.compile(r"^(?:(\*)|([0-9A-Za-z]+)(?:-([0-9A-Za-z]+))?)(?:/(.*))?$")
+_FORMS = "*, N, N-M, a step of * or of a range (*/5, 8-18/2) or a list of these"
 
 
-def validate_schedule(schedule: str) -> str:
-    """A five-field numeric cron schedule, or a ConfigError naming the bad field."""
-    parts = schedule.split()
+def validate_schedule(schedule: str, *, kubernetes: bool = False) -> str:
+    """A cron schedule as crond takes it, or a ConfigError naming the bad field and why.
+
+    Five fields (minute, hour, day of month, month, day of week) of `*`, numbers, ranges,
+    steps of `*` or of a range, and lists; month and day-of-week names (`jan`, `mon-fri`);
+    0 or 7 for Sunday; or one of DESCRIPTORS. Stricter than crond only where crond would
+    quietly never run or run once (a range backwards, a step past the field's range).
+    `kubernetes=True` checks a CronJob's schedule instead: no @reboot, Sunday only as 0.
+    """
+    text = schedule.strip()
+    if text.startswith("@"):
+        if text not in DESCRIPTORS or (kubernetes and text == "@reboot"):
+            known = [d for d in DESCRIPTORS if not (kubernetes and d == "@reboot")]
+            raise ConfigError(f"schedule {schedule!r} is not one of {', '.join(known)} "
+                              "(lower case)" + (" (a CronJob has no @reboot)"
+                                                if text == "@reboot" else ""))
+        return schedule
+    parts = text.split()
     if len(parts) != 5:
         raise ConfigError(f"schedule {schedule!r} must have 5 fields (minute hour day-of-month "
-                          f"month day-of-week), it has {len(parts)}")
-    for part, (name, low, high) in zip(parts, FIELDS, strict=True):
+                          f"month day-of-week) or be one of {', '.join(DESCRIPTORS)}; it has "
+                          f"{len(parts)}")
+    for part, (name, low, high, names) in zip(parts, FIELDS, strict=True):
+        top = 6 if kubernetes and name == "day of week" else high
         for item in part.split(","):
-            match = _ITEM.match(item)
-            if not match:
-                raise ConfigError(f"schedule {schedule!r}: {name} {item!r} is not *, N, N-M "
-                                  "or a step like */5")
-            base, step = match.groups()
-            numbers = [] if base == "*" else [int(n) for n in base.split("-")]
-            if any(not low <= n <= high for n in numbers) or (
-                    len(numbers) == 2 and numbers[0] > numbers[1]):
-                raise ConfigError(f"schedule {schedule!r}: {name} {item!r} is outside "
-                                  f"{low}-{high}")
-            if step is not None and not 1 <= int(step) <= high:
-                raise ConfigError(f"schedule {schedule!r}: {name} step {step} is out of range")
+            why = _bad_item(item, low, top, names)
+            if why:
+                raise ConfigError(f"schedule {schedule!r}: {name} {item!r} {why}")
     return schedule
 
 
+def _bad_item(item: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    """Why one list item of a field is refused, or None."""
+    match = _ITEM.match(item)
+    if not match:
+        return f"is not {_FORMS}"
+    star, first, last, step = match.groups()
+    values: list[int] = []
+    for word in (first, last):
+        if word is None:
+            continue
+        if word.isdigit():
+            number = int(word)
+        elif word.lower() in names:
+            number = names.index(word.lower()) + low
+        else:
+            return (f"is not {_FORMS}" if not names else
+                    f"has {word!r}, neither a number nor one of {names[0]}…{names[-1]}")
+        if not low <= number <= high:
+            return f"is outside {low}-{high}"
+        values.append(number)
+    if len(values) == 2 and values[0] > values[1]:
+        return f"is outside {low}-{high}: the range runs backwards (crond would never run it)"
+    if step is not None:
+        if not step.isdigit():
+            return f"is not {_FORMS}"
+        if star is None and last is None:
+            return (f"has a step of a single value: crond steps only * or a range "
+                    f"({first}-{high}/{step})")
+        if not 1 <= int(step) <= high - low:
+            return f"has step {step}, out of range 1-{high - low}"
+    return None
+
+
 def every_to_schedule(every: str) -> str:
-    """`2m` → `*/2 * * * *`, `1h` → `0 * * * *`; what cron can repeat evenly."""
+    """`2m` → `*/2 * * * *`, `1h` → `0 * * * *`, `@hourly` as it is; what cron can repeat
+    evenly."""
+    if every.strip().startswith("@"):
+        try:
+            return validate_schedule(every.strip())
+        except ConfigError as e:
+            raise ConfigError(f"--every: {e}") from None
     match = re.fullmatch(r"(\d+)([mh])", every.strip())
     if not match:
-        raise ConfigError(f"--every {every!r}: give minutes or hours, like 2m or 1h")
+        raise ConfigError(f"--every {every!r}: give minutes or hours, like 2m or 1h, or one "
+                          f"of {', '.join(DESCRIPTORS)}")
     n, unit = int(match.group(1)), match.group(2)
     if unit == "m" and 1 <= n <= 59 and 60 % n == 0:
         return "* * * * *" if n == 1 else f"*/{n} * * * *"
@@ -138,11 +194,13 @@ def describe(line: str) -> dict[str, Any]:
     """An installed entry as data: schedule, config, the pinned target (None where an entry
     from an older devscale pins nothing), log, and the line itself (the Pushgateway's
     credentials, if any, masked)."""
-    from devtrip_scale.scaling.pushgateway import redact
+    from devtrip_scale.core.redact import redact_url
 
     body, _, tag = line.partition("  # ")
-    fields = body.split(None, 5)
-    schedule, rest = " ".join(fields[:5]), fields[5] if len(fields) > 5 else ""
+    width = 1 if body.startswith("@") else 5        # `@hourly cmd` or five fields
+    fields = body.split(None, width)
+    schedule = " ".join(fields[:width])
+    rest = fields[width] if len(fields) > width else ""
     try:
         words = shlex.split(rest)
     except ValueError:
@@ -153,7 +211,7 @@ def describe(line: str) -> dict[str, Any]:
             found[_OPTIONS[option]] = value
     log = words[words.index(">>") + 1] if ">>" in words[:-1] else None
     if found["pushgateway"]:
-        shown = redact(found["pushgateway"])
+        shown = redact_url(found["pushgateway"])
         line = line.replace(found["pushgateway"], shown)
         found["pushgateway"] = shown
     return {"schedule": schedule, **found, "log": log, "pinned": found["kubeconfig"] is not None,

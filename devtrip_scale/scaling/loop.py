@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from devtrip_scale.core.errors import DevscaleError, LeaseHeld
+from devtrip_scale.core.httpserve import METRICS, TEXT, Reply, ThreadedServer, serve_in_thread
 from devtrip_scale.scaling.config import Settings
 from devtrip_scale.scaling.report import CheckReport
 
@@ -82,34 +82,18 @@ class Telemetry:
 
 
 def serve(host: str, port: int, state: LoopState, telemetry: Telemetry, stale_after: float
-          ) -> ThreadingHTTPServer:
+          ) -> ThreadedServer:
     """/healthz (200 while the loop ticks, leader or not) and /metrics, on a daemon thread."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                alive = time.monotonic() - state.last_tick < stale_after
-                role = "leader" if state.leader else "follower"
-                body = f"{'ok' if alive else 'stalled'} ({role})\n".encode()
-                self._reply(200 if alive else 503, body, "text/plain")
-            elif self.path == "/metrics":
-                self._reply(200, telemetry.exposition(), "text/plain; version=0.0.4")
-            else:
-                self._reply(404, b"not found\n", "text/plain")
+    def healthz() -> Reply:
+        alive = time.monotonic() - state.last_tick < stale_after
+        role = "leader" if state.leader else "follower"
+        return 200 if alive else 503, f"{'ok' if alive else 'stalled'} ({role})\n".encode(), TEXT
 
-        def _reply(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def metrics() -> Reply:
+        return 200, telemetry.exposition(), METRICS
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return serve_in_thread(host, port, {"/healthz": healthz, "/metrics": metrics})
 
 
 def run_loop(settings: Settings, lock: Any, check: Callable[[], CheckReport], *,

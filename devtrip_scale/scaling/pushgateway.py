@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit, urlunsplit
 
+from devtrip_scale.core.redact import redact_url
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -31,14 +33,6 @@ def _netloc(host: str | None, port: int | None) -> str:
     host = host or ""
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{port}" if port else host
-
-
-def redact(url: str) -> str:
-    """The URL without user and password, for messages."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.username is None and parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=_netloc(parts.hostname, parts.port)))
 
 
 def push(url: str, report: CheckReport, timeout: float = TIMEOUT_SECONDS) -> str | None:
@@ -64,7 +58,7 @@ def push(url: str, report: CheckReport, timeout: float = TIMEOUT_SECONDS) -> str
         def handler(**request: Any) -> Callable[[], None]:
             return basic_auth_handler(**request, username=user, password=password)
 
-    shown = redact(url)
+    shown = redact_url(url)
     gateway = urlunsplit(parts._replace(netloc=_netloc(parts.hostname, parts.port)))
     try:
         pushadd_to_gateway(gateway, job=JOB, registry=telemetry.registry,

@@ -1,10 +1,18 @@
-"""The event-driven worker system: scale requests on a Redis Stream become worker pods.
+"""The event-driven worker wing: scale requests and pipeline builds become worker pods; here,
+the labels and annotations every part of it names those pods by.
 
-Pure parts (no I/O, like policy.py): `requests` (stream entry → request or dead-letter reason),
-`tasks` (pod names, labels, outcomes, retry policy, the worker cap), `pods` (the pod manifest).
-I/O parts: `intake` (the consumer group), `kube` (an async Kubernetes client), `watch` (one
-list-then-watch of all worker pods), `store` (task state in Redis), `logs`, `results`, and
-`server`, which ties them together. Never imports reconcile or policy.
+Pure (no I/O): `requests` (a stream entry → a request, or why it is dead-lettered), `tasks` (a
+task's rules: pod names, outcomes, retries, the worker cap), `pods` (the pod manifest),
+`pipeline` (the pipeline file and its DAG), `progress` (what a build reports), `journal` (a
+numbered record with live readers), `live` (the client's live view), `status` (`workers
+status` grouping), `manifests` (the controller's Deployment and RBAC).
+I/O: `config` (workers.yaml), `intake` (the Redis Stream consumer group), `watch` (one
+list-then-watch of all worker pods), `store` (task state in Redis), `server` (`workers serve`:
+intake, watch and tasks together), `finishing` (a worker pod's end), `executor` (pipeline
+builds on the server), `logs` (a finished worker's log kept), `logrelay` (live logs),
+`results` (a task's outcome told), `telemetry` (its /metrics series), `api/` (the gRPC API),
+`client` (the gRPC API's client). The pods go through kube.aio. Never imports the load-based
+wing (`scaling`) or the command line (tests/test_imports.py keeps it so).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import ApiError, ConfigError, DevscaleError
 from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
@@ -100,6 +101,7 @@ class Stream(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         client = self._client
         failures = 0
+        backoff = Backoff(client.backoff, client.max_backoff)
         last: T | None = None
         received = False    # a first call that fails is not a break: nothing to resume
         while True:
@@ -117,6 +119,7 @@ class Stream(Generic[T]):
                     if not keep:
                         continue
                     failures = 0
+                    backoff.reset()
                     if warning:
                         self._warn(warning)
                     if isinstance(item, Progress) and item.event.build_id:
@@ -139,7 +142,7 @@ class Stream(Generic[T]):
                     f"{self._what}: the stream from {client.server} broke {failures} times in a "
                     f"row without progress (last: {cause}); build {self.key} may still be "
                     f"running: see `devscale pipeline status {self.key}`")
-            time.sleep(min(client.backoff * 2 ** (failures - 1), client.max_backoff))
+            time.sleep(backoff.next())
             self.resumed += 1
 
 

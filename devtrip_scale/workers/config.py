@@ -8,13 +8,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.core.redact import redact_url
 from devtrip_scale.core.yamlfile import (
     Model,
     check_namespace,
@@ -24,7 +34,10 @@ from devtrip_scale.core.yamlfile import (
 from devtrip_scale.notify.settings import NotifyModel
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+# Kubernetes' quantity grammar: a signed decimal and at most one suffix, binary SI, decimal SI
+# or an exponent (kube-apiserver refuses `1e3m` and `1mi`, which parse_quantity would take).
+_QUANTITY = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"
+                       r"(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
 
 
 class RedisModel(Model):
@@ -58,18 +71,45 @@ class RedisModel(Model):
         return self
 
     def safe_url(self) -> str:
-        """The URL with any password masked, for messages."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-            f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+        """The URL with any password masked, for messages (core.redact)."""
+        return redact_url(self.url)
+
+
+def quantity_value(text: str) -> Decimal:
+    """A Kubernetes quantity's value (`500m` → 0.5, `2Pi` → 2**51), for comparing."""
+    from kubernetes.utils import parse_quantity  # lazily: kubernetes is slow to import
+
+    return Decimal(parse_quantity(text))
+
+
+def _quantity_text(value: object) -> str:
+    """YAML reads `cpu: 2` as a number: a quantity is kept as the text Kubernetes is sent."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{value!r} is not a quantity such as 500m or 256Mi")
+
+
+def _quantity(text: str) -> str:
+    if not _QUANTITY.match(text):
+        raise ValueError(f"{text!r} is not a quantity such as 500m, 2, 0.5, 256Mi or 1e9 "
+                         "(one suffix: n u m k M G T P E, Ki Mi Gi Ti Pi Ei, or an exponent)")
+    if quantity_value(text) < 0:
+        raise ValueError(f"{text} is negative")
+    return text
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity_text), AfterValidator(_quantity)]
 
 
 class ResourcesModel(Model):
-    requests: dict[str, str]
-    limits: dict[str, str]
+    """A pod's requests and limits (both with cpu and memory), checked as Kubernetes does:
+    quantities by its grammar, none negative, no request above its limit. Shared by
+    workers.yaml's `worker` and every pipeline stage."""
+
+    requests: dict[str, Quantity]
+    limits: dict[str, Quantity]
 
     @model_validator(mode="after")
     def _both(self) -> ResourcesModel:
@@ -78,10 +118,13 @@ class ResourcesModel(Model):
             missing = [r for r in ("cpu", "memory") if r not in got]
             if missing:
                 raise ValueError(f"{kind} must give {' and '.join(missing)}")
-            for name, value in got.items():
-                if not _QUANTITY.match(str(value)):
-                    raise ValueError(f"{kind}.{name}: {value!r} is not a quantity such as "
-                                     "500m or 256Mi")
+        above = [f"requests.{name} ({request}) is above limits.{name} ({self.limits[name]})"
+                 for name, request in self.requests.items()
+                 if name in self.limits
+                 and quantity_value(request) > quantity_value(self.limits[name])]
+        if above:
+            raise ValueError("; ".join(above) + ": a request may not exceed its limit (the API "
+                             "server would refuse every pod)")
         return self
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import ConfigError, DevscaleError
 from devtrip_scale.workers.journal import Journal
 from devtrip_scale.workers.pipeline import Pipeline, Plan, RetryOn, StageModel, retry_delay
@@ -435,7 +436,7 @@ class Build:
 
     async def _start_task(self, spec: Spec, listener: _Listener) -> None:
         """server.start_task, again on a transient failure (bounded backoff)."""
-        backoff = 0.5
+        backoff = Backoff(0.5, 15.0)
         for attempt in range(START_TRIES):
             try:
                 await self._server.start_task(spec, listener)
@@ -444,9 +445,8 @@ class Build:
                 if isinstance(e, ConfigError) or attempt == START_TRIES - 1:
                     raise
                 self._emit(spec.stage, message=f"creating its pods: {e}; again in "
-                                               f"{backoff:.1f}s")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 15.0)
+                                               f"{backoff.current:.1f}s")
+                await asyncio.sleep(backoff.next())
 
 
 def _why(result: TaskResult) -> str:

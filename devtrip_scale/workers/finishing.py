@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import DevscaleError, KubeError, KubeForbidden, KubeNotFound
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import (
@@ -144,7 +145,7 @@ class PodEnds:
     async def _guarded(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a pod's handling; on a failure again, with bounded backoff (each step of the
         handling is idempotent)."""
-        backoff = 0.5
+        backoff = Backoff(0.5, MAX_BACKOFF)
         try:
             for _ in range(10):
                 try:
@@ -153,9 +154,8 @@ class PodEnds:
                 except (DevscaleError, RedisError, OSError) as e:
                     problem = redis_problem(e) if isinstance(e, RedisError | OSError) else str(e)
                     self.errors.append(problem)
-                    self.say(f"pod {name}: {problem}; again in {backoff:.1f}s")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                    self.say(f"pod {name}: {problem}; again in {backoff.current:.1f}s")
+                await asyncio.sleep(backoff.next())
         finally:
             self._pod_tasks.pop(name, None)
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import KubeError, KubeForbidden, KubeNotFound
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import (
@@ -351,7 +352,7 @@ class LogRelay:
         """Follow one pod's log into its journal until cancelled (by a drain or by its last
         reader leaving); a failed follow is opened again from the last line's second."""
         self.follows += 1
-        backoff = 0.1
+        backoff = Backoff(0.1, self.retry_seconds)
         try:
             while True:
                 since = since_stamp(pl.last) if pl.last > -math.inf else None
@@ -359,7 +360,7 @@ class LogRelay:
                     async for raw in self.kube.follow_log(pl.name, self.container,
                                                           since_time=since):
                         if self._take(pl, raw):
-                            backoff = 0.1     # new lines: a stream that ends is reopened soon
+                            backoff.reset()   # new lines: a stream that ends is reopened soon
                 except KubeNotFound:
                     return                 # gone: the watch will say so
                 except KubeForbidden as e:
@@ -369,8 +370,7 @@ class LogRelay:
                     return
                 except KubeError:
                     pass                   # not served yet, dropped, quiet too long: again
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.retry_seconds)
+                await asyncio.sleep(backoff.next())
         finally:
             self.follows -= 1
 

@@ -11,7 +11,7 @@ APP = "devscale-workers"
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "devscale"}
 CONFIG_MOUNT = "/etc/devscale"
 
-# Every call the server makes (workers/kube.py): create, delete, list and watch pods; read a
+# Every call the server makes (kube/aio.py): create, delete, list and watch pods; read a
 # finished pod's log; create Events. Nothing else.
 RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "list", "watch"]},

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import DevscaleError
+from devtrip_scale.core.httpserve import METRICS, TEXT, Reply, serve
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.notify import Notifier
 from devtrip_scale.workers import SELECTOR, TASK_ID_ANNOTATION, TASK_LABEL
@@ -147,7 +148,7 @@ class WorkerServer(PodEnds):
                  else "stopped")
 
     async def _intake_loop(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, MAX_BACKOFF, jitter=0.2)
         while not self.stop.is_set():
             try:
                 if not self.redis_ok:
@@ -155,7 +156,8 @@ class WorkerServer(PodEnds):
                     if self.reading:
                         await self.intake.ensure_group()
                         self.intake.restart()
-                    self.redis_ok, backoff = True, 0.5
+                    self.redis_ok = True
+                    backoff.reset()
                     self.telemetry.connected.labels("redis").set(1)
                     self.say(f"reading {self.settings.redis.stream} as {self.consumer} of "
                              f"group {self.settings.redis.group} at "
@@ -189,8 +191,7 @@ class WorkerServer(PodEnds):
                              "reconnecting")
                 self.redis_ok = False
                 self.telemetry.connected.labels("redis").set(0)
-                await self._sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await self._sleep(backoff.next())
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -236,7 +237,7 @@ class WorkerServer(PodEnds):
         task.add_done_callback(self._entry_tasks.discard)
 
     async def _handle_entry(self, entry: Entry) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, MAX_BACKOFF, jitter=0.2)
         handled = False
         try:
             while True:
@@ -250,13 +251,12 @@ class WorkerServer(PodEnds):
                     problem = redis_problem(e) if isinstance(e, RedisError | OSError) else str(e)
                     self.errors.append(problem)
                     self.say(f"request {entry.id}: {problem}; not acked, again in "
-                             f"{backoff:.1f}s")
+                             f"{backoff.current:.1f}s")
                 if self.stop.is_set():
                     return
-                await self._sleep(backoff * random.uniform(0.8, 1.2))
+                await self._sleep(backoff.next())
                 if self.stop.is_set():
                     return
-                backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
             self.inflight.pop(entry.id, None)
             if not handled:
@@ -481,28 +481,12 @@ async def serve_http(server: WorkerServer, host: str, port: int) -> asyncio.Serv
     """/healthz (200 when Redis and the API server are reachable, else 503) and /metrics."""
     from prometheus_client import generate_latest
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            path = request.split(b" ", 2)[1].decode(errors="replace") if b" " in request else ""
-            if path == "/healthz":
-                ok, text = server.health()
-                status, body, kind = (200 if ok else 503), (
-                    f"{'ok' if ok else 'not ready'}: {text}\n").encode(), "text/plain"
-            elif path == "/metrics":
-                server._gauges()
-                status, body = 200, bytes(generate_latest(server.telemetry.registry))
-                kind = "text/plain; version=0.0.4"
-            else:
-                status, body, kind = 404, b"not found\n", "text/plain"
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-                         .encode() + body)
-            await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            pass
-        finally:
-            writer.close()
+    def healthz() -> Reply:
+        ok, text = server.health()
+        return (200 if ok else 503), f"{'ok' if ok else 'not ready'}: {text}\n".encode(), TEXT
 
-    return await asyncio.start_server(handle, host, port)
+    def metrics() -> Reply:
+        server._gauges()
+        return 200, bytes(generate_latest(server.telemetry.registry)), METRICS
+
+    return await serve(host, port, {"/healthz": healthz, "/metrics": metrics})

@@ -1,5 +1,5 @@
-"""Task state (pure): deterministic pod names, label values, how a pod ended, the retry policy,
-the cap on concurrent workers, and a task's result.
+"""The rules of a task of N worker pods (pure): what its pods are called, how each one ended,
+whether it runs again, how many may run at once, and what the task came to.
 
 Pod names are a function of (task, index, attempt): a redelivered request asks for the same
 names again, and the API server's 409 AlreadyExists makes the second create a no-op.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
+from devtrip_scale.core.backoff import Backoff
 from devtrip_scale.core.errors import DevscaleError
 from devtrip_scale.kube.aio import AsyncKube
 
@@ -36,18 +36,18 @@ class PodWatch:
         self.max_backoff = max_backoff
 
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, self.max_backoff, jitter=0.2)
         while True:
             try:
                 version: str | None = await self._relist()
-                self.connected, self.problem, backoff = True, None, 0.5
+                self.connected, self.problem = True, None
+                backoff.reset()
                 while version is not None:
                     version = await self._watch(version)
             except DevscaleError as e:
                 self.connected, self.problem = False, str(e)
-                log.warning("pod watch: %s; again in %.1fs", e, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, self.max_backoff)
+                log.warning("pod watch: %s; again in %.1fs", e, backoff.current)
+                await asyncio.sleep(backoff.next())
 
     async def _relist(self) -> str:
         items, version = await self.kube.list_pods(self.selector)

@@ -505,7 +505,7 @@ def test_a_failed_push_is_a_warning_not_a_failure(
     assert proc.returncode == 0, proc.stderr
     assert cluster.replicas("api") == 5
     [warning] = json.loads(proc.stdout)["warnings"]
-    assert warning.startswith(f"metrics not pushed to the Pushgateway http://127.0.0.1:"
+    assert warning.startswith(f"metrics not pushed to the Pushgateway http://ops:***@127.0.0.1:"
                               f"{nobody.rsplit(':', 1)[1]}: ")
     assert "Connection refused" in warning
     assert "s3cret" not in proc.stdout + proc.stderr

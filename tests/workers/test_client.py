@@ -503,6 +503,29 @@ def test_pipeline_logs_warns_of_missed_lines(server: Loopback, servicer: Scripte
     assert "warning: 2 log lines were lost before #4" in result.stderr
 
 
+def test_with_a_build_id_the_logs_wait_for_the_build(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    """`--build-id` names the build before ExecutePipeline has created it: the log stream
+    starts with the first progress message, not before (a real server answers NOT_FOUND)."""
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    hang = Hang(threading.Event())
+    servicer.executions.append([hang, *build(3)])
+    servicer.logs.append([entry(1, "lint", "linting")])
+    while_hung: list[str] = []
+
+    def release() -> None:
+        while_hung.extend(m for m, _, _ in servicer.requests)
+        hang.released.set()
+
+    threading.Timer(1.0, release).start()
+    result = invoke(server, "run", str(pipeline), "--build-id", BUILD, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert while_hung == ["ExecutePipeline"]
+    assert [m for m, _, _ in servicer.requests] == ["ExecutePipeline", "StreamBuildLogs"]
+    assert "the logs stopped" not in result.stderr
+
+
 def test_pipeline_run_goes_on_when_the_logs_fail(
         server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
     pipeline = tmp_path / "ci.yaml"

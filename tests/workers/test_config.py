@@ -69,6 +69,66 @@ def test_mistakes_name_file_line_and_field(tmp_path: Path, text: str, message: s
     assert message in str(e.value)
 
 
+def _resources(requests: str, limits: str) -> str:
+    return (f"worker:\n  image: w:1\n  resources:\n    requests: {{{requests}}}\n"
+            f"    limits: {{{limits}}}\n")
+
+
+@pytest.mark.parametrize(("requests", "limits"), [
+    pytest.param("cpu: 100m, memory: 64Mi", "cpu: 1, memory: 2Pi", id="peta-binary"),
+    pytest.param("cpu: 0.5, memory: 1e3", "cpu: 1, memory: 1Ki", id="plain-numbers"),
+    pytest.param("cpu: 250m, memory: 1e6", "cpu: 500m, memory: 1M", id="exponent-equals-mega"),
+    pytest.param("cpu: 100m, memory: 64Mi, nvidia.com/gpu: 1",
+                 "cpu: 100m, memory: 64Mi, nvidia.com/gpu: 1", id="extended-resource"),
+    pytest.param("cpu: '.5', memory: 128974848", "cpu: '2', memory: 129e6", id="quoted"),
+])
+def test_resources_take_every_quantity_kubernetes_takes(tmp_path: Path, requests: str,
+                                                        limits: str) -> None:
+    settings = load_workers_config(_write(tmp_path, _resources(requests, limits)), env={})
+    assert set(settings.worker.resources.requests) >= {"cpu", "memory"}
+    assert all(isinstance(v, str) for v in settings.worker.resources.limits.values())
+
+
+@pytest.mark.parametrize(("requests", "limits", "message"), [
+    pytest.param("cpu: '2', memory: 64Mi", "cpu: '1', memory: 64Mi",
+                 "workers.yaml:3: worker.resources: requests.cpu (2) is above limits.cpu (1)",
+                 id="cpu-request-above-limit"),
+    pytest.param("cpu: 2, memory: 64Mi", "cpu: 1, memory: 64Mi",
+                 "workers.yaml:3: worker.resources: requests.cpu (2) is above limits.cpu (1)",
+                 id="unquoted-cpu-request-above-limit"),
+    pytest.param("cpu: 100m, memory: 1Gi", "cpu: 1, memory: 1000Mi",
+                 "workers.yaml:3: worker.resources: requests.memory (1Gi) is above "
+                 "limits.memory (1000Mi)", id="memory-request-above-limit"),
+    pytest.param("cpu: -100m, memory: 64Mi", "cpu: 1, memory: 64Mi",
+                 "workers.yaml:4: worker.resources.requests.cpu: -100m is negative",
+                 id="negative-request"),
+    pytest.param("cpu: 100m, memory: 64Mi", "cpu: 1, memory: -1Gi",
+                 "workers.yaml:5: worker.resources.limits.memory: -1Gi is negative",
+                 id="negative-limit"),
+    pytest.param("cpu: 100m, memory: 64Mi", "cpu: 1, memory: 64mi",
+                 "workers.yaml:5: worker.resources.limits.memory: '64mi' is not a quantity",
+                 id="lower-case-binary-suffix"),
+    pytest.param("cpu: 100m, memory: 64 Mi", "cpu: 1, memory: 64Mi",
+                 "workers.yaml:4: worker.resources.requests.memory: '64 Mi' is not a quantity",
+                 id="space-in-quantity"),
+    pytest.param("cpu: true, memory: 64Mi", "cpu: 1, memory: 64Mi",
+                 "workers.yaml:4: worker.resources.requests.cpu: True is not a quantity",
+                 id="boolean"),
+    # kube-apiserver v1.34 answers 400 to these: one suffix, an exponent or an SI one, not both
+    pytest.param("cpu: 1e3m, memory: 64Mi", "cpu: 1, memory: 64Mi",
+                 "workers.yaml:4: worker.resources.requests.cpu: '1e3m' is not a quantity",
+                 id="exponent-and-suffix"),
+    pytest.param("cpu: 100m, memory: 1e3k", "cpu: 1, memory: 64Mi",
+                 "workers.yaml:4: worker.resources.requests.memory: '1e3k' is not a quantity",
+                 id="exponent-and-kilo"),
+])
+def test_resources_are_compared_as_quantities(tmp_path: Path, requests: str, limits: str,
+                                              message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_workers_config(_write(tmp_path, _resources(requests, limits)), env={})
+    assert message in str(e.value)
+
+
 def test_password_env_must_be_set_and_never_shows(tmp_path: Path) -> None:
     path = _write(tmp_path, WORKER + "redis:\n  password_env: REDIS_PASSWORD\n")
     settings = load_workers_config(path, env={})

@@ -110,6 +110,14 @@ BAD = [
     pytest.param("- name: a\n  resources: {requests: {cpu: 1m}, limits: {cpu: 1m}}\n",
                  "ci.yaml:10: stages[0].resources: requests must give memory",
                  id="resources-incomplete"),
+    pytest.param("- name: a\n  resources: {requests: {cpu: 2, memory: 64Mi},\n"
+                 "              limits: {cpu: 1, memory: 64Mi}}\n",
+                 "ci.yaml:10: stages[0].resources: requests.cpu (2) is above limits.cpu (1)",
+                 id="request-above-limit"),
+    pytest.param("- name: a\n  resources:\n    requests: {cpu: 1m, memory: -1}\n"
+                 "    limits: {cpu: 1m, memory: 1Mi}\n",
+                 "ci.yaml:11: stages[0].resources.requests.memory: -1 is negative",
+                 id="negative-request"),
 ]
 
 
@@ -118,6 +126,15 @@ def test_a_bad_pipeline_is_named_by_file_line_and_field(stages: str, message: st
     with pytest.raises(ConfigError) as e:
         pipeline(stages)
     assert message in str(e.value)
+
+
+def test_a_stage_request_above_its_limit_is_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_text(HEAD + "stages:\n- name: a\n  resources:\n    requests: {cpu: "
+                           "600m, memory: 64Mi}\n    limits: {cpu: 150e-3, memory: 256Mi}\n",
+                           "ci.yaml")
+    assert "ci.yaml:9: stages[0].resources: requests.cpu (600m) is above limits.cpu " \
+        "(150e-3)" in str(e.value)
 
 
 def test_a_cycle_is_named_at_the_line_of_one_of_its_edges() -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devtrip_scale.core.errors import ConfigError
+from devtrip_scale.core.yamlfile import read_text
 from devtrip_scale.scaling.sources.prometheus import finite_number
 
 RESERVED = ("timestamp", "deployment", "replicas")
@@ -99,16 +100,7 @@ def load_csv(path: Path, metrics: Sequence[str], default_deployment: str | None 
 
 def _text(path: Path) -> str:
     """The file's text without a byte order mark; not UTF-8 is refused with the line."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the recording: {e.strerror or e}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save "
-                          "the file as UTF-8") from None
+    return read_text(path, "recording").removeprefix("\ufeff")
 
 
 def _delimiter(header: str) -> str:

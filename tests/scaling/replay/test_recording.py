@@ -87,7 +87,8 @@ def test_bad_files_name_line_and_column(tmp_path: Path, text: str, message: str)
 def test_not_utf8_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "load.csv"
     path.write_bytes(HEADER.encode() + "2026-01-01T00:00:00Z,café,2,1,1\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"load\.csv:2: not UTF-8 text \(byte 0xe9\)"):
+    with pytest.raises(ConfigError, match=r"load\.csv:2: the file is not UTF-8 text \(byte 0xe9 "
+                                          r"at offset \d+\); save it as UTF-8"):
         load_csv(path, ["cpu", "jobs"])
 
 
