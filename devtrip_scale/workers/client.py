@@ -239,8 +239,8 @@ class ApiClient:
                     "(WRONG_VERSION_NUMBER): is that the gRPC API's port (api.listen)?")
         if details.endswith("Socket closed"):
             return (f"{what}: the server at {self.server} closed the connection during the TLS "
-                    "handshake: it wants a client certificate (--cert and --key) signed by its "
-                    "client CA")
+                    "handshake: most likely it wants a client certificate (--cert and --key) "
+                    "signed by its client CA")
         if "Connection refused" in details:
             return (f"{what}: nothing accepted a connection at {self.server} (connection "
                     "refused): is `devscale workers serve` running with its API there?")
