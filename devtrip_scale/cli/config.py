@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +28,33 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Check, show or start a configuration file.", no_args_is_help=True)
 
+# workers.yaml's `worker:` and the pipeline file: said by `config validate` of a workers
+# config (and in the README), so that nobody expects the one to shape the other.
+WORKER_TEMPLATE_NOTE = (
+    "worker: is the pod template of scale requests (the stream and ScaleUp) only; pipeline "
+    "stages do not use it: their pods take image, command, args, env, resources, labels, "
+    "annotations, service_account and node_selector from the pipeline file (defaults: and "
+    "each stage)")
+
+
+class FileKind(StrEnum):
+    """The kinds of file devscale reads."""
+
+    check = "check"          # devscale.yaml: check, run, status, simulate
+    workers = "workers"      # workers.yaml: devscale workers serve|submit|status
+    pipeline = "pipeline"    # a pipeline file: devscale pipeline run
+
+
+def detect_kind(data: Any) -> FileKind:
+    """The kind of a parsed file, by its keys: `stages` is a pipeline, `worker` (the pod
+    template every workers.yaml needs) a workers config, anything else a check config."""
+    if isinstance(data, dict):
+        if "stages" in data:
+            return FileKind.pipeline
+        if "worker" in data:
+            return FileKind.workers
+    return FileKind.check
+
 
 @app.command("validate", epilog=example("devscale config validate -c devscale.yaml "
                     "--online"))
@@ -36,18 +64,37 @@ def config_validate(
         "--online", help="Also run every metric's query on Prometheus to check it is accepted "
         "and returns data.")] = False,
     output: OutputOption = Output.table,
+    kind: Annotated[FileKind | None, typer.Option(
+        "--kind", help="What the file is: check (devscale.yaml), workers (workers.yaml) or "
+        "pipeline (a pipeline file). Default: told by its keys (stages: a pipeline, worker: a "
+        "workers config, else a check config).")] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Check a config file; errors name the file, line and field.
+    """Check a config, workers or pipeline file; errors name the file, line and field.
+
+    Offline: a workers config's TLS files must exist, its tokens are not read; a pipeline is
+    checked as the server will check it, but for the server's own limits.
 
     Exit codes: 0 valid, 2 config error, 3 Prometheus unreachable (with --online).
     """
+    found: FileKind | None = kind
 
     def body() -> int:
+        nonlocal found
+        if found is None:
+            from devtrip_scale.core.yamlfile import read_document
+
+            found = detect_kind(read_document(config)[0])
+        if found is not FileKind.check:
+            if online:
+                raise ConfigError(f"--online runs a check config's queries; {config} is a "
+                                  f"{found.value} file")
+            return _validate_worker_file(config, found, output)
         settings = load(config)
         warnings = _validate_online(config, settings) if online else []
         if output is Output.json:
-            print_json({"config": str(config), "valid": True, "online": online,
+            print_json({"config": str(config), "kind": "check", "valid": True,
+                         "online": online,
                          "namespace": settings.namespace, "targets": len(settings.targets),
                          "metrics": len(settings.metrics), "warnings": warnings,
                          "exitCode": 0, "error": None})
@@ -58,8 +105,40 @@ def config_validate(
         return 0
 
     guard(debug, body, json_failure(lambda: {
-        "config": str(config), "valid": False, "online": online}) if output is Output.json
-        else None)
+        "config": str(config), "kind": found.value if found else None, "valid": False,
+        "online": online}) if output is Output.json else None)
+
+
+def _validate_worker_file(path: Path, kind: FileKind, output: Output) -> int:
+    """A workers config or a pipeline file, loaded as `workers serve` and the server load
+    them (ConfigError with file:line); one line (or document) saying what it holds."""
+    document: dict[str, Any]
+    if kind is FileKind.workers:
+        from devtrip_scale.workers.config import load_workers_config
+
+        w = load_workers_config(path)
+        api = w.api.listen if w.api.enabled else "off"
+        document = {"namespace": w.namespace, "maxWorkers": w.limits.max_workers,
+                    "api": api, "notes": [WORKER_TEMPLATE_NOTE]}
+        text = (f"{path}: valid workers config (namespace {w.namespace}, max "
+                f"{w.limits.max_workers} workers, gRPC API {api})")
+    else:
+        from devtrip_scale.workers.pipeline import load_pipeline
+
+        p = load_pipeline(path)
+        workers = sum(s.workers for s in p.stages)
+        document = {"pipeline": p.name, "stages": len(p.stages), "workers": workers,
+                    "notes": []}
+        text = (f"{path}: valid pipeline {p.name} ({len(p.stages)} stage(s), {workers} "
+                "worker pod(s) a run; the server also holds them to its limits)")
+    if output is Output.json:
+        print_json({"config": str(path), "kind": kind.value, "valid": True, "online": False,
+                    **document, "exitCode": 0, "error": None})
+    else:
+        print(text)
+        for note in document["notes"]:
+            err.print(f"note: {note}", style="yellow", markup=False)
+    return 0
 
 
 def _validate_online(path: Path, settings: Settings) -> list[str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from devtrip_scale.cli._common import err, example, guard, print_json
+from devtrip_scale.cli._common import debugging, err, example, guard, print_json
 from devtrip_scale.core.errors import ApiError, ConfigError, ExitCode, PipelineFailed
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from devtrip_scale.workers.live import LiveState, LogRecord, Progress
 
 app = typer.Typer(
-    help="Run CI/CD pipelines on `devscale workers serve`'s gRPC API and follow them live.",
+    help="Run CI/CD pipelines on the workers' gRPC API, live. The API is `devscale workers "
+    "serve`'s; the pipeline runs there and is followed here.",
     no_args_is_help=True)
 
 LOG_DRAIN_SECONDS = 3.0   # after the build ends, how long the log stream may take to catch up
@@ -68,8 +69,19 @@ DebugOption = Annotated[bool, typer.Option(
     "--debug", help="On an unexpected error, print its traceback (also DEBUG=1).")]
 
 
+def _quiet_grpc(debug: bool) -> None:
+    """gRPC's C core logs handshake failures and the like on stderr by itself (`I1204 …
+    ssl_transport_security.cc …`); devscale says what went wrong in its own line. Silent unless
+    --debug; read once, when grpc is first imported, so this runs before that."""
+    if debugging(debug):
+        return
+    os.environ["GRPC_VERBOSITY"] = "NONE"
+    os.environ.pop("GRPC_TRACE", None)
+
+
 def _connect(server: str, ca: Path | None, cert: Path | None, key: Path | None,
-             token_env: str, timeout: float) -> ApiClient:
+             token_env: str, timeout: float, debug: bool = False) -> ApiClient:
+    _quiet_grpc(debug)
     from devtrip_scale.workers.client import ApiClient
 
     return ApiClient(server, ca_file=ca, cert_file=cert, key_file=key,
@@ -132,6 +144,8 @@ class _Follower:
         self.live = output is PipelineOutput.table and sys.stdout.isatty()
         self.logs_started = False
         self.log_done = False
+        self.log_lines = 0
+        self.log_stream: Stream[LogRecord] | None = None
         self.ended: float | None = None    # monotonic time the progress stream ended
 
     def warn(self, text: str) -> None:
@@ -159,7 +173,8 @@ class _Follower:
         if self.logs_started or not self.want_logs:
             return
         self.logs_started = True
-        stream = self.client.build_logs(build_id, follow=True, on_warning=self.warn)
+        stream = self.log_stream = self.client.build_logs(build_id, follow=True,
+                                                          on_warning=self.warn)
         self.streams.append(stream)
         _Reader("log", stream, self.events).start()
 
@@ -181,6 +196,7 @@ class _Follower:
                 self._start_logs(self.state.build_id)
         elif kind == "log":
             r: LogRecord = item
+            self.log_lines += 1
             self.state.add_log(r.line)
             if self.output is PipelineOutput.json:
                 _json_line(log_json(r))
@@ -207,7 +223,25 @@ class _Follower:
             self.log_done = True
         elif kind == "log-end":
             self.log_done = True
+            self._say_silent()
         return self._over()
+
+    def _say_silent(self) -> None:
+        """The build's logs ended without a line: a warning with each silent pod's reason."""
+        from devtrip_scale.workers.api.convert import SILENT_POD_KEY
+
+        if self.log_lines or self.log_stream is None:
+            return
+        why = [v for k, v in self.log_stream.trailers if k == SILENT_POD_KEY]
+        if not why:
+            return
+        # one line on a screen: the reason without the pod it names (`… in pod "ns/w-…"`)
+        reasons = {v.partition(": ")[2].partition(' in pod "')[0] for v in why}
+        first = why[0].partition(": ")[2].partition(' in pod "')[0]
+        more = f" (and {len(reasons) - 1} other reason(s): see `devscale pipeline logs " \
+            f"{self.state.build_id}`)" if len(reasons) > 1 else ""
+        self._handle("warning", f"{len(why)} pod{'s' if len(why) > 1 else ''} wrote no log "
+                                f"line: {first}{more}")
 
     def _over(self) -> bool:
         if self.ended is None:
@@ -268,18 +302,47 @@ def _result(state: LiveState, output: PipelineOutput, repeat_warnings: bool) -> 
     raise PipelineFailed(state.outcome())
 
 
-def _detached(state: LiveState, output: PipelineOutput, again: str) -> int:
-    """Ctrl-C while following: the build goes on; say how to follow it again."""
+def _connection_args(server: str, ca: Path | None, cert: Path | None, key: Path | None,
+                     token_env: str) -> list[str]:
+    """The options that reach the server again as the user reached it: the address, the CA,
+    the client certificate, and where the token comes from (its variable's name, never the
+    token)."""
+    args = ["--server", server]
+    for option, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
+        if path is not None:
+            args += [option, str(path)]
+    return [*args, "--token-env", token_env]
+
+
+def _detached(state: LiveState, output: PipelineOutput, file: Path, build_id: str,
+              connection: list[str]) -> int:
+    """Ctrl-C while following: the build goes on; say how to follow it again, in commands
+    that work when pasted (they carry the server, CA and token source the user gave)."""
+    import shlex
+
     from devtrip_scale.workers.live import result_json
 
-    build = state.build_id or "?"
+    build = state.build_id or build_id or "?"
     if output is PipelineOutput.json:
         _json_line({**result_json(state), "exitCode": int(ExitCode.INTERRUPTED)})
-    err.print(f"devscale: detached from build {build}; it goes on on the server.\n"
-                 f"  follow it again: {again}\n"
-                 f"  its logs:        devscale pipeline logs {build} --follow\n"
-                 f"  cancel it:       devscale pipeline cancel {build}",
-                 style="yellow", markup=False)
+
+    if build == "?":
+        err.print("devscale: detached before the server named the build: it may have started; "
+                  "next time give --build-id NAME to be able to follow it again",
+                  style="yellow", markup=False)
+        return int(ExitCode.INTERRUPTED)
+
+    def command(label: str, *words: str) -> str:
+        """The label, then the command as a shell reads it when pasted: the connection on a
+        continuation line, so that a terminal of 80 columns does not cut it mid-word."""
+        return (f"  {label}:\n    {shlex.join(['devscale', 'pipeline', *words])} \\\n"
+                f"      {shlex.join(connection)}")
+
+    err.print("\n".join([
+        f"devscale: detached from build {build}; it goes on on the server.",
+        command("follow it again", "run", str(file), "--build-id", build),
+        command("its logs", "logs", build, "--follow"),
+        command("cancel it", "cancel", build)]), style="yellow", markup=False)
     return int(ExitCode.INTERRUPTED)
 
 
@@ -321,7 +384,9 @@ def pipeline_run(
     timeout: TimeoutOption = 30.0,
     debug: DebugOption = False,
 ) -> None:
-    """Run a pipeline on the server and follow it live: its stages and their logs.
+    """Run a pipeline on the server and follow it live.
+
+    The live view shows its stages and their logs.
 
     Exit codes: 0 the build succeeded, 8 it failed or was cancelled, 2 a bad pipeline file,
     9 the API refused the call or could not be reached, 130 detached with Ctrl-C (the build
@@ -336,16 +401,15 @@ def pipeline_run(
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{file}: cannot read it: "
                               f"{getattr(e, 'strerror', None) or e}") from None
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             follower = _Follower(client, output, logs=not no_logs)
             stream = client.execute(text, str(file), build_id or "", on_warning=follower.warn)
             try:
                 state = follower.follow(stream)
             except KeyboardInterrupt:
                 follower.cancel()
-                build = follower.state.build_id or build_id or ""
-                again = f"devscale pipeline run {file} --server {server} --build-id {build}"
-                return _detached(follower.state, output, again)
+                return _detached(follower.state, output, file, build_id or "",
+                                 _connection_args(server, ca, cert, key, token_env))
             return _result(state, output, repeat_warnings=follower.live)
 
     guard(debug, body, _json_result_failure(lambda: follower.state if follower else None)
@@ -371,7 +435,7 @@ def pipeline_status(
     """
 
     def body() -> int:
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             _show_status(client.status(build), output)
         return 0
 
@@ -406,7 +470,9 @@ def pipeline_logs(
     timeout: TimeoutOption = 30.0,
     debug: DebugOption = False,
 ) -> None:
-    """A build's log lines, merged by time across its stages' pods, tagged with stage and pod.
+    """A build's log lines, tagged with stage and pod.
+
+    Merged by time across its stages' pods.
 
     Exit codes: 0 printed, 9 the API refused or could not be reached, 130 interrupted.
     """
@@ -414,20 +480,39 @@ def pipeline_logs(
     def body() -> int:
         from devtrip_scale.workers.live import log_json, log_plain
 
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             stream = client.build_logs(build, follow=follow, stages=tuple(stage or ()),
                                        on_warning=_warn)
+            printed = 0
             try:
                 for record in stream:
+                    printed += 1
                     if output is PipelineOutput.json:
                         _json_line(log_json(record))
                     else:
                         print(log_plain(record.line), flush=True)
             finally:
                 stream.cancel()
+            if not printed:
+                _say_empty(build, stage or [], stream.trailers)
         return 0
 
     guard(debug, body)
+
+
+def _say_empty(build: str, stages: list[str], trailers: tuple[tuple[str, str], ...]) -> None:
+    """No log line: say so (on stderr, stdout stays empty), with the reason the server had
+    for each pod (the API's answer when it read the pod's log)."""
+    from devtrip_scale.workers.api.convert import SILENT_POD_KEY
+
+    what = f"build {build}" + (f" (stage {', '.join(stages)})" if stages else "")
+    why = [value for key, value in trailers if key == SILENT_POD_KEY]
+    if not why:
+        err.print(f"devscale: {what} has no log lines (yet)", style="yellow", markup=False)
+        return
+    err.print(f"devscale: {what} has no log lines:", style="yellow", markup=False)
+    for line in why:
+        err.print(f"  {line}", style="yellow", markup=False)
 
 
 @app.command("cancel", epilog=example(
@@ -443,14 +528,16 @@ def pipeline_cancel(
     timeout: TimeoutOption = 30.0,
     debug: DebugOption = False,
 ) -> None:
-    """Cancel a build: its running stages are cancelled, the rest skipped.
+    """Cancel a build.
+
+    Its running stages are cancelled, the rest skipped.
 
     Exit codes: 0 cancelled (or already over: its state is shown), 9 the API refused or could
     not be reached.
     """
 
     def body() -> int:
-        with _connect(server, ca, cert, key, token_env, timeout) as client:
+        with _connect(server, ca, cert, key, token_env, timeout, debug) as client:
             _show_status(client.cancel(build), output)
         return 0
 

@@ -26,8 +26,8 @@ from devtrip_scale.cli._common import (
 )
 from devtrip_scale.core.errors import ConfigError, DevscaleError
 
-app = typer.Typer(help="Event-driven workers: scale requests on a Redis Stream become "
-                  "worker pods.", no_args_is_help=True)
+app = typer.Typer(help="Event-driven workers: scale requests become worker pods. They come "
+                  "from a Redis Stream or the gRPC API.", no_args_is_help=True)
 
 
 @app.command("serve", epilog=example(
@@ -54,8 +54,10 @@ def workers_serve(
     context: ContextOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Run scale requests (from the Redis Stream, the gRPC API or both) as worker pods, and
-    pipelines as DAGs of such pods, until SIGTERM.
+    """Run worker pods for scale requests and pipelines until SIGTERM.
+
+    Scale requests come from the Redis Stream, the gRPC API or both; pipelines run as DAGs of
+    such pods.
 
     SIGTERM: the gRPC health service says NOT_SERVING at once, no new request or build is
     taken, running builds are cancelled and in-flight requests finish within
@@ -130,6 +132,10 @@ def workers_serve(
                     f"intake {'on' if intake else 'off'}, gRPC API "
                     f"{grpc_api.address if grpc_api else 'off'}, /healthz and /metrics on "
                     f"{listen}")
+                if grpc_api is not None:
+                    from devtrip_scale.cli.config import WORKER_TEMPLATE_NOTE
+
+                    say(f"note: {WORKER_TEMPLATE_NOTE}")
                 await server.run()
             finally:
                 if grpc_api is not None:     # the streams' journals are closed by now
@@ -161,7 +167,10 @@ def workers_submit(
         "--meta", metavar="<key=value>", help="Metadata for the pods (env and labels); "
         "repeatable.")] = None,
 ) -> None:
-    """Put a scale_up (or, with --cancel, a scale_down) request on the stream; print its ID."""
+    """Put a scale request on the Redis Stream and print its ID.
+
+    A scale_up of --pod-count pods, or with --cancel a scale_down of --task-id.
+    """
 
     def body() -> int:
         from redis import Redis

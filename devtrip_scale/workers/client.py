@@ -66,9 +66,12 @@ class Stream(Generic[T]):
                  continuity: Continuity, *, key: str = "",
                  finished: Callable[[T | None], bool],
                  on_warning: Callable[[str], None] | None = None,
-                 bad_input: bool = False) -> None:
+                 bad_input: bool = False, complete_on_end: bool = False) -> None:
         self._client = client
         self._bad_input = bad_input     # INVALID_ARGUMENT: the user's input (exit 2)
+        # a call that ends cleanly is the end (logs: the server ends it with the build); one
+        # that breaks is resumed, never taken for the end
+        self._complete_on_end = complete_on_end
         self._what = what
         self._call_at = call            # after_sequence → the call (an iterator of messages)
         self._convert: Callable[[Any], T] = convert
@@ -82,6 +85,7 @@ class Stream(Generic[T]):
         self._call: Any = None
         self._cancelled = False
         self.resumed = 0
+        self.trailers: tuple[tuple[str, str], ...] = ()   # the last call's trailing metadata
 
     def cancel(self) -> None:
         with self._lock:
@@ -99,16 +103,19 @@ class Stream(Generic[T]):
         failures = 0
         backoff = Backoff(client.backoff, client.max_backoff)
         last: T | None = None
+        received = False    # a first call that fails is not a break: nothing to resume
         while True:
             with self._lock:
                 if self._cancelled:
                     return
                 self._call = call = self._call_at(self.continuity.last)
             cause = "it ended before the build did"
+            clean = True
             try:
                 for message in call:
                     item = self._convert(message)
                     keep, warning = self.continuity.accept(item.sequence, item.missed)
+                    received = True
                     if not keep:
                         continue
                     failures = 0
@@ -119,13 +126,15 @@ class Stream(Generic[T]):
                         self.key = item.event.build_id
                     last = item
                     yield item
+                self.trailers = tuple(call.trailing_metadata() or ())
             except grpc.RpcError as e:
                 if self._cancelled:
                     return
-                if e.code() not in RESUMABLE or not self.key:
+                if e.code() not in RESUMABLE or not self.key or not received:
                     raise client.error(e, self._what, bad_input=self._bad_input) from None
                 cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
-            if self._cancelled or self._finished(last):
+                clean = False
+            if self._cancelled or self._finished(last) or (clean and self._complete_on_end):
                 return
             failures += 1
             if failures > client.retries:
@@ -149,6 +158,7 @@ class ApiClient:
         if (cert_file is None) != (key_file is None):
             raise ConfigError("--cert and --key go together (mTLS needs both)")
         self.server = server
+        self.ca_file = ca_file
         self.timeout = timeout
         self.token_env = token_env
         self.retries = retries
@@ -205,14 +215,42 @@ class ApiClient:
         elif code is grpc.StatusCode.PERMISSION_DENIED:
             text += "; this identity may not do that"
         elif code is grpc.StatusCode.UNAVAILABLE:
-            text += f"; check the address {self.server} and that TLS matches: the server must " \
-                "serve TLS with a certificate for that name, signed by the CA in --ca (or one " \
-                "the system trusts)"
+            return ApiError(self._unreachable(what, details))
         elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
             text += f" (no answer within {self.timeout:g}s)"
         elif code is grpc.StatusCode.UNIMPLEMENTED:
             text += "; the server does not offer this method (an older devscale?)"
         return ApiError(text)
+
+    def _unreachable(self, what: str, details: str) -> str:
+        """One line on why the server could not be reached: an untrusted certificate, a name
+        the certificate does not carry, a refused connection, or gRPC's own words."""
+        trust = f"--ca {self.ca_file}" if self.ca_file is not None else \
+            "the system's trust store (give --ca FILE, the CA that signed it)"
+        if "CERTIFICATE_VERIFY_FAILED" in details:
+            return (f"{what}: the server's certificate at {self.server} did not verify against "
+                    f"{trust} (CERTIFICATE_VERIFY_FAILED)")
+        if "Hostname Verification" in details or "not in peer certificate" in details:
+            host = self.server.rpartition(":")[0] or self.server
+            return (f"{what}: the server's certificate at {self.server} is not for the name "
+                    f"{host}: use the name the certificate carries in --server")
+        if "WRONG_VERSION_NUMBER" in details:
+            return (f"{what}: the server at {self.server} does not speak TLS there "
+                    "(WRONG_VERSION_NUMBER): is that the gRPC API's port (api.listen)?")
+        if details.endswith("Socket closed"):
+            return (f"{what}: the server at {self.server} closed the connection during the TLS "
+                    "handshake: most likely it wants a client certificate (--cert and --key) "
+                    "signed by its client CA")
+        if "Connection refused" in details:
+            return (f"{what}: nothing accepted a connection at {self.server} (connection "
+                    "refused): is `devscale workers serve` running with its API there?")
+        if "handshake failed" in details.lower():
+            last = details.rpartition("last error: ")[2] or details
+            return (f"{what}: the TLS handshake with {self.server} failed ({last}); the server "
+                    "may want a client certificate (--cert and --key)")
+        return (f"{what}: {self.server} answered UNAVAILABLE: {details}; check the address "
+                f"{self.server} and that TLS matches: the server must serve TLS with a "
+                "certificate for that name, signed by the CA in --ca (or one the system trusts)")
 
     def _unary(self, method: Callable[..., Any], request: Any, what: str) -> Any:
         try:
@@ -286,8 +324,8 @@ class ApiClient:
         # a stage filter leaves gaps in the build's numbering: only `missed` can tell a loss
         return Stream(self, f"logs of build {build_id}", call, log_of,
                       Continuity("log lines", after_sequence, check_gaps=not stages),
-                      key=build_id if follow else "", finished=lambda _: True,
-                      on_warning=on_warning)
+                      key=build_id if follow else "", finished=lambda _: False,
+                      on_warning=on_warning, complete_on_end=True)
 
 
 def _read(path: Path | None, option: str) -> bytes | None:

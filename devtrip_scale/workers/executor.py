@@ -36,6 +36,7 @@ from devtrip_scale.workers.progress import (
     ProgressEvent,
     StageState,
     StageStatus,
+    shown_attempt,
 )
 from devtrip_scale.workers.server import Cancelled, Stopping, WorkerServer
 from devtrip_scale.workers.store import Spec
@@ -44,6 +45,7 @@ from devtrip_scale.workers.tasks import Outcome, PodResult, TaskResult, pod_name
 log = logging.getLogger("devscale.workers")
 BUILD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 CHECK_SECONDS = 30.0        # how often a waiting stage also looks in Redis for its result
+WAITING_SECONDS = 5.0       # a stage's pod not running after this long: its phase and reason said
 START_TRIES = 8             # a stage's pods not created after this many tries: the stage fails
 
 
@@ -85,7 +87,7 @@ class _Listener:
         self.build._set(self.stage, state=StageState.RUNNING,
                         attempt=max(run.attempt, attempt + 1))
         self.build._emit(self.stage, attempt=attempt + 1, worker_index=index, pod=pod,
-                         message=f"worker {index} running (attempt {attempt + 1})")
+                         message=f"worker {index} running (attempt {attempt})")   # 0-based, as pods
 
     def worker_ended(self, index: int, attempt: int, pod: str, outcome: Outcome,
                      exit_code: int | None) -> None:
@@ -100,7 +102,7 @@ class _Listener:
         run = self.build._runs[self.stage]
         if run.state.done:
             return
-        message = f"{reason}; attempt {attempt + 1} in {delay:g}s"
+        message = f"{reason}; attempt {attempt} in {delay:g}s"   # counted from 0, as pods
         self.build._set(self.stage, state=StageState.RETRYING,
                         attempt=max(run.attempt, attempt + 1), message=message)
         self.build._emit(self.stage, attempt=attempt + 1, worker_index=index, message=message)
@@ -134,6 +136,7 @@ class Build:
         self._why_cancelled = ""
         self._ended = asyncio.Event()
         self.runner: asyncio.Task[None] | None = None
+        self.silent_pods: tuple[str, ...] = ()   # pods with no log line, and why (logs end)
 
     # ---------------------------------------------------------------- reading
 
@@ -207,12 +210,19 @@ class Build:
         relay flushes what it holds); a relay that cannot finish within `within` seconds is
         said and the journal closed anyway, so a build never hangs on its logs."""
         try:
-            await asyncio.wait_for(self._server.logrelay.finish_build(self.id), within)
+            await asyncio.wait_for(self._server.logrelay.finish_build(
+                self.id, before_close=self._note_silent_pods), within)
         except TimeoutError:
             self._server.say(f"build {self.id}: logs not drained within {within:g}s; closed")
         finally:
             if not self.logs.closed:
+                self._note_silent_pods()
                 self.logs.close()
+
+    def _note_silent_pods(self) -> None:
+        """Before the log journal closes: its pods that wrote nothing, and why (readers that
+        got no line are told when the journal ends)."""
+        self.silent_pods = self._server.logrelay.silent(self.id)
 
     async def _report(self) -> None:
         """The build's outcome, once, as a task's: an entry on the results stream (task_id =
@@ -230,7 +240,8 @@ class Build:
                    BuildState.CANCELLED: "cancelled"}.get(self.state, "failed")
         seconds = None if self.finished is None else self.finished - self.started
         result = TaskResult(self.id, outcome, tuple(pods), seconds)
-        stages = json.dumps({r.name: {"state": r.state.value, "attempt": r.attempt,
+        stages = json.dumps({r.name: {"state": r.state.value,
+                                      "attempt": shown_attempt(r.attempt),
                                       "message": r.message} for r in self._runs.values()},
                             separators=(",", ":"))
         first = self.pipeline.stages[0].name
@@ -244,7 +255,8 @@ class Build:
         for problem in server.reporter.problems:
             server.say(f"build {self.id}: {problem}")
         server.reporter.problems.clear()
-        server.say(f"build {self.id}: {self.state.value}: {self.message}")
+        said = "" if self.message == self.state.value else f": {self.message}"
+        server.say(f"build {self.id}: {self.state.value}{said}")   # "cancelled", said once
 
     async def _loop(self) -> None:
         while True:
@@ -339,6 +351,7 @@ class Build:
         done: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
         spec = Spec(task_id, stage.workers, "", (), self.id, stage.name,
                     stage.template().model_dump_json(), stage.retry.model_dump_json())
+        waiter: asyncio.Task[None] | None = None
         try:
             try:
                 await self._start_task(spec, _Listener(self, stage.name, done))
@@ -346,6 +359,8 @@ class Build:
                 return False, "cancelled before its pods were created"
             except (DevscaleError, RedisError, OSError) as e:
                 return False, f"its pods could not be created: {e}"
+            waiter = asyncio.create_task(self._say_waiting(stage.name, task_key(task_id)),
+                                         name=f"build-{self.id}-{stage.name}-waiting")
             loop = asyncio.get_running_loop()
             timeouts = 0
             deadline = None if stage.timeout_seconds is None else \
@@ -382,7 +397,42 @@ class Build:
             raise
         finally:
             server.listeners.pop(task_key(task_id), None)
+            if waiter is not None:
+                waiter.cancel()
         return result.outcome == "succeeded", _why(result)
+
+    async def _say_waiting(self, stage: str, key: str, every: float = 1.0) -> None:
+        """Each of the stage's pods that is not running WAITING_SECONDS after it appeared:
+        its phase and reason in the progress (`worker 0 waiting 5s: Pending: Unschedulable:
+        …`), again whenever the reason changes. Read from the one pod watch's cache."""
+        loop = asyncio.get_running_loop()
+        first: dict[str, float] = {}
+        said: dict[str, str] = {}
+        while True:
+            try:
+                self._say_waiting_now(stage, key, loop.time(), first, said)
+            except Exception:   # a bug here must not go unheard, nor stop the stage
+                log.exception("build %s: stage %s: its pods' waiting reasons", self.id, stage)
+                return
+            await asyncio.sleep(every)
+
+    def _say_waiting_now(self, stage: str, key: str, now: float, first: dict[str, float],
+                         said: dict[str, str]) -> None:
+        from devtrip_scale.workers import INDEX_LABEL, TASK_LABEL
+        from devtrip_scale.workers.status import waiting
+
+        for name, pod in list(self._server.watch.pods.items()):
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            if labels.get(TASK_LABEL) != key:
+                continue
+            since = first.setdefault(name, now)
+            why = waiting(pod)
+            if why is None or now - since < WAITING_SECONDS or said.get(name) == why:
+                continue
+            said[name] = why
+            index = int(labels.get(INDEX_LABEL, 0))
+            self._emit(stage, worker_index=index, pod=name,
+                       message=f"worker {index} waiting {now - since:.0f}s: {why}")
 
     async def _start_task(self, spec: Spec, listener: _Listener) -> None:
         """server.start_task, again on a transient failure (bounded backoff)."""

@@ -258,7 +258,7 @@ class PodEnds:
             await self.kube.create_pod(body)
             self.telemetry.retries.labels(outcome.value).inc()
             self.say(f"task {spec.task_id}: worker {index} {outcome.value} "
-                     f"(exit {exit_code(pod)}), attempt {attempt + 2} started")
+                     f"(exit {exit_code(pod)}), attempt {attempt + 1} started")
             return
         final = Outcome.CANCELLED if state.cancelled else outcome
         await self.store.record(key, PodResult(index, final, attempt + 1, exit_code(pod),
@@ -285,7 +285,7 @@ class PodEnds:
             if listener is not None:
                 listener.worker_retrying(index, attempt + 1, delay, reason)
             self.telemetry.retries.labels(outcome.value).inc()
-            self.say(f"task {spec.task_id}: {reason}, attempt {attempt + 2} in {delay:g}s")
+            self.say(f"task {spec.task_id}: {reason}, attempt {attempt + 1} in {delay:g}s")
             self._create_later(key, spec, index, attempt + 1, delay)
             return
         final = Outcome.CANCELLED if state.cancelled else outcome

@@ -24,9 +24,11 @@ from devtrip_scale.workers.progress import (
     ProgressEvent,
     StageState,
     StageStatus,
+    shown_attempt,
 )
 
 LOG_TAIL = 8   # log lines kept (and shown) per running stage
+WAITING_SHOWN = 90   # characters of a waiting pod's reason in the tree (all of it in the lines)
 
 # state → (symbol, rich style)
 STAGE_LOOK: dict[StageState, tuple[str, str]] = {
@@ -113,6 +115,15 @@ class StageView:
     started: float | None = None
     finished: float | None = None
     message: str = ""
+    workers_running: set[int] = field(default_factory=set)   # indexes running now
+    workers_done: set[int] = field(default_factory=set)      # indexes that succeeded
+    waiting: dict[int, str] = field(default_factory=dict)    # index → why it is not running
+
+    @property
+    def succeeded(self) -> int:
+        """Workers that succeeded, from the per-worker events (the snapshots of the first and
+        last message say it too; the larger is right)."""
+        return max(self.workers_succeeded, len(self.workers_done))
 
     @classmethod
     def of(cls, s: StageStatus) -> StageView:
@@ -170,11 +181,35 @@ class LiveState:
                 stage.message = e.message
             elif e.stage_state is StageState.SUCCEEDED:
                 stage.message = ""
+            if e.stage_state is StageState.SUCCEEDED:   # every worker did
+                stage.workers_succeeded = stage.workers
             if e.stage_state.done:
                 self.logs.pop(e.stage, None)
+                stage.workers_running.clear()
+                stage.waiting.clear()
+            self._worker(stage, e)
         self.state = e.build_state
         if self.done and self.finished is None:
             self.finished = e.time
+
+    @staticmethod
+    def _worker(stage: StageView, e: ProgressEvent) -> None:
+        """A worker's own event (`worker 2 running (attempt 0)`, `worker 2 succeeded`): the
+        live counts of the stage's workers."""
+        if e.worker_index < 0 or stage.state.done:
+            return
+        said = e.message.removeprefix(f"worker {e.worker_index} ")
+        word = said.split(" ", 1)[0]
+        if word == "waiting":     # `waiting 6s: Pending: Unschedulable: …`
+            stage.waiting[e.worker_index] = said
+            return
+        stage.waiting.pop(e.worker_index, None)
+        if word == "running":
+            stage.workers_running.add(e.worker_index)
+        elif word:
+            stage.workers_running.discard(e.worker_index)
+            if word == "succeeded":
+                stage.workers_done.add(e.worker_index)
 
     def add_log(self, line: LogLine) -> None:
         """Keep the line in its stage's tail (shown while the stage runs)."""
@@ -235,10 +270,12 @@ def stage_label(stage: StageView, now: float) -> Text:
     text.append(f"{symbol} ", style=style)
     text.append(stage.name, style="bold")
     text.append(f"  {stage.state.value}", style=style)
-    if stage.attempt > 1:
-        text.append(f"  attempt {stage.attempt}")
+    if stage.attempt > 1:      # a retry: attempts are counted from 0, as in pod names
+        text.append(f"  attempt {shown_attempt(stage.attempt)}")
     if stage.workers > 1 and stage.state is not StageState.WAITING:
-        text.append(f"  {stage.workers_succeeded}/{stage.workers} workers")
+        text.append(f"  {stage.succeeded}/{stage.workers} workers succeeded")
+        if stage.workers_running and not stage.state.done:
+            text.append(f", {len(stage.workers_running)} running")
     duration = stage.duration(now)
     if duration is not None and stage.state is not StageState.SKIPPED:
         text.append(f"  {fmt_duration(duration)}", style="dim")
@@ -246,6 +283,13 @@ def stage_label(stage: StageView, now: float) -> Text:
         text.append(f"  needs {', '.join(stage.needs)}", style="dim")
     if stage.message and stage.state in _EXPLAINED:
         text.append(f"  — {stage.message}", style=style)
+    elif stage.waiting and stage.state in _ACTIVE:   # its pods' phase and reason
+        index = min(stage.waiting)
+        more = len(stage.waiting) - 1
+        note = stage.waiting[index]
+        note = note if len(note) <= WAITING_SHOWN else note[:WAITING_SHOWN - 1] + "…"
+        text.append(f"  — worker {index} {note}" + (f" (+{more} more)" if more else ""),
+                    style="yellow")
     return text
 
 
@@ -316,12 +360,15 @@ def progress_line(p: Progress) -> str:
     if e.stage and e.stage_state is not None:
         text = f"{head} stage {e.stage} {e.stage_state.value}"
         if e.attempt > 1:
-            text += f" (attempt {e.attempt})"
+            text += f" (attempt {shown_attempt(e.attempt)})"
         if e.worker_index >= 0 and e.pod:
             text += f" worker {e.worker_index} {e.pod}"
     else:
         text = f"{head} build {e.build_id} {e.build_state.value}"
-    return f"{text}: {e.message}" if e.message else text
+    state = e.stage_state if e.stage else e.build_state
+    if not e.message or e.message == (state.value if state is not None else ""):
+        return text      # "stage lint cancelled", not "cancelled: cancelled"
+    return f"{text}: {e.message}"
 
 
 def log_plain(line: LogLine) -> str:
@@ -341,9 +388,9 @@ def stage_lines(state: LiveState, now: float) -> list[str]:
 
 
 def stage_json(s: StageView) -> dict[str, Any]:
-    return {"name": s.name, "state": s.state.value, "attempt": s.attempt,
+    return {"name": s.name, "state": s.state.value, "attempt": shown_attempt(s.attempt),
             "needs": list(s.needs), "workers": s.workers,
-            "workersSucceeded": s.workers_succeeded, "started": iso(s.started),
+            "workersSucceeded": s.succeeded, "started": iso(s.started),
             "finished": iso(s.finished), "message": s.message}
 
 
@@ -352,7 +399,8 @@ def progress_json(p: Progress) -> dict[str, Any]:
     return {"type": "progress", "sequence": p.sequence, "buildId": e.build_id,
             "time": iso(e.time), "buildState": e.build_state.value, "stage": e.stage or None,
             "stageState": e.stage_state.value if e.stage_state is not None else None,
-            "attempt": e.attempt, "workerIndex": e.worker_index if e.worker_index >= 0 else None,
+            "attempt": shown_attempt(e.attempt),
+            "workerIndex": e.worker_index if e.worker_index >= 0 else None,
             "pod": e.pod or None, "message": e.message, "missed": p.missed,
             "stages": [stage_json(StageView.of(s)) for s in e.stages]}
 

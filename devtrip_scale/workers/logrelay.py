@@ -232,6 +232,7 @@ class _PodLog:
     builds: set[str] = field(default_factory=set)
     drop: asyncio.TimerHandle | None = None
     problem: str | None = None
+    unread: str | None = None              # why its last read gave nothing (the API's answer)
 
     @property
     def over(self) -> bool:
@@ -405,6 +406,7 @@ class LogRelay:
                 # connection is tried again, briefly: the server waits for this read
                 if e.status is not None or attempt == 3 or pl.gone:
                     log.info("last read of the log of %s: %s", pl.name, e)
+                    pl.unread = str(e).rpartition(" failed: ")[2] or str(e)
                     return
                 await asyncio.sleep(0.2 * (attempt + 1))
 
@@ -475,8 +477,10 @@ class LogRelay:
                 self._join_build(build_id, pl)
                 self._update(pl)
 
-    async def finish_build(self, build_id: str) -> None:
-        """Wait until every pod of the build is drained, then flush and close its journal."""
+    async def finish_build(self, build_id: str,
+                           before_close: Callable[[], None] | None = None) -> None:
+        """Wait until every pod of the build is drained, then flush and close its journal
+        (`before_close` runs just before: what readers should know when the journal ends)."""
         b = self._builds.get(build_id)
         if b is None:
             return
@@ -495,10 +499,21 @@ class LogRelay:
                     await b.flusher
             for line in b.merge.flush():
                 b.journal.append(line)
+            if before_close is not None:
+                before_close()
             b.journal.close()
             for pl in self.logs.values():
                 pl.builds.discard(build_id)
                 self._update(pl)
+
+    def silent(self, build_id: str) -> tuple[str, ...]:
+        """The build's pods that relayed no line, each with the reason the API gave when its
+        log was read (`pod: HTTP 400 no logs found for container "worker"`): kept with the
+        build, so that an empty log is said, not just empty. Pods are held `keep_seconds`
+        after they end: call this when the build's logs are finished."""
+        return tuple(f"{pl.name}: {pl.unread or pl.problem or 'it wrote no line'}"
+                     for pl in self.logs.values()
+                     if pl.labels().get(BUILD_LABEL) == build_id and pl.last == -math.inf)
 
     def _join_build(self, build_id: str, pl: _PodLog) -> None:
         b = self._builds[build_id]

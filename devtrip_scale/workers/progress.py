@@ -33,6 +33,13 @@ class BuildState(StrEnum):
     CANCELLED = "cancelled"
 
 
+def shown_attempt(attempt: int) -> int | None:
+    """An attempt as devscale shows it (text, JSON, results): counted from 0, as pod names
+    (`w-<task>-<index>-<attempt>`) and `workers status` count it. The API's `attempt` fields
+    count the attempts started (1 = the first; 0 = none yet), which is None here."""
+    return attempt - 1 if attempt > 0 else None
+
+
 @dataclass(frozen=True)
 class StageStatus:
     name: str

@@ -29,3 +29,29 @@ def tasks(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for task in out.values():
         task["pods"].sort(key=lambda p: (p["index"], p["attempt"]))
     return sorted(out.values(), key=lambda t: str(t["taskId"]))
+
+
+def waiting(pod: dict[str, Any]) -> str | None:
+    """Why a pod has not started running, as `Phase: Reason: message` (a pod that runs or
+    ended: None). The scheduler's word first (`Pending: Unschedulable: 0/3 nodes are
+    available: …`), then a container's (`Pending: ImagePullBackOff: Back-off pulling image
+    …`), else where it stands (`Pending: no node yet`, `Pending: on node n1, starting`)."""
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    if phase != "Pending" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+
+    def said(reason: str | None, message: str | None) -> str:
+        text = f"{phase}: {reason or 'waiting'}"
+        return f"{text}: {' '.join(message.split())}" if message else text
+
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return said(condition.get("reason"), condition.get("message"))
+    for container in [*(status.get("initContainerStatuses") or []),
+                      *(status.get("containerStatuses") or [])]:
+        state = (container.get("state") or {}).get("waiting")
+        if state and state.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            return said(state.get("reason"), state.get("message"))
+    node = (pod.get("spec") or {}).get("nodeName")
+    return f"{phase}: on node {node}, starting" if node else f"{phase}: no node yet"

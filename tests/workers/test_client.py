@@ -283,15 +283,17 @@ def test_nothing_listening_is_unavailable_with_address_and_tls_advice(tls: Tls) 
             pytest.raises(ApiError) as caught:
         client.status(BUILD)
     text = str(caught.value)
-    assert f"localhost:{port} answered UNAVAILABLE" in text
-    assert "TLS matches" in text and TOKEN not in text
+    assert f"nothing accepted a connection at localhost:{port} (connection refused)" in text
+    assert TOKEN not in text
 
 
 def test_a_server_certificate_the_client_does_not_trust_is_unavailable(
         server: Loopback, servicer: Scripted) -> None:
     servicer.status = pb.PipelineStatus(build_id=BUILD)
     with ApiClient(server.address, token=TOKEN, timeout=5) as client, \
-            pytest.raises(ApiError, match=r"UNAVAILABLE.*signed by the CA in --ca"):
+            pytest.raises(ApiError, match=r"did not verify against the system's trust store "
+                          r"\(give --ca FILE, the CA that signed it\) "
+                          r"\(CERTIFICATE_VERIFY_FAILED\)"):
         client.status(BUILD)   # the system trust store does not know the test CA
     assert servicer.requests == []
 
@@ -481,8 +483,13 @@ def test_ctrl_c_detaches_and_says_how_to_follow_again(
         process.kill()
     assert process.returncode == 130, err
     assert "detached from build build-42; it goes on on the server" in err
-    assert f"--server {server.address} --build-id build-42" in err
-    assert "devscale pipeline logs build-42 --follow" in err
+    commands = printed_commands(err)
+    assert commands["follow it again"] == (
+        f"devscale pipeline run {pipeline} --build-id build-42 \\\n"
+        f"      --server {server.address} --ca {server.tls.ca_file} --token-env "
+        "DEVSCALE_API_TOKEN")
+    assert commands["its logs"].startswith("devscale pipeline logs build-42 --follow \\\n")
+    assert all(len(line) <= 80 or "/" in line for line in err.splitlines())
     assert TOKEN not in out + err
 
 
@@ -543,8 +550,208 @@ def test_mtls_authenticates_without_a_token(servicer: Scripted, tls: Tls) -> Non
         assert servicer.requests == [("GetPipelineStatus", pb.PipelineStatusRequest(
             build_id=BUILD), None)]
         with connect(loopback, token=TOKEN) as client, pytest.raises(
-                ApiError, match="UNAVAILABLE"):
+                ApiError, match="closed the connection during the TLS handshake: most likely "
+                "it wants a client certificate"):
             client.status(BUILD)   # no client certificate: the handshake fails
         assert len(servicer.requests) == 1
     finally:
         loopback.close()
+
+
+# ---------------------------------------------------------------- exit codes and hints (#25)
+
+
+def printed_commands(said: str) -> dict[str, str]:
+    """The commands Ctrl-C printed, by label (`  follow it again:`), each as printed: its lines
+    (the last ones continuations after ` \\`) joined by newlines, ready to paste."""
+    commands: dict[str, list[str]] = {}
+    label = None
+    for line in said.splitlines():
+        if line.startswith("  ") and not line.startswith("   ") and line.endswith(":"):
+            label = line.strip()[:-1]
+            commands[label] = []
+        elif label is not None and line.startswith("    "):
+            commands[label].append(line if commands[label] else line.strip())
+        else:
+            label = None
+    return {k: "\n".join(v) for k, v in commands.items()}
+
+
+def devscale(*args: str, env: dict[str, str] | None = None, timeout: float = 60
+             ) -> subprocess.CompletedProcess[str]:
+    """`devscale ARGS` as a new process (gRPC's own logging is decided at its import)."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("DEVSCALE_SERVER", "DEVSCALE_API_TOKEN", "GRPC_VERBOSITY")}
+    return subprocess.run([sys.executable, "-m", "devtrip_scale", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**base, **(env or {})})
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "PIPELINE"], ["status", BUILD], ["logs", BUILD], ["logs", BUILD, "--follow"],
+    ["cancel", BUILD]], ids=["run", "status", "logs", "logs-follow", "cancel"])
+def test_a_ca_that_does_not_verify_the_server_is_exit_9_in_one_line(
+        server: Loopback, servicer: Scripted, tmp_path: Path, command: list[str]) -> None:
+    stranger = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    args = [str(pipeline) if a == "PIPELINE" else a for a in command]
+    result = devscale("pipeline", *args, "--server", server.address, "--ca", str(stranger),
+                      env={"DEVSCALE_API_TOKEN": TOKEN})
+    assert result.returncode == 9, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr          # no gRPC C-core lines (I1204 … ssl_…)
+    assert f"the server's certificate at {server.address} did not verify against --ca " \
+        f"{stranger} (CERTIFICATE_VERIFY_FAILED)" in lines[0]
+    assert result.stdout == "" and servicer.requests == []
+
+
+def test_grpc_logs_its_own_lines_with_debug_only(server: Loopback, tmp_path: Path) -> None:
+    stranger = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    result = devscale("pipeline", "status", BUILD, "--server", server.address, "--ca",
+                      str(stranger), "--debug", env={"DEVSCALE_API_TOKEN": TOKEN})
+    assert result.returncode == 9
+    assert "ssl_transport_security" in result.stderr   # the C core's own words, on request
+
+
+def test_a_refused_connection_names_the_address_at_once(tls: Tls) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = devscale("pipeline", "logs", BUILD, "--follow", "--server", f"127.0.0.1:{port}",
+                      "--ca", str(tls.ca_file), env={"DEVSCALE_API_TOKEN": TOKEN}, timeout=20)
+    assert result.returncode == 9, result.stderr
+    assert result.stderr.splitlines() == [
+        f"devscale: logs of build {BUILD}: nothing accepted a connection at 127.0.0.1:{port} "
+        "(connection refused): is `devscale workers serve` running with its API there?"]
+
+
+def test_the_follow_again_lines_work_when_pasted(
+        server: Loopback, servicer: Scripted, tmp_path: Path) -> None:
+    """Ctrl-C, then each printed command is run as printed (split as a shell would), in a
+    shell that has the token in the variable the user named and no $DEVSCALE_SERVER."""
+    import shlex
+
+    pipeline = tmp_path / "ci.yaml"
+    pipeline.write_text("stages: []\n", encoding="utf-8")
+    servicer.executions.append([*build(5)[:2], Hang(threading.Event())])
+    env = {k: v for k, v in os.environ.items() if k not in ("DEVSCALE_SERVER",
+                                                             "DEVSCALE_API_TOKEN")}
+    env["CI_API_TOKEN"] = TOKEN
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(pipeline), "--no-logs",
+         "--server", server.address, "--ca", str(server.tls.ca_file), "--token-env",
+         "CI_API_TOKEN"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline() for _ in range(2)]
+        assert seen[1].rstrip().endswith("#2 stage lint running: #2"), seen
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert TOKEN not in err
+    hints = printed_commands(err)
+    assert list(hints) == ["follow it again", "its logs", "cancel it"], err
+    servicer.executions.append(build(5))
+    servicer.logs.append([entry(1, "lint", "hello again")])
+    servicer.status = pb.PipelineStatus(build_id=BUILD, state=pb.PIPELINE_STATE_CANCELLED)
+    for name, text in hints.items():      # pasted into a shell as printed, lines and all
+        assert text.startswith("devscale pipeline ")
+        pasted = text.replace("devscale", f"{shlex.quote(sys.executable)} -m devtrip_scale", 1)
+        result = subprocess.run(["bash", "-c", pasted], capture_output=True, text=True,
+                                timeout=60, env=env)
+        assert result.returncode == 0, (name, text, result.stderr)
+    again = [(m, r) for m, r, _ in servicer.requests][1:]
+    assert {m for m, _ in again} == {"ExecutePipeline", "StreamBuildLogs", "CancelPipeline"}
+    assert all(r.build_id == BUILD for _, r in again)
+    assert all(auth == f"Bearer {TOKEN}" for _, _, auth in servicer.requests)
+
+
+class Plain:
+    """A gRPC server without TLS on 127.0.0.1 (what a client must not mistake for the API)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: Any = None
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(20)
+
+    async def _start(self) -> int:
+        self.server = grpc.aio.server()
+        port: int = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return port
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def test_a_certificate_for_another_name_is_said(servicer: Scripted, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("api.example.test")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    other = Tls(tmp_path / "ca.pem", leaf.private_key_pem.bytes(),
+                b"".join(blob.bytes() for blob in leaf.cert_chain_pems), Path(), Path())
+    loopback = Loopback(servicer, other)
+    try:
+        with ApiClient(loopback.address, ca_file=other.ca_file, token=TOKEN, timeout=5
+                       ) as client, pytest.raises(ApiError) as caught:
+            client.status(BUILD)
+    finally:
+        loopback.close()
+    assert str(caught.value) == (
+        f"status of build {BUILD}: the server's certificate at {loopback.address} is not for "
+        "the name localhost: use the name the certificate carries in --server")
+
+
+def test_a_server_without_tls_is_said(tls: Tls) -> None:
+    plain = Plain()
+    try:
+        with ApiClient(f"127.0.0.1:{plain.port}", ca_file=tls.ca_file, token=TOKEN, timeout=5
+                       ) as client, pytest.raises(ApiError) as caught:
+            client.status(BUILD)
+    finally:
+        plain.close()
+    assert "does not speak TLS there (WRONG_VERSION_NUMBER)" in str(caught.value)
+
+
+def test_a_server_that_wants_a_client_certificate_says_so(servicer: Scripted, tls: Tls
+                                                          ) -> None:
+    loopback = Loopback(servicer, tls, mtls=True)
+    try:
+        result = CliRunner().invoke(pipeline_app, ["status", BUILD, "--ca", str(tls.ca_file)],
+                                    env={"DEVSCALE_API_TOKEN": TOKEN,
+                                         "DEVSCALE_SERVER": loopback.address})
+    finally:
+        loopback.close()
+    assert result.exit_code == 9
+    assert result.stderr.splitlines() == [
+        f"devscale: status of build {BUILD}: the server at {loopback.address} closed the "
+        "connection during the TLS handshake: most likely it wants a client certificate "
+        "(--cert and --key) signed by its client CA"]
+
+
+def test_a_followed_log_broken_by_a_server_restart_is_resumed_not_ended(
+        server: Loopback, servicer: Scripted) -> None:
+    """A log stream that breaks is no end of the logs (exit 0 with lines missing): it is
+    called again after the last line seen; only a clean end ends it."""
+    hang = Hang(threading.Event())
+    servicer.logs += [[entry(1, "lint", "one"), entry(2, "lint", "two"), hang],
+                      [entry(3, "lint", "three")]]
+    got: list[str] = []
+    with connect(server) as client:
+        for record in client.build_logs(BUILD, follow=True):
+            got.append(record.line.text)
+            if record.sequence == 2:
+                server.restart()
+                hang.released.set()
+    assert got == ["one", "two", "three"]
+    assert [(r.after_sequence, r.follow) for m, r, _ in servicer.requests
+            if m == "StreamBuildLogs"] == [(0, True), (2, True)]

@@ -210,7 +210,7 @@ def test_retry_passes_and_a_failed_stage_skips_only_its_dependants(workers: Work
     assert len(retrying) == 1 and "exit 4" in retrying[0].message and "in 1s" in \
         retrying[0].message
     ended = next(e.time for e in of(build, "flaky") if e.message.startswith("worker 0 failed"))
-    rerun = next(e.time for e in of(build, "flaky") if "running (attempt 2)" in e.message)
+    rerun = next(e.time for e in of(build, "flaky") if "running (attempt 1)" in e.message)
     assert rerun - ended >= 1.0, "the retry waited for its backoff"
     broken = {s.name: s for s in status.stages}["broken"]
     assert broken.attempt == 1 and "exit code 3" in broken.message   # 3 is not retried
@@ -319,6 +319,8 @@ def test_start_is_idempotent_by_build_id_and_cancel_stops_the_build(workers: Wor
             assert len(build_pods(workers, "ci-42")) == 1, "one start, one pod"
             cancelled = await asyncio.wait_for(server.pipelines.cancel("ci-42"), 20)
             await no_pods_left(workers, "ci-42")
+            said: list[str] = getattr(server.say, "__self__")   # noqa: B009 (the bound list)
+            assert "build ci-42: cancelled" in said, said    # said once, not "cancelled: …"
             return build, cancelled, created_again
 
     build, cancelled, created_again = asyncio.run(main())
@@ -383,4 +385,4 @@ def test_with_a_second_server_watching_the_same_pods_the_build_still_hears_every
         build.id, build.id, "test", "succeeded")
     assert entry["pods"] == "3" and entry["pods_succeeded"] == "3"
     assert json.loads(entry["stages"])["flaky"] == {
-        "state": "succeeded", "attempt": 2, "message": "2 worker(s) succeeded, 2 retries"}
+        "state": "succeeded", "attempt": 1, "message": "2 worker(s) succeeded, 2 retries"}

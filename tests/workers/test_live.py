@@ -12,6 +12,7 @@ from rich.console import Console
 
 from devtrip_scale.core.errors import ApiError, ExitCode
 from devtrip_scale.workers.live import (
+    WAITING_SHOWN,
     Continuity,
     LiveState,
     LogRecord,
@@ -91,7 +92,7 @@ def test_the_final_tree_shows_each_stage_with_state_attempt_duration_and_why() -
     assert text_of(stage_tree(state, now=T0 + 100)) == "\n".join([
         "✗ build build-7  failed  12.5s",
         "├── ✓ lint  succeeded  3.0s",
-        "├── ✓ test  succeeded  attempt 2  11.0s",
+        "├── ✓ test  succeeded  attempt 1  11.0s",   # counted from 0
         "├── ✗ docs  failed  8.0s  — worker 0 exited 3 (attempt 1 of 1)",
         "├── - package  skipped  — docs failed (fail-fast)",
         "└── - deploy  skipped  — package was skipped",
@@ -144,7 +145,7 @@ def test_a_successful_build_exits_0() -> None:
 
 @pytest.mark.parametrize(("seq", "event", "expected"), [
     (2, RECORDED[1], "08:00:01 #2 stage lint running"),
-    (7, RECORDED[6], "08:00:07 #7 stage test running (attempt 2)"),
+    (7, RECORDED[6], "08:00:07 #7 stage test running (attempt 1)"),
     (6, RECORDED[5], "08:00:05 #6 stage test retrying: worker 0 exited 1; retry in 2s"),
     (12, RECORDED[11], "08:00:12 #12 build build-7 failed: stage docs failed"),
 ], ids=["stage-running", "second-attempt", "retrying-with-why", "build-level"])
@@ -157,12 +158,12 @@ def test_progress_json_has_stable_camel_case_keys() -> None:
     assert json.loads(json.dumps(doc)) == doc
     assert doc == {"type": "progress", "sequence": 6, "buildId": BUILD,
                    "time": "2027-01-15T08:00:05+00:00", "buildState": "running",
-                   "stage": "test", "stageState": "retrying", "attempt": 1,
+                   "stage": "test", "stageState": "retrying", "attempt": 0,
                    "workerIndex": None, "pod": None,
                    "message": "worker 0 exited 1; retry in 2s", "missed": 2, "stages": []}
     first = progress_json(Progress(1, RECORDED[0]))
     assert [s["name"] for s in first["stages"]] == ["lint", "test", "docs", "package", "deploy"]
-    assert first["stages"][3] == {"name": "package", "state": "waiting", "attempt": 0,
+    assert first["stages"][3] == {"name": "package", "state": "waiting", "attempt": None,
                                   "needs": ["lint", "test"], "workers": 1,
                                   "workersSucceeded": 0, "started": None, "finished": None,
                                   "message": ""}
@@ -221,3 +222,64 @@ def test_with_gap_checks_off_only_missed_counts() -> None:
 ], ids=["instant", "seconds", "under-a-minute", "minutes", "hours"])
 def test_durations(seconds: float, text: str) -> None:
     assert fmt_duration(seconds) == text
+
+
+@pytest.mark.parametrize(("event", "line"), [
+    (ev(3, "lint", S.CANCELLED, message="cancelled"), "stage lint cancelled"),
+    (ev(4, build=BuildState.CANCELLED, message="cancelled"), f"build {BUILD} cancelled"),
+    (ev(4, build=BuildState.FAILED, message="stage docs failed"),
+     f"build {BUILD} failed: stage docs failed"),
+], ids=["stage", "build", "a-reason-is-kept"])
+def test_a_state_is_said_once(event: ProgressEvent, line: str) -> None:
+    assert progress_line(Progress(9, event)).split(" #9 ", 1)[1] == line
+
+
+def worker_ev(seconds: float, index: int, word: str, attempt: int = 1) -> ProgressEvent:
+    return ProgressEvent(T0 + seconds, BUILD, BuildState.RUNNING, "test", S.RUNNING, attempt,
+                         index, f"w-{BUILD}-test-{index}-{attempt - 1}",
+                         f"worker {index} {word}" + (f" (attempt {attempt - 1})"
+                                                     if word == "running" else ""))
+
+
+def test_the_live_worker_counts_follow_each_workers_events() -> None:
+    plan = (StageStatus("test", S.WAITING, workers=4),)
+    events = [ev(0, stages=plan), ev(1, "test", S.RUNNING)]
+    events += [worker_ev(2, i, "running") for i in range(4)]
+
+    def label() -> str:
+        return stage_tree(folded(events), T0 + 9).children[0].label.plain  # type: ignore[union-attr]
+
+    assert label().startswith("▶ test  running  0/4 workers succeeded, 4 running")
+    events += [worker_ev(5, 0, "succeeded"), worker_ev(5, 3, "failed")]
+    assert label().startswith("▶ test  running  1/4 workers succeeded, 2 running")
+    events += [worker_ev(6, 1, "succeeded"), worker_ev(6, 2, "succeeded"),
+               worker_ev(7, 3, "running", attempt=2), worker_ev(8, 3, "succeeded", attempt=2),
+               ev(8, "test", S.SUCCEEDED, attempt=2)]
+    assert label().startswith("✓ test  succeeded  attempt 1  4/4 workers succeeded  7.0s")
+
+
+def test_attempts_are_counted_from_0_as_in_pod_names() -> None:
+    line = progress_line(Progress(3, worker_ev(7, 3, "running", attempt=2)))
+    assert line.endswith("stage test running (attempt 1) worker 3 w-build-7-test-3-1: "
+                         "worker 3 running (attempt 1)")
+    assert progress_json(Progress(3, worker_ev(7, 3, "running", attempt=2)))["attempt"] == 1
+
+
+def test_a_waiting_worker_shows_its_phase_and_reason_until_it_runs() -> None:
+    plan = (StageStatus("test", S.WAITING, workers=2),)
+    why = "waiting 6s: Pending: Unschedulable: 0/1 nodes are available: 1 node(s) didn't " \
+        "match Pod's node affinity/selector."
+    events = [ev(0, stages=plan), ev(1, "test", S.RUNNING), worker_ev(7, 0, why),
+              worker_ev(7, 1, why)]
+
+    def label() -> str:
+        return stage_tree(folded(events), T0 + 9).children[0].label.plain  # type: ignore[union-attr]
+
+    assert label().startswith("▶ test  running  0/2 workers succeeded  8.0s  — worker 0 "
+                              "waiting 6s: Pending: Unschedulable: 0/1 nodes are available: "
+                              "1 node(s) didn't match Pod's")
+    assert label().endswith("… (+1 more)")
+    events.append(worker_ev(8, 0, "running"))
+    assert label().endswith("— worker 1 " + why[:WAITING_SHOWN - 1] + "…")
+    events.append(worker_ev(8, 1, "running"))
+    assert label() == "▶ test  running  0/2 workers succeeded, 2 running  8.0s"

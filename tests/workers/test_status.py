@@ -1,11 +1,13 @@
 """`workers status` grouping (pure): pods by task, ordered by index and attempt, phases
-counted, a pod being deleted shown as Terminating."""
+counted, a pod being deleted shown as Terminating; why a pod is not running yet."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from devtrip_scale.workers.status import tasks
+import pytest
+
+from devtrip_scale.workers.status import tasks, waiting
 
 
 def pod(name: str, task: str, index: int, attempt: int, phase: str,
@@ -27,3 +29,25 @@ def test_pods_grouped_by_task() -> None:
     assert [p["name"] for p in got[0]["pods"]] == ["a-0-0", "a-0-1"]
     assert got[0]["phases"] == {"Terminating": 1, "Running": 1}
     assert got[1]["phases"] == {"Running": 1, "Pending": 1}
+
+
+@pytest.mark.parametrize(("status", "spec", "said"), [
+    ({"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node\n"
+                    "affinity/selector."}]}, {},
+     "Pending: Unschedulable: 0/3 nodes are available: 3 node(s) didn't match Pod's node "
+     "affinity/selector."),
+    ({"phase": "Pending", "containerStatuses": [{"name": "worker", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope:1\""}}}]},
+     {"nodeName": "n1"}, "Pending: ImagePullBackOff: Back-off pulling image \"nope:1\""),
+    ({"phase": "Pending", "containerStatuses": [{"name": "worker", "state": {"waiting": {
+        "reason": "ContainerCreating"}}}]}, {"nodeName": "n1"},
+     "Pending: on node n1, starting"),
+    ({}, {}, "Pending: no node yet"),
+    ({"phase": "Running"}, {"nodeName": "n1"}, None),
+    ({"phase": "Succeeded"}, {"nodeName": "n1"}, None),
+], ids=["unschedulable", "image-pull", "creating", "no-node", "running", "ended"])
+def test_why_a_pod_is_not_running(status: dict[str, Any], spec: dict[str, Any],
+                                  said: str | None) -> None:
+    assert waiting({"metadata": {"name": "w-x-0-0"}, "spec": spec, "status": status}) == said

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from devtrip_scale.workers.executor import BuildStatus
 
 GRPC_ENTRY_PREFIX = "grpc-"           # the entry id of a request that came as a gRPC call
+# StreamBuildLogs' trailing metadata when it sent no line: one "pod: why" per silent pod
+SILENT_POD_KEY = "devscale-silent-pod"
 
 _STAGE_STATES: dict[StageState, pb.StageState] = {
     StageState.WAITING: pb.STAGE_STATE_WAITING,

@@ -26,7 +26,7 @@ from devtrip_scale.workers import TASK_LABEL
 from devtrip_scale.workers.api import convert
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
-from devtrip_scale.workers.executor import Build, NotAccepting
+from devtrip_scale.workers.executor import Build, NotAccepting, stage_task_id
 from devtrip_scale.workers.journal import Missed
 from devtrip_scale.workers.pipeline import load_pipeline_text
 from devtrip_scale.workers.requests import Rejected
@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("devscale.workers.api")
 Context: TypeAlias = Any      # grpc.aio.ServicerContext (grpcio ships no types)
+
+
+def _stage_of(note: str, build: Build, stages: Any) -> bool:
+    """Whether a silent pod's note is of one of `stages` (pod names carry the stage's task)."""
+    pod = note.partition(":")[0]
+    return any(pod.startswith(pod_name(stage_task_id(build.id, s), 0, 0).rsplit("-", 2)[0] + "-")
+               for s in stages)
 
 
 def entry_id() -> str:
@@ -236,9 +243,15 @@ class LogStreamingService(pb_grpc.LogStreamingServiceServicer):
         build = await self.ottoscaler._build(context, request.build_id)
         with self.streams.track(f"build logs {build.id}"):
             reader = build.logs.read(request.after_sequence, request.follow)
+            sent = 0
             try:
                 async for item in reader:
                     if isinstance(item, Missed) or convert.wanted(item[1], request.stages):
+                        sent += 1
                         yield convert.log_entry(item, build.id)
             finally:
                 await reader.aclose()
+            if not sent and build.logs.closed:   # an empty log is said, with the API's reason
+                context.set_trailing_metadata(tuple(
+                    (convert.SILENT_POD_KEY, note) for note in build.silent_pods
+                    if not request.stages or _stage_of(note, build, request.stages)))
