@@ -252,8 +252,7 @@ class PodEnds:
         if retry is not None:
             await self.store.next_attempt(key, index, attempt + 1, retry.failures,
                                           retry.disruptions)
-            body = worker_pod(self.settings.worker, spec.task_id, index, attempt + 1,
-                              spec.pod_count, spec.entry_id, spec.metadata)
+            body = self._pod_body(spec, index, attempt + 1)   # the task's own template
             self.capacity.hold(body["metadata"]["name"])
             await self.kube.create_pod(body)
             self.telemetry.retries.labels(outcome.value).inc()
