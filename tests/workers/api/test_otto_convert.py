@@ -75,7 +75,8 @@ def test_scale_up_refusals_name_the_field(msg: otto.ScaleRequest, says: str) -> 
 
 def test_surplus_takes_pending_pods_first_then_the_highest_index() -> None:
     pods = [_pod("p0", "Running", 0), _pod("p1", "Pending", 1), _pod("p2", "Running", 2),
-            _pod("p3", None, 3), _pod("p4", "Succeeded", 4), _pod("p5", "Running", 5, deleting=True)]
+            _pod("p3", None, 3), _pod("p4", "Succeeded", 4),
+            _pod("p5", "Running", 5, deleting=True)]
     names = lambda keep: [p["metadata"]["name"] for p in oc.surplus(pods, keep)]  # noqa: E731
     assert names(4) == []
     assert names(2) == ["p3", "p1"]
