@@ -174,8 +174,10 @@ class ApiModel(Model):
                                          "a non-loopback address (then deploy the "
                                          "NetworkPolicy `devscale manifests workers` prints)")
     plaintext_clients: dict[str, str] = Field(
-        default_factory=lambda: {"app": "otto-handler"}, description="labels of the CI "
-        "server's pods: the only pods the NetworkPolicy admits to the plaintext port")
+        default_factory=lambda: {"app": "otto-handler"}, min_length=1, description="labels of "
+        "the CI server's pods: the only pods the NetworkPolicy admits to the plaintext port")
+    plaintext_clients_namespace: str | None = Field(default=None, description="the CI "
+                                                    "server's namespace (default: devscale's)")
 
     @field_validator("listen")
     @classmethod
