@@ -89,6 +89,7 @@ class PodEnds:
     errors: list[str]
     listeners: dict[str, TaskListener]
     _seen_running: set[str]
+    pod_observers: list[Callable[[str, dict[str, Any]], None]]
     _pod_tasks: dict[str, asyncio.Task[None]]
     _tickets: dict[str, tuple[str, asyncio.Event]]
 
@@ -107,6 +108,8 @@ class PodEnds:
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         """Every change the watch sees (runs in the watch's task: must not block)."""
         self.logrelay.on_pod(kind, pod)
+        for observe in self.pod_observers:
+            observe(kind, pod)
         name = pod["metadata"]["name"]
         outcome = classify(pod)
         self._tell_running(kind, pod)

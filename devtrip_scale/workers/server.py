@@ -19,7 +19,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +105,10 @@ class WorkerServer(PodEnds):
         self.errors: list[str] = []
         self.listeners: dict[str, TaskListener] = {}     # task key → its stage's executor
         self._seen_running: set[str] = set()             # pods told Running to a listener
+        # told every pod event (synchronously: must not block), e.g. the otto_handler forwarder
+        self.pod_observers: list[Callable[[str, dict[str, Any]], None]] = []
+        # extra fields of a build's result, asked for when it is reported (build id → fields)
+        self.build_notes: list[Callable[[str], Awaitable[dict[str, str]]]] = []
         self.pipelines: Pipelines = _pipelines(self)
 
     # ---------------------------------------------------------------- lifecycle
