@@ -1,24 +1,30 @@
-"""The otto_handler forwarder's pure parts: which worker states a pod event tells next
-(CREATED → RUNNING → COMPLETED / FAILED, or TERMINATED, each once, gaps filled in) and how a
-relayed line becomes Ottoscaler's WorkerLogEntry (its sequence in the metadata)."""
+"""The otto_handler forwarder: which worker states a pod event tells next (CREATED → RUNNING →
+COMPLETED / FAILED, or TERMINATED, each once, gaps filled in), how a relayed line becomes
+Ottoscaler's WorkerLogEntry (its sequence in the metadata), and a CI server that is not there:
+the bounded queue's overflow counted and said, never waited on."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 
+from devtrip_scale.workers.config import OttoHandlerModel
 from devtrip_scale.workers.ottohandler import (
     COMPLETED,
     CREATED,
     FAILED,
     RUNNING,
     TERMINATED,
+    OttoForwarder,
     log_entry,
     notification,
     transitions,
 )
 from devtrip_scale.workers.progress import LogLine
+from testbed.net import free_port
 
 
 def _pod(phase: str | None, started: bool = False, deleting: bool = False) -> dict[str, Any]:
@@ -71,3 +77,35 @@ def test_a_notification_names_the_worker_and_its_task() -> None:
     n = notification(_pod("Failed"), FAILED, 1764842400.0)
     assert (n.worker_id, n.task_id, n.status, n.timestamp, n.metadata["index"]) == (
         "w-t-0-0", "t", FAILED, "2025-12-04T10:00:00.000Z", "0")
+
+
+def test_a_full_queue_counts_and_says_the_overflow_without_blocking() -> None:
+    """Nothing listens at the CI server's address: lines past queue_limit are counted as
+    overflow (their sequence numbers skipped) and said, the build's result names them and
+    those still waiting, and feeding lines never waits on the network."""
+    said: list[str] = []
+    settings = OttoHandlerModel(address=f"127.0.0.1:{free_port()}", plaintext=True,
+                                queue_limit=10, report_wait_seconds=0.3,
+                                max_backoff_seconds=0.2)
+
+    async def main() -> tuple[dict[str, str], float, list[int], int]:
+        fwd = OttoForwarder(settings, namespace="ns", say=said.append)
+        fwd.start()
+        started = time.perf_counter()
+        for i in range(25):
+            fwd.on_line(LogLine(1764842400.0 + i, f"line {i}", "w-b-1-x-0-0", "b-1/x", "b-1",
+                                "x"))
+        elapsed = time.perf_counter() - started
+        result = await fwd.build_result("b-1")
+        waiting = [item.sequence for item in fwd.lines]
+        await fwd.aclose()
+        return result, elapsed, waiting, fwd.sequence
+
+    result, elapsed, waiting, last = asyncio.run(main())
+    assert result == {"otto_forwarded": "0", "otto_dropped": "0", "otto_overflow": "15",
+                      "otto_gave_up": "0", "otto_unsettled": "10"}
+    assert waiting == list(range(1, 11)) and last == 25
+    assert elapsed < 0.5
+    assert any("queue of 10 lines is full" in line for line in said)
+    assert any("15 overflowed, 0 given up, 10 still waiting" in line for line in said)
+    assert any("stopped with 10 log line(s) not forwarded" in line for line in said)
