@@ -296,6 +296,9 @@ class OttoForwarder:
                 await self._stream()
                 backoff = 0.2
             except Exception as e:    # any break (RpcError, a write on a call that ended …)
+                if not isinstance(e, grpc.RpcError | aio.UsageError | TimeoutError |
+                                  ConnectionError | asyncio.InvalidStateError):
+                    log.warning("otto_handler: ForwardWorkerLogs: %r", e)
                 if self.connected:
                     self.say(f"otto_handler: ForwardWorkerLogs to {self.settings.address}: "
                              f"{_problem(e)}; reconnecting, from line {self.acked + 1}")

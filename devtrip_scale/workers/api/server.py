@@ -194,8 +194,7 @@ async def start_api(server: WorkerServer, settings: ApiModel,
     if say is not None:
         api.say = say
     if plain is not None:
-        where = settings.plaintext_listen.rpartition(":")[0] if settings.plaintext_listen \
-            else ""
+        where = str(settings.plaintext_listen).rpartition(":")[0]
         warning = (f"WARNING: plaintext gRPC listener on {where}:{plain_port} for "
                    f"{OTTO_SERVICE} only: no TLS, "
                    f"{'bearer token still required' if tokens else 'no authentication'}"
