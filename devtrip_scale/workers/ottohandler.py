@@ -319,8 +319,9 @@ class OttoForwarder:
                     self._wake_lines.clear()
                     await self._wake_lines.wait()
                 item = self.lines[0]
-                await asyncio.wait_for(call.write(item.entry), timeout)
-                answer = await asyncio.wait_for(call.read(), timeout)
+                async with asyncio.timeout(timeout):     # a write and its answer
+                    await call.write(item.entry)
+                    answer = await call.read()
                 if answer is aio.EOF:
                     raise ConnectionError("the CI server ended the stream")
                 if not self.connected:
