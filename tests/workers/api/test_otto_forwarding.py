@@ -8,119 +8,29 @@ metadata and never shows, and the build runs on through the outage."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any
 
-import grpc
 import pytest
-from grpc import aio
 
 from devtrip_scale.workers.api.ottoscaler.v1 import ottoscaler_pb2 as otto
-from devtrip_scale.workers.api.ottoscaler.v1 import ottoscaler_pb2_grpc as otto_grpc
 from devtrip_scale.workers.config import OttoHandlerModel
 from devtrip_scale.workers.executor import Build
 from devtrip_scale.workers.ottohandler import OttoForwarder
 from devtrip_scale.workers.pipeline import load_pipeline_text
 from devtrip_scale.workers.progress import BuildState
-from testbed.net import free_port, wait_until
+from testbed.net import wait_until
 from tests.workers.api.conftest import ApiBed, Pki, StartApi
+from tests.workers.api.otto_handler_fake import (
+    HANDLER_TOKEN,
+    FakeHandlerServer,
+    FakeOttoHandler,
+)
 
 pytestmark = pytest.mark.integration
-HANDLER_TOKEN = "otto-" + "9f3c1e7a5b2d4680"
-RETRY, DROP, THROTTLE = {3, 11}, {5, 14}, {7, 8}
-Ack = otto.LogForwardResponse
-
-
-@dataclass
-class FakeOttoHandler(otto_grpc.OttoHandlerLogServiceServicer):
-    """Keeps a line once by its sequence number (a resend after a break is ACKed, not kept
-    again); RETRY the first time it sees a sequence of RETRY, DROP those of DROP, a throttle on
-    those of THROTTLE."""
-
-    kept: list[tuple[int, otto.WorkerLogEntry]] = field(default_factory=list)
-    dropped: list[tuple[int, otto.WorkerLogEntry]] = field(default_factory=list)
-    retried: set[int] = field(default_factory=set)
-    resent: int = 0
-    statuses: list[otto.WorkerStatusNotification] = field(default_factory=list)
-    unauthenticated: int = 0
-    last: int = 0
-
-    def _authorised(self, context: Any) -> bool:
-        ok = ("authorization", f"Bearer {HANDLER_TOKEN}") in tuple(
-            context.invocation_metadata() or ())
-        self.unauthenticated += not ok
-        return ok
-
-    async def ForwardWorkerLogs(self, requests: Any, context: Any) -> Any:
-        if not self._authorised(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no token")
-        async for entry in requests:
-            seq = int(entry.metadata["sequence"])
-            if seq <= self.last:
-                self.resent += 1
-                yield Ack(status=Ack.ACK, sequence=seq)
-            elif seq in RETRY and seq not in self.retried:
-                self.retried.add(seq)
-                yield Ack(status=Ack.RETRY, sequence=seq, message="busy")
-            elif seq in DROP:
-                self.last = seq
-                self.dropped.append((seq, entry))
-                yield Ack(status=Ack.DROP, sequence=seq, message="not wanted")
-            else:
-                self.last = seq
-                self.kept.append((seq, entry))
-                yield Ack(status=Ack.ACK, sequence=seq,
-                          throttle_ms=200 if seq in THROTTLE else 0)
-
-    async def NotifyWorkerStatus(self, request: otto.WorkerStatusNotification,
-                                 context: Any) -> otto.WorkerStatusAck:
-        if not self._authorised(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no token")
-        self.statuses.append(request)
-        return otto.WorkerStatusAck(status=otto.WorkerStatusAck.RECEIVED)
-
-
-class HandlerProcessless:
-    """The fake handler's gRPC server on an event loop of its own; stop() and start() again
-    on the same port."""
-
-    def __init__(self, pki: Pki) -> None:
-        self.pki = pki
-        self.port = free_port()
-        self.servicer = FakeOttoHandler()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: Any = None
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    async def _start(self) -> None:
-        self.server = aio.server()
-        otto_grpc.add_OttoHandlerLogServiceServicer_to_server(self.servicer, self.server)
-        key = (self.pki.dir / "server.key").read_bytes()
-        cert = (self.pki.dir / "server.pem").read_bytes()
-        self.server.add_secure_port(f"127.0.0.1:{self.port}",
-                                    grpc.ssl_server_credentials([(key, cert)]))
-        await self.server.start()
-
-    def start(self) -> None:
-        self._call(self._start())
-
-    def stop(self) -> None:
-        self._call(self.server.stop(0))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+RETRY, DROP, THROTTLE = frozenset({3, 11}), frozenset({5, 14}), frozenset({7, 8})
 
 
 PIPELINE = """\
@@ -141,7 +51,7 @@ stages:
 
 def test_every_line_once_in_order_through_retry_drop_throttle_and_an_outage(
         api_bed: StartApi, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
-    handler = HandlerProcessless(pki)
+    handler = FakeHandlerServer(pki, FakeOttoHandler(RETRY, DROP, THROTTLE))
     handler.start()
     monkeypatch.setenv("OTTO_HANDLER_TOKEN", HANDLER_TOKEN)
     bed: ApiBed = api_bed(run_seconds=6)
@@ -165,7 +75,7 @@ def test_every_line_once_in_order_through_retry_drop_throttle_and_an_outage(
         handler.close()
 
 
-def _forward(bed: ApiBed, handler: HandlerProcessless, fwd: OttoForwarder,
+def _forward(bed: ApiBed, handler: FakeHandlerServer, fwd: OttoForwarder,
              build: Build) -> None:
     writing = threading.Event()
     written: dict[str, int] = defaultdict(int)
