@@ -127,6 +127,14 @@ class OttoscalerCompat(otto_grpc.OttoscalerServiceServicer):
                 return _answer(otto.ScaleResponse.SUCCESS, f"task {request.task_id} "
                                f"cancelled: {len(live)} worker pod(s) stopped", started, live,
                                len(live))
+            key = task_key(request.task_id)
+            if await s.store.is_done(key):
+                return _answer(otto.ScaleResponse.ALREADY_PROCESSED,
+                               f"task {request.task_id} is over already", started)
+            if (await s.store.state(key)).spec is None:
+                return _answer(otto.ScaleResponse.FAILED, f"task {request.task_id} is not "
+                               "known here: nothing to scale down (0 would cancel it ahead)",
+                               started)
             chosen = [str(p["metadata"]["name"]) for p in oc.surplus(pods,
                                                                        request.worker_count)]
             stopped = await s.stop_workers(request.task_id, chosen)

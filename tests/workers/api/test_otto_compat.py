@@ -142,6 +142,8 @@ def test_scale_up_status_and_scale_down_as_ottoscalers_client(
     bad = c.call("GetWorkerStatus", status_filter="sleeping")
     assert bad["error"] == "INVALID_ARGUMENT" and "status_filter" in bad["details"]
 
+    unknown = c.call("ScaleDown", task_id="no-such-task", worker_count=1)
+    assert unknown["status"] == "FAILED" and "not known" in unknown["message"]
     down = c.call("ScaleDown", task_id="ci-42", worker_count=1)
     assert (down["status"], down["processed_count"]) == ("SUCCESS", 2), down
     assert sorted(down["worker_pod_names"]) == pending          # pending pods first
