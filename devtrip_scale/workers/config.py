@@ -208,6 +208,10 @@ class ApiModel(Model):
             problem = plaintext_problem(self.plaintext_listen, self.plaintext_allow_remote)
             if problem:
                 raise ValueError(problem)
+            if self.plaintext_allow_remote and not self.needs_token:
+                raise ValueError("plaintext_allow_remote needs auth: token or both: without "
+                                 "TLS a client certificate cannot be checked, so a remote "
+                                 "plaintext client would need no credentials at all")
         if self.auth != "token" and (self.tls is None or self.tls.client_ca_file is None):
             raise ValueError(f"auth: {self.auth} needs tls.client_ca_file (the CA that signs "
                              "client certificates)")

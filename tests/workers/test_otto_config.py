@@ -50,6 +50,15 @@ def test_plaintext_listen_is_loopback_unless_allowed(tmp_path: Path, listen: str
     assert "is not a loopback address" in text and "plaintext_allow_remote: true" in text
 
 
+def test_remote_plaintext_needs_a_token(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    path = _config(tmp_path, api={"enabled": True, "auth": "mtls", "tls": {
+        "cert_file": "api.pem", "key_file": "api.key", "client_ca_file": "ca.pem"},
+        "plaintext_listen": "0.0.0.0:50052", "plaintext_allow_remote": True})
+    with pytest.raises(ConfigError, match="plaintext_allow_remote needs auth: token or both"):
+        load_workers_config(path, env={})
+
+
 def test_otto_handler_settings(tmp_path: Path) -> None:
     path = _config(tmp_path, otto_handler={"address": "otto-handler.ci:50051",
                                            "plaintext": True, "token_env": "OTTO_TOKEN"})
