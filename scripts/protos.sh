@@ -11,3 +11,8 @@ python3 -m grpc_tools.protoc \
   -Idevtrip_scale/workers/api/v1=proto/devscale/v1 \
   --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
   devtrip_scale/workers/api/v1/devscale.proto
+# Ottoscaler's published interface (ottoscaler.v1), served beside devscale.v1 for its CI server.
+python3 -m grpc_tools.protoc \
+  -Idevtrip_scale/workers/api/ottoscaler/v1=proto/ottoscaler/v1 \
+  --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
+  devtrip_scale/workers/api/ottoscaler/v1/ottoscaler.proto

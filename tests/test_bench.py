@@ -26,3 +26,14 @@ def test_bench_pipeline_runs() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "stage-to-stage transition: devscale p50" in proc.stdout
     assert "log latency, pod file → client, 2 pod(s)" in proc.stdout
+
+
+@pytest.mark.integration
+def test_bench_otto_runs() -> None:
+    """Its own test bed; ten calls, one build a path and 500 lines prove it measures."""
+    proc = subprocess.run([sys.executable, "bench/bench_otto.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "compat ÷ native p50" in proc.stdout
+    assert "2-stage pipeline, call to last message" in proc.stdout
+    assert "log forwarding, 500 lines: OttoForwarder" in proc.stdout

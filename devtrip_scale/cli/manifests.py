@@ -216,7 +216,8 @@ def manifests_workers(
     replicas: Annotated[int, typer.Option(min=1, help="Consumers sharing the stream.")] = 2,
 ) -> None:
     """`devscale workers serve` as a Deployment, its config as a ConfigMap, and a Role with
-    exactly the verbs it uses on pods, pods/log and events."""
+    exactly the verbs it uses on pods, pods/log and events; with api.plaintext_listen, a
+    NetworkPolicy admitting only the CI server's pods to the plaintext port."""
 
     def body() -> int:
         from devtrip_scale.scaling import manifests as m
@@ -225,7 +226,7 @@ def manifests_workers(
 
         settings = load_workers_config(config)
         print(m.dump(objects(settings.namespace, config.read_text(encoding="utf-8"), image,
-                             replicas)), end="")
+                             replicas, api=settings.api)), end="")
         return 0
 
     guard(False, body)

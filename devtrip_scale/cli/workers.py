@@ -89,6 +89,7 @@ def workers_serve(
             raise ConfigError("--no-intake needs the gRPC API (--api, or api.enabled in the "
                               "config): otherwise nothing would start any work")
         tokens = settings.api.tokens() if serve_api else ()
+        otto_token = settings.otto_handler.token() if settings.otto_handler else None
         notifiers = notifiers_from(settings.notify)
         password = settings.redis_password()
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -123,6 +124,11 @@ def workers_serve(
                 await redis.aclose()
                 raise ConfigError(f"--listen {listen}: cannot listen there: "
                                   f"{e.strerror or e}") from None
+            otto = None
+            if settings.otto_handler is not None:   # push logs and worker states to it
+                from devtrip_scale.workers.ottohandler import OttoForwarder
+
+                otto = OttoForwarder.attach(server, settings.otto_handler, otto_token, say)
             try:
                 if serve_api:
                     grpc_api = await start_api(server, settings.api, tokens, listen=api_listen,
@@ -140,6 +146,8 @@ def workers_serve(
             finally:
                 if grpc_api is not None:     # the streams' journals are closed by now
                     await grpc_api.shutdown(5)
+                if otto is not None:
+                    await otto.aclose()
                 http.close()
                 await kube.aclose()
                 await redis.aclose()

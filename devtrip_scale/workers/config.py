@@ -5,6 +5,7 @@ Read with devtrip_scale.core.yamlfile's loader (UTF-8, duplicate keys, line inde
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -190,6 +191,14 @@ class TlsModel(Model):
         return str(path)
 
 
+def host_port(value: str, example: str, zero: bool = True) -> str:
+    """`value` if it is host:port (port 0, "any free one", only with `zero`)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (0 if zero else 1) <= int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port (e.g. {example})")
+    return value
+
+
 class ApiModel(Model):
     """The gRPC API (`devscale.v1`) of `devscale workers serve`: TLS always, and a bearer
     token, a client certificate (`auth: mtls`) or both on every method but health."""
@@ -201,6 +210,18 @@ class ApiModel(Model):
     token_env: str = Field(default="DEVSCALE_API_TOKEN", description="the environment "
                            "variable holding the token (several: comma separated)")
 
+    plaintext_listen: str | None = Field(default=None, description="ottoscaler.v1 only, "
+                                         "without TLS, for Ottoscaler's CI server: loopback "
+                                         "unless plaintext_allow_remote")
+    plaintext_allow_remote: bool = Field(default=False, description="let plaintext_listen be "
+                                         "a non-loopback address (then deploy the "
+                                         "NetworkPolicy `devscale manifests workers` prints)")
+    plaintext_clients: dict[str, str] = Field(
+        default_factory=lambda: {"app": "otto-handler"}, min_length=1, description="labels of "
+        "the CI server's pods: the only pods the NetworkPolicy admits to the plaintext port")
+    plaintext_clients_namespace: str | None = Field(default=None, description="the CI "
+                                                    "server's namespace (default: devscale's)")
+
     @field_validator("listen")
     @classmethod
     def _listen(cls, listen: str) -> str:
@@ -208,6 +229,11 @@ class ApiModel(Model):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{listen!r} is not host:port (e.g. 0.0.0.0:50051)")
         return listen
+
+    @field_validator("plaintext_listen")
+    @classmethod
+    def _plaintext_listen(cls, listen: str | None) -> str | None:
+        return None if listen is None else host_port(listen, "127.0.0.1:50052")
 
     @field_validator("token_env")
     @classmethod
@@ -221,6 +247,14 @@ class ApiModel(Model):
         if self.enabled and self.tls is None:
             raise ValueError("the API needs tls: {cert_file, key_file}; it never serves "
                              "plaintext")
+        if self.plaintext_listen is not None:
+            problem = plaintext_problem(self.plaintext_listen, self.plaintext_allow_remote)
+            if problem:
+                raise ValueError(problem)
+            if self.plaintext_allow_remote and not self.needs_token:
+                raise ValueError("plaintext_allow_remote needs auth: token or both: without "
+                                 "TLS a client certificate cannot be checked, so a remote "
+                                 "plaintext client would need no credentials at all")
         if self.auth != "token" and (self.tls is None or self.tls.client_ca_file is None):
             raise ValueError(f"auth: {self.auth} needs tls.client_ca_file (the CA that signs "
                              "client certificates)")
@@ -249,6 +283,75 @@ class ApiModel(Model):
         return tokens
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (of host:port) only ever means this machine."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_problem(listen: str, allow_remote: bool) -> str | None:
+    """Why a plaintext listener on `listen` is refused, or None."""
+    host = listen.rpartition(":")[0]
+    if allow_remote or is_loopback(host):
+        return None
+    return (f"plaintext_listen {listen}: {host} is not a loopback address; a plaintext "
+            "listener (no TLS) on the network needs plaintext_allow_remote: true, and then the "
+            "NetworkPolicy that `devscale manifests workers` prints")
+
+
+class OttoHandlerModel(Model):
+    """Ottoscaler's CI server (Otto-handler) as a receiver of worker logs and worker states
+    (ottoscaler.v1 OttoHandlerLogService): devscale pushes them, as Ottoscaler did."""
+
+    address: str = Field(min_length=3, description="host:port of its gRPC server")
+    plaintext: bool = Field(default=False, description="dial without TLS (Ottoscaler's own "
+                            "clients do)")
+    ca_file: str | None = Field(default=None, description="the CA of its certificate "
+                                "(default: the system's)")
+    token_env: str | None = Field(default=None, description="the environment variable holding "
+                                  "a bearer token to send")
+    queue_limit: int = Field(default=100_000, ge=10, le=10_000_000, description="log lines "
+                             "held for it; past that, lines are counted as overflow and said")
+    report_wait_seconds: float = Field(default=10, ge=0, le=600, description="how long a "
+                                       "build's result waits for its lines to be settled")
+    max_backoff_seconds: float = Field(default=10, gt=0, le=300)
+    call_timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        return host_port(address, "otto-handler:50051", zero=False)
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _either(self) -> OttoHandlerModel:
+        if self.plaintext and self.ca_file:
+            raise ValueError("plaintext and ca_file contradict each other")
+        return self
+
+    def token(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The bearer token (never shown in any message)."""
+        env = os.environ if env is None else env
+        if self.token_env is None:
+            return None
+        value = env.get(self.token_env, "").strip()
+        if not value:
+            raise ConfigError(f"otto_handler.token_env names ${self.token_env}, which is not "
+                              "set or empty")
+        return value
+
+
 class PipelinesModel(Model):
     """Finished builds are kept in the server's memory for `pipeline status` and late readers:
     at most `keep_builds` of them, each at most `keep_seconds` after it ended."""
@@ -269,6 +372,7 @@ class WorkersSettings(Model):
     shutdown_grace_seconds: float = Field(default=25, ge=0)
     notify: NotifyModel = NotifyModel()
     api: ApiModel = ApiModel()
+    otto_handler: OttoHandlerModel | None = None
 
     _namespace = field_validator("namespace")(check_namespace)
 

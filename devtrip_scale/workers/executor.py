@@ -245,11 +245,17 @@ class Build:
                                       "message": r.message} for r in self._runs.values()},
                             separators=(",", ":"))
         first = self.pipeline.stages[0].name
+        extra: dict[str, str] = {}
+        for note in server.build_notes:       # e.g. the otto_handler forwarding counts
+            try:
+                extra.update(await note(self.id))
+            except Exception as e:
+                server.say(f"build {self.id}: a note on its result failed: {e}")
         try:
             await asyncio.wait_for(server.reporter.report(
                 result, "", pod_name(stage_task_id(self.id, first), 0, 0),
-                {"build_id": self.id, "pipeline": self.pipeline.name, "stages": stages,
-                 "message": self.message}), 30)
+                {**extra, "build_id": self.id, "pipeline": self.pipeline.name,
+                 "stages": stages, "message": self.message}), 30)
         except (DevscaleError, RedisError, OSError, TimeoutError) as e:
             server.say(f"build {self.id}: its result could not be reported: {e}")
         for problem in server.reporter.problems:

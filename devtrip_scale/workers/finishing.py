@@ -90,6 +90,7 @@ class PodEnds:
     errors: list[str]
     listeners: dict[str, TaskListener]
     _seen_running: set[str]
+    pod_observers: list[Callable[[str, dict[str, Any]], None]]
     _pod_tasks: dict[str, asyncio.Task[None]]
     _tickets: dict[str, tuple[str, asyncio.Event]]
 
@@ -108,6 +109,8 @@ class PodEnds:
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         """Every change the watch sees (runs in the watch's task: must not block)."""
         self.logrelay.on_pod(kind, pod)
+        for observe in self.pod_observers:
+            observe(kind, pod)
         name = pod["metadata"]["name"]
         outcome = classify(pod)
         self._tell_running(kind, pod)
@@ -252,8 +255,7 @@ class PodEnds:
         if retry is not None:
             await self.store.next_attempt(key, index, attempt + 1, retry.failures,
                                           retry.disruptions)
-            body = worker_pod(self.settings.worker, spec.task_id, index, attempt + 1,
-                              spec.pod_count, spec.entry_id, spec.metadata)
+            body = self._pod_body(spec, index, attempt + 1)   # the task's own template
             self.capacity.hold(body["metadata"]["name"])
             await self.kube.create_pod(body)
             self.telemetry.retries.labels(outcome.value).inc()

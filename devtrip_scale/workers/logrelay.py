@@ -273,6 +273,8 @@ class LogRelay:
         self._builds: dict[str, _Build] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()      # replaced on every pod change (readers wait on it)
+        # told every line as it is relayed (once), synchronously: must not block
+        self.line_observers: list[Callable[[LogLine], None]] = []
 
     @property
     def tasks(self) -> int:
@@ -429,6 +431,8 @@ class LogRelay:
         pl.last = max(pl.last, t)
         line = tag(pl.pod, t, text, self.container)
         pl.journal.append(line)
+        for observe in self.line_observers:
+            observe(line)
         for build in pl.builds:
             b = self._builds.get(build)
             if b is not None:

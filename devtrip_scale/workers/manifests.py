@@ -1,11 +1,13 @@
 """`devscale manifests workers`: the worker controller as a Deployment, its config as a
-ConfigMap, and RBAC for exactly the verbs it uses (pure data)."""
+ConfigMap, RBAC for exactly the verbs it uses, and — with api.plaintext_listen — a
+NetworkPolicy that admits only the CI server's pods to the plaintext port (pure data)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from devtrip_scale import IMAGE
+from devtrip_scale.workers.config import ApiModel
 
 APP = "devscale-workers"
 LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "devscale"}
@@ -24,9 +26,35 @@ def _meta(name: str, namespace: str) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(LABELS)}
 
 
+def _port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
+def network_policy(namespace: str, api: ApiModel) -> dict[str, Any]:
+    """Ingress to the workers' pods: the plaintext port (ottoscaler.v1 without TLS) only from
+    the CI server's pods (api.plaintext_clients, in api.plaintext_clients_namespace or this
+    one); the TLS API and /healthz, /metrics from anywhere, as without the policy."""
+    assert api.plaintext_listen is not None
+    peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(api.plaintext_clients)}}
+    if api.plaintext_clients_namespace:
+        peer["namespaceSelector"] = {"matchLabels": {
+            "kubernetes.io/metadata.name": api.plaintext_clients_namespace}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _meta(f"{APP}-ottoscaler-plaintext", namespace),
+            "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": APP}},
+                     "policyTypes": ["Ingress"],
+                     "ingress": [
+                         {"from": [peer], "ports": [{"protocol": "TCP",
+                                                     "port": _port(api.plaintext_listen)}]},
+                         {"ports": [{"protocol": "TCP", "port": 8080},
+                                    {"protocol": "TCP", "port": _port(api.listen)}]}]}}
+
+
 def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int = 2,
-            secret: str = "devscale-workers-secrets") -> list[dict[str, Any]]:
-    """ServiceAccount, Role, RoleBinding, ConfigMap and Deployment, in that order."""
+            secret: str = "devscale-workers-secrets", api: ApiModel | None = None
+            ) -> list[dict[str, Any]]:
+    """ServiceAccount, Role, RoleBinding, ConfigMap and Deployment, in that order; then the
+    NetworkPolicy when `api` has a plaintext_listen."""
     env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key,
                                                          "optional": True}}}
            for name, key in (("SLACK_WEBHOOK", "slack-webhook"),
@@ -55,6 +83,8 @@ def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int 
            "containers": [container],
            "volumes": [{"name": "config", "configMap": {"name": APP}},
                        {"name": "logs", "emptyDir": {}}]}
+    policy = [network_policy(namespace, api)] if api is not None and api.plaintext_listen \
+        else []
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(APP, namespace)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -70,4 +100,5 @@ def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int 
                   "template": {"metadata": {"labels": {**selector, **LABELS}, "annotations": {
                       "prometheus.io/scrape": "true", "prometheus.io/port": "8080"}},
                                "spec": pod}}},
+        *policy,
     ]

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,13 @@ from devtrip_scale.core.errors import DevscaleError
 from devtrip_scale.core.httpserve import METRICS, TEXT, Reply, serve
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.notify import Notifier
-from devtrip_scale.workers import SELECTOR, TASK_ID_ANNOTATION, TASK_LABEL
+from devtrip_scale.workers import (
+    ATTEMPT_LABEL,
+    INDEX_LABEL,
+    SELECTOR,
+    TASK_ID_ANNOTATION,
+    TASK_LABEL,
+)
 from devtrip_scale.workers.config import WorkersSettings
 from devtrip_scale.workers.finishing import MAX_BACKOFF, PodEnds, TaskListener, redis_problem
 from devtrip_scale.workers.intake import Entry, Intake
@@ -100,6 +106,10 @@ class WorkerServer(PodEnds):
         self.errors: list[str] = []
         self.listeners: dict[str, TaskListener] = {}     # task key → its stage's executor
         self._seen_running: set[str] = set()             # pods told Running to a listener
+        # told every pod event (synchronously: must not block), e.g. the otto_handler forwarder
+        self.pod_observers: list[Callable[[str, dict[str, Any]], None]] = []
+        # extra fields of a build's result, asked for when it is reported (build id → fields)
+        self.build_notes: list[Callable[[str], Awaitable[dict[str, str]]]] = []
         self.pipelines: Pipelines = _pipelines(self)
 
     # ---------------------------------------------------------------- lifecycle
@@ -439,6 +449,35 @@ class WorkerServer(PodEnds):
                  "running pod(s) deleted)")
         await self._finalize(key)
         return True
+
+    async def stop_workers(self, task_id: str, pods: Sequence[str]) -> list[str]:
+        """End some of a task's live workers early (a ScaleDown that keeps the others): each
+        index is recorded cancelled first, so that no retry replaces it; pending pods are
+        deleted at once, running ones after their log is kept, with the config's grace
+        period. The task is reported once its last worker ends. The names stopped."""
+        key = task_key(task_id)
+        state = await self.store.state(key)
+        if state.spec is None or await self.store.is_done(key):
+            return []
+        chosen = [self.watch.pods[n] for n in pods if n in self.watch.pods and
+                  self.watch.pods[n]["metadata"]["labels"].get(TASK_LABEL) == key]
+        for p in chosen:
+            labels = p["metadata"]["labels"]
+            index, attempt = int(labels[INDEX_LABEL]), int(labels[ATTEMPT_LABEL])
+            if index not in state.results:
+                await self.store.record(key, PodResult(index, Outcome.CANCELLED, attempt + 1,
+                                                       None, None, p["metadata"]["name"]))
+        pending = [p for p in chosen if (p.get("status") or {}).get("phase") in (None,
+                                                                                  "Pending")]
+        running = [p for p in chosen if p not in pending]
+        await asyncio.gather(*(self.kube.delete_pod(p["metadata"]["name"], 0) for p in pending))
+        for p in running:
+            await self._keep_log(p)
+        await asyncio.gather(*(self.kube.delete_pod(p["metadata"]["name"],
+                                                    self.settings.cancel_grace_seconds)
+                               for p in running))
+        await self._finalize(key)
+        return [p["metadata"]["name"] for p in chosen]
 
     async def retry_task(self, task_id: str, delay: float, reason: str) -> None:
         """Start every unfinished index of a task again with a new attempt after `delay`

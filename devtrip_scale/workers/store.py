@@ -35,8 +35,9 @@ class Spec:
         doc: dict[str, Any] = {"taskId": self.task_id, "podCount": self.pod_count,
                                "entryId": self.entry_id, "metadata": dict(self.metadata)}
         if self.build_id:
-            doc.update({"buildId": self.build_id, "stage": self.stage,
-                        "template": self.template, "retry": self.retry})
+            doc.update({"buildId": self.build_id, "stage": self.stage, "retry": self.retry})
+        if self.template:      # a stage's, or a task's own (an ottoscaler.v1 ScaleUp)
+            doc["template"] = self.template
         return json.dumps(doc)
 
     @classmethod

@@ -1,5 +1,7 @@
-"""The gRPC API server: TLS on the configured address, auth, the devscale.v1 services, health
-and reflection, and a shutdown that says NOT_SERVING before it stops accepting.
+"""The gRPC API server: TLS on the configured address, auth, the devscale.v1 services and
+ottoscaler.v1's OttoscalerService, health and reflection, and a shutdown that says NOT_SERVING
+before it stops accepting; with api.plaintext_listen, a second listener without TLS that serves
+ottoscaler.v1 only (for Ottoscaler's CI server), behind the same auth.
 
 Health follows the worker server's readiness (Redis and the API server reachable, as /healthz)
 for "" and each devscale service; it needs no credentials (but, with mTLS, a client certificate:
@@ -22,18 +24,21 @@ from grpc_reflection.v1alpha import reflection
 
 from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.workers.api.auth import AuthInterceptor
+from devtrip_scale.workers.api.otto_service import SERVICE as OTTO_SERVICE
+from devtrip_scale.workers.api.otto_service import OttoscalerCompat
+from devtrip_scale.workers.api.ottoscaler.v1 import ottoscaler_pb2_grpc as otto_grpc
 from devtrip_scale.workers.api.services import LogStreamingService, OttoscalerService, Streams
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
-from devtrip_scale.workers.config import ApiModel
+from devtrip_scale.workers.config import ApiModel, plaintext_problem
 
 if TYPE_CHECKING:
     from devtrip_scale.workers.server import WorkerServer
 
 log = logging.getLogger("devscale.workers.api")
 
-SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name
-                 for name in ("OttoscalerService", "LogStreamingService"))
+SERVICES = (*(pb.DESCRIPTOR.services_by_name[name].full_name
+               for name in ("OttoscalerService", "LogStreamingService")), OTTO_SERVICE)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 MAX_MESSAGE = 16 * 1024 * 1024      # a pipeline file, a status of many workers
@@ -52,6 +57,8 @@ class ApiServer:
     say: Callable[[str], None] = field(default=lambda text: log.info("%s", text))
     stopped: bool = False
     follower: asyncio.Task[None] | None = None
+    plain: aio.Server | None = None     # api.plaintext_listen: ottoscaler.v1 only, no TLS
+    plain_port: int = 0
 
     async def follow(self, ready: Callable[[], bool], every: float = 0.5) -> None:
         """Keep every health status at SERVING while `ready()` (the worker server reaches
@@ -86,7 +93,8 @@ class ApiServer:
         if self.streams.open:
             self.say(f"gRPC API stopping: {len(self.streams.open)} stream(s) open, waiting up "
                      f"to {grace:g}s")
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace),
+                             *([self.plain.stop(grace)] if self.plain is not None else []))
         self.say("gRPC API stopped")
 
     async def wait(self) -> None:
@@ -110,6 +118,31 @@ def credentials(settings: ApiModel) -> grpc.ServerCredentials:
     ca = _read(tls.client_ca_file, "client_ca_file") if tls.client_ca_file else None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                        require_client_auth=settings.needs_client_cert)
+
+
+def _plaintext(settings: ApiModel, compat: OttoscalerCompat, auth: AuthInterceptor,
+               checks: Any) -> tuple[aio.Server, int]:
+    """A second server on api.plaintext_listen, sharing the engine, the auth interceptor and
+    health: it serves ottoscaler.v1's OttoscalerService only (never devscale.v1)."""
+    assert settings.plaintext_listen is not None
+    problem = plaintext_problem(settings.plaintext_listen, settings.plaintext_allow_remote)
+    if problem:
+        raise ConfigError(f"api.{problem}")
+    plain = aio.server(interceptors=[auth], options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)])
+    otto_grpc.add_OttoscalerServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        compat, plain)
+    health_pb2_grpc.add_HealthServicer_to_server(checks, plain)
+    try:
+        port = plain.add_insecure_port(settings.plaintext_listen)
+    except RuntimeError as e:
+        raise ConfigError(f"api.plaintext_listen {settings.plaintext_listen}: cannot listen "
+                          f"there: {e}") from None
+    if not port:
+        raise ConfigError(f"api.plaintext_listen {settings.plaintext_listen}: cannot listen "
+                          "there")
+    return plain, port
 
 
 async def start_api(server: WorkerServer, settings: ApiModel,
@@ -137,6 +170,9 @@ async def start_api(server: WorkerServer, settings: ApiModel,
         ottoscaler, grpc_server)
     pb_grpc.add_LogStreamingServiceServicer_to_server(  # type: ignore[no-untyped-call]
         LogStreamingService(ottoscaler, streams), grpc_server)
+    compat = OttoscalerCompat(server, streams)     # ottoscaler.v1 beside devscale.v1
+    otto_grpc.add_OttoscalerServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        compat, grpc_server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, grpc_server)
     reflection.enable_server_reflection(
@@ -147,10 +183,26 @@ async def start_api(server: WorkerServer, settings: ApiModel,
         raise ConfigError(f"api.listen {address}: cannot listen there: {e}") from None
     if not port:
         raise ConfigError(f"api.listen {address}: cannot listen there")
+    plain, plain_port = None, 0
+    if settings.plaintext_listen:
+        plain, plain_port = _plaintext(settings, compat, auth, checks)
     await grpc_server.start()
-    api = ApiServer(grpc_server, port, checks, auth, streams, address)
+    if plain is not None:
+        await plain.start()
+    api = ApiServer(grpc_server, port, checks, auth, streams, address, plain=plain,
+                    plain_port=plain_port)
     if say is not None:
         api.say = say
+    if plain is not None:
+        where = str(settings.plaintext_listen).rpartition(":")[0]
+        warning = (f"WARNING: plaintext gRPC listener on {where}:{plain_port} for "
+                   f"{OTTO_SERVICE} only: no TLS, "
+                   f"{'bearer token still required' if tokens else 'no authentication'}"
+                   + ("; reachable from the network: deploy the NetworkPolicy of `devscale "
+                      "manifests workers`" if settings.plaintext_allow_remote else
+                      " (loopback only)"))
+        log.warning("%s", warning)
+        api.say(warning)
     for name in ("", *SERVICES):
         await checks.set(name, SERVING if server.ready else NOT_SERVING)
     api.follower = asyncio.create_task(api.follow(lambda: server.ready), name="api-health")

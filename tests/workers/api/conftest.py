@@ -170,7 +170,7 @@ def api_bed(cluster: Cluster, redis_server: Redis, admin_kubeconfig: Path, pki: 
                "client_ca_file": str(pki.dir / "ca.pem")}
         doc = worker_config(cluster.namespace, redis_server.url, tag, tmp_path / "logs",
                             run_seconds=run_seconds, **overrides)
-        doc["api"] = {"enabled": True, "auth": auth, "tls": tls}
+        doc["api"] = {**doc.get("api", {}), "enabled": True, "auth": auth, "tls": tls}
         bed = ApiBed(cluster, pki, WorkersSettings.model_validate(doc))
         beds.append(bed)
         bed.start(kubeconfig or admin_kubeconfig, token, ready)

@@ -1,5 +1,6 @@
-"""The committed gRPC code is what scripts/protos.sh generates from proto/ now (byte for byte):
-a proto edited without regenerating, or a different grpcio-tools, fails here."""
+"""The committed gRPC code (devscale.v1 and ottoscaler.v1) is what scripts/protos.sh generates
+from proto/ now (byte for byte): a proto edited without regenerating, or a different
+grpcio-tools, fails here."""
 
 from __future__ import annotations
 
@@ -10,21 +11,26 @@ import pytest
 
 from tests.conftest import ROOT
 
-GENERATED = ("devscale_pb2.py", "devscale_pb2.pyi", "devscale_pb2_grpc.py")
-V1 = Path("devtrip_scale/workers/api/v1")
+PACKAGES = {Path("devtrip_scale/workers/api/v1"): "devscale",
+            Path("devtrip_scale/workers/api/ottoscaler/v1"): "ottoscaler"}
+GENERATED = tuple((where, f"{stem}{tail}") for where, stem in PACKAGES.items()
+                  for tail in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
 
 
-def test_generation_writes_the_three_files(tmp_path: Path) -> None:
+def test_generation_writes_three_files_per_proto(tmp_path: Path) -> None:
     subprocess.run(["bash", str(ROOT / "scripts" / "protos.sh"), str(tmp_path)], check=True,
                    cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert sorted(p.name for p in (tmp_path / V1).iterdir()) == sorted(GENERATED)
+    for where in PACKAGES:
+        assert sorted(p.name for p in (tmp_path / where).iterdir()) == sorted(
+            name for w, name in GENERATED if w == where)
 
 
-@pytest.mark.parametrize("name", GENERATED)
-def test_committed_code_matches_the_proto(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("where", "name"), GENERATED, ids=[name for _, name in GENERATED])
+def test_committed_code_matches_the_proto(tmp_path: Path, where: Path, name: str) -> None:
     subprocess.run(["bash", str(ROOT / "scripts" / "protos.sh"), str(tmp_path)], check=True,
                    cwd=ROOT, capture_output=True, text=True, timeout=120)
-    fresh = (tmp_path / V1 / name).read_bytes()
-    assert fresh == (ROOT / V1 / name).read_bytes(), (
-        f"{V1 / name} differs from what proto/devscale/v1/devscale.proto generates: run "
+    fresh = (tmp_path / where / name).read_bytes()
+    stem = PACKAGES[where]
+    assert fresh == (ROOT / where / name).read_bytes(), (
+        f"{where / name} differs from what proto/{stem}/v1/{stem}.proto generates: run "
         "bash scripts/protos.sh and commit the result")
