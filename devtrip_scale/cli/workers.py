@@ -58,7 +58,8 @@ def workers_serve(
     pipelines as DAGs of such pods, until SIGTERM.
 
     SIGTERM: the gRPC health service says NOT_SERVING at once, no new request or build is
-    taken, running builds are cancelled and in-flight requests finish within
+    taken, running builds are handed over to the other replicas (their leases released,
+    nothing cancelled) and in-flight requests finish within
     shutdown_grace_seconds; unread requests stay on the stream for other replicas.
 
     Exit codes: 0 stopped, 2 config error, 4 Kubernetes API error, 1 internal error.

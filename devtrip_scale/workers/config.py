@@ -207,11 +207,17 @@ class ApiModel(Model):
 
 
 class PipelinesModel(Model):
-    """Finished builds are kept in the server's memory for `pipeline status` and late readers:
-    at most `keep_builds` of them, each at most `keep_seconds` after it ended."""
+    """Builds live in Redis. Finished ones are kept there for `pipeline status`, attach and
+    logs: at most `keep_builds` of them, each at most `keep_seconds` after it ended. A replica
+    drives a build while it holds its lease (`lease_seconds`, renewed every fifth of it);
+    every `adopt_seconds` each replica looks for running builds nobody holds. A build keeps at
+    most `log_lines_per_pod` lines of each pod's log (the rest counted and said)."""
 
     keep_builds: int = Field(default=100, ge=1, le=100_000)
     keep_seconds: float = Field(default=3600, ge=0)
+    lease_seconds: float = Field(default=10, ge=1, le=600)
+    adopt_seconds: float = Field(default=1.0, gt=0, le=60)
+    log_lines_per_pod: int = Field(default=10_000, ge=1)
 
 
 class WorkersSettings(Model):

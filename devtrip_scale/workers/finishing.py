@@ -305,6 +305,7 @@ class PodEnds:
             if state.cancelled or index in state.results or state.attempt(index) != attempt:
                 return
             self.capacity.hold(name)
+            await self.store.mark_created(key, {index: attempt})
             await self.kube.create_pod(self._pod_body(spec, index, attempt))
 
         self._spawn_pod(f"{name}/create", create)
@@ -359,7 +360,8 @@ class PodEnds:
                     for i in range(state.spec.pod_count):
                         a = state.attempt(i)
                         name = pod_name(state.spec.task_id, i, a)
-                        if a > 0 and i not in state.results and name not in self.watch.pods:
+                        if a > 0 and i not in state.results and name not in self.watch.pods \
+                                and state.created.get(i, -1) < a:   # never made: make it
                             self.capacity.hold(name)
                             await self.kube.create_pod(self._pod_body(state.spec, i, a))
                     await self._finalize(key, orphans=True)

@@ -500,6 +500,20 @@ class LogRelay:
                 pl.builds.discard(build_id)
                 self._update(pl)
 
+    def drop_build(self, build_id: str) -> None:
+        """Stop collecting a build without waiting for its pods (its owner hands it over):
+        the lines held for ordering go into its journal, which is left open."""
+        b = self._builds.pop(build_id, None)
+        if b is None:
+            return
+        if b.flusher is not None:
+            b.flusher.cancel()
+        for line in b.merge.flush():
+            b.journal.append(line)
+        for pl in self.logs.values():
+            pl.builds.discard(build_id)
+            self._update(pl)
+
     def _join_build(self, build_id: str, pl: _PodLog) -> None:
         b = self._builds[build_id]
         pl.builds.add(build_id)
