@@ -1,10 +1,11 @@
 """workers/executor.py against real Redis and the whole-cluster test bed (API server,
-controller-manager, scheduler, KWOK): builds driven in-process through the `Pipelines` wired
-to a WorkerServer as `devscale workers serve` wires them (progress read back from Redis). Pins: parallel branches overlap, a
-stage starts when its own needs are done, retry with a fresh pod name after a backoff, a stage
-that fails for good skips its dependants (fail_fast off) or everything not started (on), stage
-timeouts, progress in order with every fact, pods deleted after their logs are kept, idempotent
-start, cancel, a shutdown that hands builds over to another server."""
+controller-manager, scheduler, KWOK): builds driven in-process through the `Pipelines` wired to
+a WorkerServer as `devscale workers serve` wires them (progress read back from Redis). Pins:
+parallel branches overlap, a stage starts when its own needs are done, retry with a fresh pod
+name after a backoff, a stage that fails for good skips its dependants (fail_fast off) or
+everything not started (on), stage timeouts, progress in order with every fact, pods deleted
+after their logs are kept, idempotent start, cancel, a shutdown that hands builds over to
+another server."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from kubernetes import client
 from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import BUILD_LABEL
-from devtrip_scale.workers.config import load_workers_config
 from devtrip_scale.workers.api.server import wire_pipelines
 from devtrip_scale.workers.builds import event_of
+from devtrip_scale.workers.config import load_workers_config
 from devtrip_scale.workers.executor import (
     Build,
     BuildStatus,
