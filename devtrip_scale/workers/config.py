@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -25,6 +26,42 @@ from devtrip_scale.notify.settings import NotifyModel
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """`redis+sentinel://[:password@]host:port[,host:port…]/service_name[/db]`: Redis Sentinel
+    (redis-py's Sentinel client) finds the current master of `service`."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    password: str | None
+
+
+def sentinel_parts(url: str) -> SentinelUrl:
+    """A redis+sentinel URL's parts; ValueError naming what is wrong."""
+    rest = url[len(SENTINEL_SCHEME) + 3:] if url.startswith(f"{SENTINEL_SCHEME}://") else ""
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"{SENTINEL_SCHEME}: {host!r} is not host:port (the sentinels, "
+                             "comma-separated)")
+        sentinels.append((name.strip("[]"), int(port)))
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError(f"{SENTINEL_SCHEME}://host:port[,host:port]/service_name[/db]: the "
+                         "service name (the master's name in Sentinel) is missing")
+    if db and not db.isdigit():
+        raise ValueError(f"{SENTINEL_SCHEME}: the database {db!r} is not a number")
+    password = unquote(auth.partition(":")[2]) if auth else None
+    return SentinelUrl(tuple(sentinels), service, int(db or 0), password or None)
 
 
 class RedisModel(Model):
@@ -45,8 +82,12 @@ class RedisModel(Model):
     @field_validator("url")
     @classmethod
     def _url(cls, url: str) -> str:
+        scheme = url.partition("://")[0]
+        if scheme == SENTINEL_SCHEME:
+            sentinel_parts(url)          # raises ValueError with what is wrong
+            return url
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("not a redis://, rediss:// or unix:// URL")
+            raise ValueError(f"not a redis://, rediss://, unix:// or {SENTINEL_SCHEME}:// URL")
         return url
 
     @model_validator(mode="after")
@@ -59,6 +100,11 @@ class RedisModel(Model):
 
     def safe_url(self) -> str:
         """The URL with any password masked, for messages."""
+        if self.url.startswith(f"{SENTINEL_SCHEME}://"):
+            rest = self.url[len(SENTINEL_SCHEME) + 3:]
+            auth, at, hosts = rest.rpartition("@")
+            return f"{SENTINEL_SCHEME}://" + (f"{auth.partition(':')[0]}:***@" if at else "") \
+                + hosts
         parts = urlsplit(self.url)
         if parts.password is None:
             return self.url
