@@ -364,3 +364,43 @@ def test_a_finished_builds_logs_are_served_by_a_replica_that_never_ran_it(
     for name in {e.worker for e in entries}:
         assert [e.message for e in entries if e.worker == name] == [f"{name} {n}"
                                                                   for n in range(4)]
+
+
+def test_through_sentinel_a_build_outlives_a_redis_restart_with_aof(
+        workers: Workers, tmp_path: Path) -> None:
+    import redis as redis_py
+
+    from testbed.redis import Redis, Sentinel
+
+    store = Redis(tmp_path / "aof", appendonly=True).start()
+    sentinel = Sentinel(tmp_path / "sentinel", store).start()
+    try:
+        tls = tls_files(tmp_path)
+        workers.configure(run_seconds=2, redis={"url": sentinel.url},
+                          api={"enabled": True, "tls": tls},
+                          pipelines={"lease_seconds": LEASE, "adopt_seconds": 0.5})
+        fleet = Fleet(workers, tmp_path / "ca.pem")
+        fleet.start("a")
+        path = three_stages(tmp_path, "aof")
+        seen: set[str] = set()
+        stop = threading.Event()
+        watcher = threading.Thread(target=stage_pods_seen, args=(fleet, "aof-1", seen, stop),
+                                   daemon=True)
+        watcher.start()
+        client = fleet.run(path, "aof-1", "a")
+        wait_stage_running(fleet, "aof-1", "s2")
+        store.stop()                  # a graceful restart: the AOF has every write
+        time.sleep(1)
+        store.start()
+        code, lines, err = finished(client)
+        stop.set()
+        watcher.join()
+        assert code == 0, err
+        assert_each_stage_ran_once(lines, seen)
+        with redis_py.Redis(port=store.port, decode_responses=True) as r:
+            results = [f for _, f in r.xrange(f"{workers.tag}:results")]
+        assert [x["build_id"] for x in results] == ["aof-1"]
+    finally:
+        workers.stop_all()
+        sentinel.stop()
+        store.stop()
