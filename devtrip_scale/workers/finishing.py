@@ -305,8 +305,8 @@ class PodEnds:
             if state.cancelled or index in state.results or state.attempt(index) != attempt:
                 return
             self.capacity.hold(name)
-            await self.store.mark_created(key, {index: attempt})
             await self.kube.create_pod(self._pod_body(spec, index, attempt))
+            await self.store.mark_created(key, {index: attempt})
 
         self._spawn_pod(f"{name}/create", create)
 

@@ -330,7 +330,6 @@ class WorkerServer(PodEnds):
             return key
         bodies = [self._pod_body(spec, i, state.attempt(i)) for i in missing]
         names = [b["metadata"]["name"] for b in bodies]
-        await self.store.mark_created(key, {i: state.attempt(i) for i in missing})
         await self._admit(ticket or key, key, [n for n in names if n not in self.watch.pods])
         try:
             cancelled = (await self.store.state(key)).cancelled
@@ -345,6 +344,11 @@ class WorkerServer(PodEnds):
             raise Cancelled
         outcomes = await asyncio.gather(*(self.kube.create_pod(b) for b in bodies),
                                         return_exceptions=True)
+        # which attempts' pods exist now (created, or 409): a pod of these that later vanishes
+        # unwatched is never created again (_vanished)
+        await self.store.mark_created(key, {i: state.attempt(i) for i, o in
+                                            zip(missing, outcomes, strict=True)
+                                            if not isinstance(o, BaseException)})
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             self.capacity.release(n for n, o in zip(names, outcomes, strict=True)

@@ -116,7 +116,7 @@ class TaskStore:
             f"disruptions:{index}": disruptions})
 
     async def mark_created(self, task_key: str, attempts: dict[int, int]) -> None:
-        """Before an index's pod is created: which attempt (so that a pod that later vanishes
+        """Once an index's pod exists: which attempt (so that a pod that later vanishes
         unwatched is known to have run, and is never created a second time)."""
         if attempts:
             await self.redis.hset(self._key(task_key), mapping={
