@@ -122,6 +122,27 @@ def bare_round_trips(url: str, n: int) -> list[float]:
     return got
 
 
+def read_journal(url: str, stream: str, out: list[float]) -> None:
+    """A bare XREAD BLOCK of a build's progress stream: each event's emit → here."""
+    import json
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    last = "0-0"
+    try:
+        while True:
+            answer = r.xread({stream: last}, block=10_000, count=100)
+            if not answer:
+                return
+            for entry_id, fields in answer[0][1]:
+                last = entry_id
+                if "e" in fields:
+                    out.append(time.time() - float(json.loads(fields["e"])["t"]))
+                if "end" in fields:
+                    return
+    finally:
+        r.close()
+
+
 def in_process(b: Bed, quick: bool) -> dict[str, Any]:
     cfg = settings(b.namespace, b.redis_url, b.work)
     figures: dict[str, Any] = {}
@@ -131,14 +152,21 @@ def in_process(b: Bed, quick: bool) -> dict[str, Any]:
         otto = pb_grpc.OttoscalerServiceStub(ch)
         # 1. progress latency: a 4-stage chain of 3-worker stages, every message timed
         latencies: list[float] = []
+        in_redis: list[float] = []
         for run in range(1 if quick else 3):
+            build = f"progress-{run}"
             text = pipeline("progress", [(f"s{i}", 0.5, 3) for i in range(4)])
+            watcher = threading.Thread(target=read_journal, args=(
+                b.redis_url, f"{PREFIX}:build:{build}:progress", in_redis), daemon=True)
+            watcher.start()
             for m in otto.ExecutePipeline(pb.ExecutePipelineRequest(
-                    pipeline_yaml=text, file_name="p.yaml", build_id=f"progress-{run}")):
+                    pipeline_yaml=text, file_name="p.yaml", build_id=build)):
                 latencies.append(time.time() - stamp(m))
+            watcher.join(30)
         bare = bare_round_trips(b.redis_url, len(latencies))
         figures["progress_latency"] = {
             "devscale (emit → ExecutePipeline client over TLS)": summary(latencies),
+            "devscale (emit → the journal in Redis, read by a bare XREAD)": summary(in_redis),
             "baseline (bare XADD → XREAD BLOCK)": summary(bare)}
         # 2. memory: a finished build's keys; a log stream of 10,000 real lines
         r = redis.Redis.from_url(b.redis_url, decode_responses=True)
@@ -317,13 +345,21 @@ def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
         for ch in channels:
             ch.close()
     r = redis.Redis.from_url(b.redis_url, decode_responses=True)
-    reported = [f["build_id"] for _, f in r.xrange("api:results") if
+
+    def reported() -> list[str]:     # a build is reported just after its last message
+        return [f["build_id"] for _, f in r.xrange("api:results") if
                 f.get("build_id", "").startswith("pair-") and f["build_id"] != "pair-10000"]
+
+    deadline = time.monotonic() + 15
+    while len(reported()) < 2 * per_replica and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)                    # and no second entry comes late
+    entries = reported()
     r.close()
     durations = [d for d, _ in results.values()]
     return {"builds": 2 * per_replica, "wall_s": round(wall, 2),
             "succeeded": sum(s == pb.PIPELINE_STATE_SUCCEEDED for _, s in results.values()),
-            "results_entries": len(reported), "distinct": len(set(reported)),
+            "results_entries": len(entries), "distinct": len(set(entries)),
             "duration": summary(durations), "alone_s": round(alone["pair-10000"][0], 2)}
 
 

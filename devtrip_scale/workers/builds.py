@@ -246,6 +246,21 @@ class BuildStore:
         keys = [self.key(build_id), self.key(build_id, "progress"), self.key(build_id, "lease")]
         return int(await self._append(keys=keys, args=args))
 
+    async def append_many(self, build_id: str, token: str,
+                          items: Sequence[tuple[ProgressEvent, dict[str, str], bool]]
+                          ) -> list[int]:
+        """`append` for several events in one round trip (MULTI/EXEC of the same script, in
+        order: all written or none, so a retry repeats nothing); each one's sequence or
+        NOT_OWNER."""
+        keys = [self.key(build_id), self.key(build_id, "progress"), self.key(build_id, "lease")]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for event, changes, end in items:
+                args: list[str] = [token, event_doc(event), "1" if end else "0"]
+                for k, v in changes.items():
+                    args += [k, v]
+                await self._append(keys=keys, args=args, client=pipe)
+            return [int(x) for x in await pipe.execute()]
+
     async def add_lines(self, build_id: str, token: str,
                         lines: Sequence[tuple[int, LogLine]]) -> int:
         """Add log lines, each with its ordinal in its pod's log (1, 2, …): a line whose ordinal

@@ -205,17 +205,19 @@ class Build:
         self._emit(stage, state=state, attempt=self._runs[stage].attempt, message=message)
 
     async def _write(self) -> None:
-        """Write the progress events in order; a Redis failure is tried again (bounded
-        backoff, nothing skipped); a lost lease ends the driving here."""
+        """Write the progress events in order, those emitted together in one round trip; a
+        Redis failure is tried again (bounded backoff, nothing skipped); a lost lease ends the
+        driving here."""
         backoff = 0.2
         while True:
-            item = await self._outbox.get()
-            if item is None:
-                return
-            event, changes, end = item
-            while True:
+            first = await self._outbox.get()
+            batch = [first]
+            while not self._outbox.empty() and batch[-1] is not None:
+                batch.append(self._outbox.get_nowait())
+            items = [b for b in batch if b is not None]
+            while items:
                 try:
-                    seq = await self.store.append(self.id, self.token, event, changes, end=end)
+                    seqs = await self.store.append_many(self.id, self.token, items)
                     break
                 except (RedisError, OSError) as e:
                     self._engine.say(f"build {self.id}: progress not written ({e}); again in "
@@ -223,10 +225,13 @@ class Build:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
             backoff = 0.2
-            if seq == NOT_OWNER:
+            if items and NOT_OWNER in seqs:
                 self._lost("its lease was taken by another replica")
                 return
-            self.last_sequence = seq
+            if items:
+                self.last_sequence = seqs[-1]
+            if batch[-1] is None:
+                return
 
     async def _flush(self) -> None:
         """Every event emitted so far written (or the writer gone)."""
