@@ -12,3 +12,4 @@ python3 bench/bench_workers.py --json bench/results/workers.json
 python3 bench/bench_api.py --json bench/results/api.json
 python3 bench/bench_logrelay.py --pods 10 --readers 10 --json bench/results/logrelay.json
 python3 bench/bench_pipeline.py --json bench/results/pipeline.json
+python3 bench/bench_durable.py --json bench/results/durable.json
