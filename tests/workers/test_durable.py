@@ -9,8 +9,9 @@ contiguous sequence); a rollout (start C, SIGTERM A) cancels nothing and its cli
 error; replica B serves status, attach, logs and cancel of A's build and a resubmission to B
 attaches; a stage that ended (or whose pod vanished) while no replica watched finishes (or fails
 with a named reason) within seconds; `pipeline run --build-id` shows every log line in 20 of 20
-runs; a finished build's logs are served by a replica that never ran it, after its pods are
-gone; one results entry per build."""
+runs; a finished build's logs (and its stages' worker logs) are served by a replica that never
+ran it, after its pods are gone; one results entry per build; through Redis Sentinel, a build
+outlives a Redis restart with AOF."""
 
 from __future__ import annotations
 
@@ -364,6 +365,9 @@ def test_a_finished_builds_logs_are_served_by_a_replica_that_never_ran_it(
     for name in {e.worker for e in entries}:
         assert [e.message for e in entries if e.worker == name] == [f"{name} {n}"
                                                                   for n in range(4)]
+    # and the stage's task logs too, from the build's log in Redis
+    task = list(fleet.logs("b").StreamWorkerLogs(pb.WorkerLogsRequest(task_id="old-1/say")))
+    assert sorted(e.message for e in task) == sorted(e.message for e in entries)
 
 
 def test_through_sentinel_a_build_outlives_a_redis_restart_with_aof(

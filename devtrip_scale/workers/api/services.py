@@ -248,6 +248,21 @@ class LogStreamingService(pb_grpc.LogStreamingServiceServicer):
                                context: Context) -> AsyncIterator[pb.LogEntry]:
         if not request.task_id:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task_id is required")
+        # a build stage's task whose pods are gone (or were never seen here): its lines as
+        # the build's log in Redis keeps them, on any replica
+        build_id, _, stage = request.task_id.partition("/")
+        key = task_key(request.task_id)
+        if stage and not any((p["metadata"].get("labels") or {}).get(TASK_LABEL) == key
+                             for p in self.server.watch.pods.values()):
+            try:
+                kept = await self.ottoscaler.pipelines.store.exists(build_id)
+            except (RedisError, OSError) as e:
+                await _fail(context, e)
+            if kept:
+                with self.streams.track(f"worker logs {request.task_id}"):
+                    async for entry in self._kept_task_lines(request, build_id):
+                        yield entry
+                return
         with self.streams.track(f"worker logs {request.task_id}"):
             lines = self.server.logrelay.task_lines(task_key(request.task_id), request.pod or None,
                                      request.follow)
@@ -262,6 +277,24 @@ class LogStreamingService(pb_grpc.LogStreamingServiceServicer):
                     yield convert.log_entry((seq, item))
             finally:
                 await lines.aclose()
+
+    async def _kept_task_lines(self, request: pb.WorkerLogsRequest, build_id: str
+                               ) -> AsyncIterator[pb.LogEntry]:
+        reader = self.ottoscaler.pipelines.store.logs(build_id, 0, follow=request.follow,
+                                                      stop=self.server.stop)
+        seq = 0
+        try:
+            async for item in reader:
+                if isinstance(item, Missed):
+                    yield pb.LogEntry(sequence=seq, task_id=request.task_id, missed=item.count)
+                    continue
+                line = item[1]
+                if line.task_id == request.task_id and (not request.pod or
+                                                        line.pod == request.pod):
+                    seq += 1
+                    yield convert.log_entry((seq, line))
+        finally:
+            await reader.aclose()
 
     async def StreamBuildLogs(self, request: pb.BuildLogsRequest,
                               context: Context) -> AsyncIterator[pb.LogEntry]:
