@@ -96,11 +96,13 @@ redis.call('XADD', KEYS[2], '0-' .. seq, 'end', '1')
 return seq
 """
 
-# KEYS: hash, progress, logs, lease, cancel, running, ended; ARGV: token, id, now, keep ms
+# KEYS: hash, progress, logs, lease, cancel, running, ended, unreported; ARGV: token, id, now,
+# keep ms
 _FINISH = """
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
 if redis.call('SREM', KEYS[6], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[8], ARGV[2])
 redis.call('DEL', KEYS[4], KEYS[5])
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return 1
@@ -168,6 +170,7 @@ class BuildStore:
         self.lines_per_pod = lines_per_pod
         self.running_key = f"{prefix}:builds:running"
         self.ended_key = f"{prefix}:builds:ended"
+        self.unreported_key = f"{prefix}:builds:unreported"
         self._create = redis.register_script(_CREATE)
         self._append = redis.register_script(_APPEND)
         self._log = redis.register_script(_LOG)
@@ -289,17 +292,34 @@ class BuildStore:
         return int(await self._log_end(keys=keys, args=[token, *notices]))
 
     async def finish(self, build_id: str, token: str) -> int:
-        """The build ended: out of the running set, into the ended one, its keys to expire
-        keep_seconds from now, the lease and the cancel request gone. 1 when this call ended
-        it, 0 when it had ended already, NOT_OWNER."""
+        """The build ended: out of the running set, into the ended one and the unreported one,
+        its keys to expire keep_seconds from now, the lease and the cancel request gone. 1 when
+        this call ended it, 0 when it had ended already, NOT_OWNER."""
         keys = [self.key(build_id), self.key(build_id, "progress"), self.key(build_id, "logs"),
                 self.key(build_id, "lease"), self.key(build_id, "cancel"), self.running_key,
-                self.ended_key]
+                self.ended_key, self.unreported_key]
         done = int(await self._finish(keys=keys, args=[
             token, build_id, repr(time.time()), max(1000, int(self.keep_seconds * 1000))]))
         if done == 1:
             await self.trim()
         return done
+
+    async def claim_report(self, build_id: str, token: str, seconds: float = 90) -> bool:
+        """The one replica that reports an ended build now (a claim that expires, so that a
+        reporter that died is replaced)."""
+        return bool(await self.redis.set(self.key(build_id, "reporting"), token, nx=True,
+                                         ex=int(seconds)))
+
+    async def reported(self, build_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(self.unreported_key, build_id)
+            pipe.expire(self.key(build_id, "reporting"), max(1, int(self.keep_seconds)))
+            await pipe.execute()
+
+    async def unreported(self) -> list[str]:
+        members: set[str] = await self.redis.smembers(  # type: ignore[assignment]
+            self.unreported_key)
+        return sorted(members)
 
     async def trim(self) -> None:
         """Drop ended builds past keep_builds (oldest first) and the index of expired ones."""

@@ -535,8 +535,9 @@ class Build:
             except (RedisError, OSError) as e:
                 self._engine.say(f"build {self.id}: its end not written ({e})")
                 await asyncio.sleep(0.2 * 2 ** attempt)
-        if ended == 1:
+        if ended == 1 and await self.store.claim_report(self.id, self.token):
             await self._report()
+            await self.store.reported(self.id)
 
     async def _run_stage(self, stage: StageModel) -> tuple[bool, str]:
         """One stage to its end: (succeeded, why). Cancelling it cancels its task's pods."""
@@ -776,9 +777,43 @@ class Pipelines:
                     for build_id in await self.store.running():
                         if build_id not in self.driving and self.accepting:
                             await self._adopt(build_id)
+                    for build_id in await self.store.unreported():
+                        if build_id not in self.driving and self.accepting:
+                            await self._report_orphan(build_id)
             except (RedisError, OSError, DevscaleError) as e:
                 self.engine.say(f"builds: {e}")
             await asyncio.sleep(every)
+
+    async def _report_orphan(self, build_id: str) -> None:
+        """Report an ended build whose reporter died between its end and its report (its
+        claim expired), from its state in Redis."""
+        raw = await self.store.raw(build_id)
+        if not raw:
+            await self.store.redis.srem(self.store.unreported_key, build_id)
+            return
+        if not await self.store.claim_report(build_id, self.token):
+            return
+        build = self._from_redis(build_id, raw)
+        if build is None:
+            return
+        build.state = BuildState(raw.get("state", "failed"))
+        build.message = raw.get("message", "")
+        build.finished = float(raw["finished"]) if raw.get("finished") else None
+        self.engine.say(f"build {build_id}: reported by {self.engine.consumer} (its reporter "
+                        "went away)")
+        await build._report()
+        await self.store.reported(build_id)
+
+    def _from_redis(self, build_id: str, raw: dict[str, str]) -> Build | None:
+        try:
+            pipeline = Pipeline.model_validate_json(raw["text"])
+            order: list[str] = json.loads(raw["order"])
+            runs = {n: stage_of(raw[f"stage:{n}"]) for n in order}
+        except (ValueError, KeyError) as e:
+            self.engine.say(f"build {build_id}: cannot be read back: {e}")
+            return None
+        return Build(build_id, pipeline, self.engine, self.store, self.token, runs=runs,
+                     started=float(raw.get("started", time.time())), adopted=True)
 
     async def _adopt(self, build_id: str) -> None:
         """Take over a running build whose lease nobody holds, and go on with it."""
@@ -790,16 +825,10 @@ class Pipelines:
             if not raw:      # its keys are gone: not a running build any more
                 await self.store.redis.srem(self.store.running_key, build_id)
             return
-        try:
-            pipeline = Pipeline.model_validate_json(raw["text"])
-            order: list[str] = json.loads(raw["order"])
-            runs = {n: stage_of(raw[f"stage:{n}"]) for n in order}
-        except (ValueError, KeyError) as e:
-            self.engine.say(f"build {build_id}: cannot be adopted: {e}")
+        build = self._from_redis(build_id, raw)
+        if build is None:
             await self.store.release(build_id, self.token)
             return
-        build = Build(build_id, pipeline, self.engine, self.store, self.token, runs=runs,
-                      started=float(raw.get("started", time.time())), adopted=True)
         build.last_sequence = int(raw.get("seq", "0"))
         self.adopted += 1
         self.engine.say(f"build {build_id}: adopted (nobody held its lease)")
