@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from devtrip_scale.core.errors import ConfigError, DevscaleError
@@ -144,6 +145,7 @@ class Build:
         self._writer: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self.handing_over = False        # releasing its lease: nothing more is done or written
+        self.ending = False              # every stage is over: the build is being ended
         self.last_sequence = 0
         self.runner: asyncio.Task[None] | None = None
         self._leaving: asyncio.Future[None] | None = None
@@ -288,6 +290,13 @@ class Build:
         if self.handing_over:
             await self._ended.wait()
             return
+        if self.ending and self.runner is not None:
+            # every stage is over: let it end here (logs, last message, end, report) rather
+            # than leave an adopter to do it again
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.runner), 45)
+            if self.done:
+                return
         self.handing_over = True
         try:
             tasks: list[asyncio.Task[Any]] = [*self._tasks.values()]
@@ -510,6 +519,7 @@ class Build:
     async def _end(self) -> None:
         """The final state; the logs drained and ended; the last progress event (the end of
         the journal); the build ended in Redis and, by the one call that ended it, reported."""
+        self.ending = True
         for name, run in self._runs.items():     # never leave a stage looking alive
             if not run.state.done:
                 self._set(name, state=StageState.CANCELLED, finished=time.time())
@@ -642,11 +652,8 @@ class Pipelines:
         self._keeper: asyncio.Task[None] | None = None
 
     @classmethod
-    def of(cls, engine: TaskEngine, redis: object, prefix: str, settings: PipelinesModel,
+    def of(cls, engine: TaskEngine, redis: Redis, prefix: str, settings: PipelinesModel,
            pod_count_limit: int) -> Pipelines:
-        from redis.asyncio import Redis
-
-        assert isinstance(redis, Redis)
         return cls(engine, BuildStore(redis, prefix, keep_builds=settings.keep_builds,
                                       keep_seconds=settings.keep_seconds,
                                       lease_seconds=settings.lease_seconds,
