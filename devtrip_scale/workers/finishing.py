@@ -24,6 +24,7 @@ from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
     BUILD_ID_ANNOTATION,
+    BUILD_LABEL,
     CONTAINER,
     ENTRY_ANNOTATION,
     INDEX_LABEL,
@@ -117,8 +118,17 @@ class PodEnds:
         if kind == "DELETED":
             if outcome is None:
                 self._spawn_pod(name, lambda: self._lost(pod))
-        elif outcome is not None and not pod["metadata"].get("deletionTimestamp"):
+        elif outcome is not None and not pod["metadata"].get("deletionTimestamp") and \
+                self._mine(pod):
             self._spawn_pod(name, lambda: self._finish(self.watch.pods.get(name, pod)))
+
+    def _mine(self, pod: dict[str, Any]) -> bool:
+        """Whether this server finishes the pod: any worker of a stream task; a build stage's
+        only on the replica that drives its build (the one with its listener: it relays the
+        pod's log to its end first) — a stage pod that ended while nobody drove its build is
+        finished by the replica that adopts the build (start_task)."""
+        labels = pod["metadata"].get("labels") or {}
+        return BUILD_LABEL not in labels or labels.get(TASK_LABEL, "") in self.listeners
 
     def _tell_running(self, kind: str, pod: dict[str, Any]) -> None:
         """A stage's listener hears once that a worker pod runs."""

@@ -319,7 +319,10 @@ class LogRelay:
     # ------------------------------------------------------------ following
 
     def _wanted(self, pl: _PodLog) -> bool:
-        return self.follow_all or pl.readers > 0 or bool(pl.builds)
+        # follow_all: every stream task's worker; a build's pods are followed by the replica
+        # that collects the build (its owner), or for a reader
+        return (self.follow_all and BUILD_LABEL not in pl.labels()) or pl.readers > 0 or \
+            bool(pl.builds)
 
     def _update(self, pl: _PodLog) -> None:
         """Start or stop what a pod's state and its wanters call for."""

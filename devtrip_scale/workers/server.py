@@ -323,6 +323,11 @@ class WorkerServer(PodEnds):
         assert state.spec is not None
         spec = state.spec
         missing = [i for i in range(spec.pod_count) if i not in state.results]
+        for i in missing:      # ended while nobody listened (a build adopted): finish it now
+            ended = self.watch.pods.get(pod_name(spec.task_id, i, state.attempt(i)))
+            if ended is not None and classify(ended) is not None and \
+                    not ended["metadata"].get("deletionTimestamp"):
+                self._finish_later(ended)
         if missing and self.watch.synced.is_set():
             missing = await self._vanished(key, state, missing, listener)
         if not missing:       # every worker ended, maybe while nobody listened: report now
@@ -383,6 +388,10 @@ class WorkerServer(PodEnds):
                 listener.worker_ended(i, state.attempt(i), name, Outcome.LOST, None)
         fresh = await self.store.state(key)
         return [i for i in missing if i not in fresh.results]
+
+    def _finish_later(self, pod: dict[str, Any]) -> None:
+        name: str = pod["metadata"]["name"]
+        self._spawn_pod(name, lambda: self._finish(self.watch.pods.get(name, pod)))
 
     def stop_listening(self, task_id: str) -> None:
         """Its listener hears nothing more of a task (a build handed over or ended)."""
