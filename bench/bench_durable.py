@@ -299,6 +299,9 @@ def adopt_once(b: Bed, r: Any, lease: float, n: int) -> tuple[float, float]:
             time.sleep(0.01)
         follow.cancel()
         call.cancel()
+        # leave nothing running for the figures after this one
+        pb_grpc.OttoscalerServiceStub(ch_b).CancelPipeline(
+            pb.CancelPipelineRequest(build_id=build), timeout=60)
         ch_a.close()
         ch_b.close()
         if took_lease is None or not arrived:
