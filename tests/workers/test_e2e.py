@@ -8,7 +8,8 @@ that fails for good (the right stages run, in parallel where they may, dependant
 progress stream says it all in order, exit 8); KWOK pods' log lines reach a gRPC client live,
 in order and tagged; a client that disconnects mid-stream leaves no reader or follow behind;
 100 concurrent log streams; a resumed progress stream misses nothing; SIGTERM turns health
-NOT_SERVING before the server stops (and the running build's stream says it was cancelled);
+NOT_SERVING before the server stops (and hands the running build over: its stream ends
+UNAVAILABLE saying where to resume, its pod runs on);
 with --no-intake only the API starts work."""
 
 from __future__ import annotations
