@@ -13,3 +13,4 @@ python3 bench/bench_api.py --json bench/results/api.json
 python3 bench/bench_logrelay.py --pods 10 --readers 10 --json bench/results/logrelay.json
 python3 bench/bench_pipeline.py --json bench/results/pipeline.json
 python3 bench/bench_otto.py --json bench/results/otto.json
+python3 bench/bench_durable.py --json bench/results/durable.json

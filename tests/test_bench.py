@@ -37,3 +37,13 @@ def test_bench_otto_runs() -> None:
     assert "compat ÷ native p50" in proc.stdout
     assert "2-stage pipeline, call to last message" in proc.stdout
     assert "log forwarding, 500 lines: OttoForwarder" in proc.stdout
+
+
+@pytest.mark.integration
+def test_bench_durable_runs() -> None:
+    """Its own test bed and replicas; --quick: one build of each kind, one adoption, 2 × 5."""
+    proc = subprocess.run([sys.executable, "bench/bench_durable.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "progress_latency:" in proc.stdout and "lease taken, s:" in proc.stdout
+    assert "succeeded: 10" in proc.stdout and "distinct: 10" in proc.stdout

@@ -60,7 +60,8 @@ def workers_serve(
     such pods.
 
     SIGTERM: the gRPC health service says NOT_SERVING at once, no new request or build is
-    taken, running builds are cancelled and in-flight requests finish within
+    taken, running builds are handed over to the other replicas (their leases released,
+    nothing cancelled) and in-flight requests finish within
     shutdown_grace_seconds; unread requests stay on the stream for other replicas.
 
     Exit codes: 0 stopped, 2 config error, 4 Kubernetes API error, 1 internal error.
@@ -181,10 +182,10 @@ def workers_submit(
     """
 
     def body() -> int:
-        from redis import Redis
         from redis.exceptions import RedisError
 
         from devtrip_scale.workers.config import load_workers_config
+        from devtrip_scale.workers.intake import connect_sync
         from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, encode, parse
 
         settings = load_workers_config(config)
@@ -208,11 +209,9 @@ def workers_submit(
         checked = parse("0-0", fields, settings.limits.pod_count_limit)
         if isinstance(checked, Rejected):
             raise ConfigError(f"the request would be dead-lettered: {checked.reason}")
-        client = Redis.from_url(settings.redis.url, password=settings.redis_password(),
-                                decode_responses=True, socket_timeout=10,
-                                socket_connect_timeout=5)
+        client = connect_sync(settings.redis, settings.redis_password())
         try:
-            entry = client.xadd(settings.redis.stream, dict(fields))  # type: ignore[arg-type]
+            entry = client.xadd(settings.redis.stream, dict(fields))
         except RedisError as e:
             raise DevscaleError(f"cannot add to {settings.redis.stream} at "
                                 f"{settings.redis.safe_url()}: {e}") from None

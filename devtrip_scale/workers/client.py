@@ -2,10 +2,13 @@
 exit codes, and progress and log streams that resume where they broke.
 
 Every call goes over TLS (the system's trust store unless a CA file is given; mTLS with a client
-certificate and key) with `authorization: Bearer <token>` metadata when a token is set. A stream
-that breaks mid-build (UNAVAILABLE, a reset connection, an early end) is called again with the
-build id and the last sequence seen, a bounded number of times with backoff; sequences are
-checked by live.Continuity, so nothing is lost or repeated without the user being told.
+certificate and key) with `authorization: Bearer <token>` metadata when a token is set. The
+server may be several addresses (`a:50051,b:50051`; a DNS name with several addresses is
+gRPC's resolver's to spread): any replica serves any build, so a call that finds one
+UNAVAILABLE goes to the next. A stream that breaks mid-build (UNAVAILABLE, a reset connection,
+an early end) is called again on the next address with the build id and the last sequence seen,
+a bounded number of times with backoff; sequences are checked by live.Continuity, so nothing is
+lost or repeated without the user being told.
 """
 
 from __future__ import annotations
@@ -136,6 +139,7 @@ class Stream(Generic[T]):
                 clean = False
             if self._cancelled or self._finished(last) or (clean and self._complete_on_end):
                 return
+            client.next_server()
             failures += 1
             if failures > client.retries:
                 raise ApiError(
@@ -153,11 +157,12 @@ class ApiClient:
                  cert_file: Path | None = None, key_file: Path | None = None,
                  timeout: float = 30.0, token_env: str = TOKEN_ENV, retries: int = 5,
                  backoff: float = 0.5, max_backoff: float = 5.0) -> None:
-        if not server.strip():
-            raise ConfigError("--server: give the API's host:port (or set $DEVSCALE_SERVER)")
+        self.servers = [a.strip() for a in server.split(",") if a.strip()]
+        if not self.servers:
+            raise ConfigError("--server: give the API's host:port (or set $DEVSCALE_SERVER); "
+                              "several replicas as host:port,host:port")
         if (cert_file is None) != (key_file is None):
             raise ConfigError("--cert and --key go together (mTLS needs both)")
-        self.server = server
         self.ca_file = ca_file
         self.timeout = timeout
         self.token_env = token_env
@@ -166,18 +171,39 @@ class ApiClient:
         self.max_backoff = max_backoff
         self._token = token or None
         self._mtls = cert_file is not None
-        credentials = grpc.ssl_channel_credentials(
+        self._credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(ca_file, "--ca"),
             private_key=_read(key_file, "--key"),
             certificate_chain=_read(cert_file, "--cert"))
-        self._channel = grpc.secure_channel(server, credentials)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._at = 0
+        self._connect()
+
+    @property
+    def server(self) -> str:
+        """The address calls go to now."""
+        return self.servers[self._at]
+
+    def _connect(self) -> None:
+        channel = self._channels.get(self.server)
+        if channel is None:
+            channel = self._channels[self.server] = grpc.secure_channel(self.server,
+                                                                        self._credentials)
+        self._channel = channel
         self._pipelines = pb_grpc.OttoscalerServiceStub(  # type: ignore[no-untyped-call]
-            self._channel)
+            channel)
         self._logs = pb_grpc.LogStreamingServiceStub(  # type: ignore[no-untyped-call]
-            self._channel)
+            channel)
+
+    def next_server(self) -> None:
+        """Calls go to the next address from now on (the one now was unavailable)."""
+        if len(self.servers) > 1:
+            self._at = (self._at + 1) % len(self.servers)
+            self._connect()
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels.values():
+            channel.close()
 
     def __enter__(self) -> ApiClient:
         return self
@@ -252,11 +278,17 @@ class ApiClient:
                 f"{self.server} and that TLS matches: the server must serve TLS with a "
                 "certificate for that name, signed by the CA in --ca (or one the system trusts)")
 
-    def _unary(self, method: Callable[..., Any], request: Any, what: str) -> Any:
-        try:
-            return method(request, metadata=self._metadata, timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise self.error(e, what) from None
+    def _unary(self, method: Callable[[Any], Callable[..., Any]], request: Any,
+               what: str) -> Any:
+        """`method(stub)` called with `request`; on UNAVAILABLE again on each other address."""
+        for tried in range(len(self.servers)):
+            try:
+                return method(self)(request, metadata=self._metadata, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if e.code() not in RESUMABLE or tried == len(self.servers) - 1:
+                    raise self.error(e, what) from None
+                self.next_server()
+        raise AssertionError("unreachable")
 
     # -------------------------------------------------------------- pipelines
 
@@ -298,13 +330,13 @@ class ApiClient:
 
     def status(self, build_id: str) -> pb.PipelineStatus:
         result: pb.PipelineStatus = self._unary(
-            self._pipelines.GetPipelineStatus, pb.PipelineStatusRequest(build_id=build_id),
+            lambda c: c._pipelines.GetPipelineStatus, pb.PipelineStatusRequest(build_id=build_id),
             f"status of build {build_id}")
         return result
 
     def cancel(self, build_id: str) -> pb.PipelineStatus:
         result: pb.PipelineStatus = self._unary(
-            self._pipelines.CancelPipeline, pb.CancelPipelineRequest(build_id=build_id),
+            lambda c: c._pipelines.CancelPipeline, pb.CancelPipelineRequest(build_id=build_id),
             f"cancel build {build_id}")
         return result
 

@@ -9,10 +9,11 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -41,6 +42,42 @@ _QUANTITY = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)"
                        r"(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """`redis+sentinel://[:password@]host:port[,host:port…]/service_name[/db]`: Redis Sentinel
+    (redis-py's Sentinel client) finds the current master of `service`."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    password: str | None
+
+
+def sentinel_parts(url: str) -> SentinelUrl:
+    """A redis+sentinel URL's parts; ValueError naming what is wrong."""
+    rest = url[len(SENTINEL_SCHEME) + 3:] if url.startswith(f"{SENTINEL_SCHEME}://") else ""
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"{SENTINEL_SCHEME}: {host!r} is not host:port (the sentinels, "
+                             "comma-separated)")
+        sentinels.append((name.strip("[]"), int(port)))
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError(f"{SENTINEL_SCHEME}://host:port[,host:port]/service_name[/db]: the "
+                         "service name (the master's name in Sentinel) is missing")
+    if db and not db.isdigit():
+        raise ValueError(f"{SENTINEL_SCHEME}: the database {db!r} is not a number")
+    password = unquote(auth.partition(":")[2]) if auth else None
+    return SentinelUrl(tuple(sentinels), service, int(db or 0), password or None)
+
+
 class RedisModel(Model):
     url: str = "redis://localhost:6379/0"
     password_env: str | None = None
@@ -59,8 +96,12 @@ class RedisModel(Model):
     @field_validator("url")
     @classmethod
     def _url(cls, url: str) -> str:
+        scheme = url.partition("://")[0]
+        if scheme == SENTINEL_SCHEME:
+            sentinel_parts(url)          # raises ValueError with what is wrong
+            return url
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("not a redis://, rediss:// or unix:// URL")
+            raise ValueError(f"not a redis://, rediss://, unix:// or {SENTINEL_SCHEME}:// URL")
         return url
 
     @model_validator(mode="after")
@@ -72,7 +113,13 @@ class RedisModel(Model):
         return self
 
     def safe_url(self) -> str:
-        """The URL with any password masked, for messages (core.redact)."""
+        """The URL with any password masked, for messages (core.redact; a Sentinel URL's list
+        of hosts is not one host, so its credentials are masked here the same way)."""
+        if self.url.startswith(f"{SENTINEL_SCHEME}://"):
+            rest = self.url[len(SENTINEL_SCHEME) + 3:]
+            auth, at, hosts = rest.rpartition("@")
+            return f"{SENTINEL_SCHEME}://" + (f"{auth.partition(':')[0]}:***@" if at else "") \
+                + hosts
         return redact_url(self.url)
 
 
@@ -353,11 +400,17 @@ class OttoHandlerModel(Model):
 
 
 class PipelinesModel(Model):
-    """Finished builds are kept in the server's memory for `pipeline status` and late readers:
-    at most `keep_builds` of them, each at most `keep_seconds` after it ended."""
+    """Builds live in Redis. Finished ones are kept there for `pipeline status`, attach and
+    logs: at most `keep_builds` of them, each at most `keep_seconds` after it ended. A replica
+    drives a build while it holds its lease (`lease_seconds`, renewed every fifth of it);
+    every `adopt_seconds` each replica looks for running builds nobody holds. A build keeps at
+    most `log_lines_per_pod` lines of each pod's log (the rest counted and said)."""
 
     keep_builds: int = Field(default=100, ge=1, le=100_000)
     keep_seconds: float = Field(default=3600, ge=0)
+    lease_seconds: float = Field(default=10, ge=1, le=600)
+    adopt_seconds: float = Field(default=1.0, gt=0, le=60)
+    log_lines_per_pod: int = Field(default=10_000, ge=1)
 
 
 class WorkersSettings(Model):

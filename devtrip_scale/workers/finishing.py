@@ -25,6 +25,7 @@ from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import (
     ATTEMPT_LABEL,
     BUILD_ID_ANNOTATION,
+    BUILD_LABEL,
     CONTAINER,
     ENTRY_ANNOTATION,
     INDEX_LABEL,
@@ -121,8 +122,17 @@ class PodEnds:
         if kind == "DELETED":
             if outcome is None:
                 self._spawn_pod(name, lambda: self._lost(pod))
-        elif outcome is not None and not pod["metadata"].get("deletionTimestamp"):
+        elif outcome is not None and not pod["metadata"].get("deletionTimestamp") and \
+                self._mine(pod):
             self._spawn_pod(name, lambda: self._finish(self.watch.pods.get(name, pod)))
+
+    def _mine(self, pod: dict[str, Any]) -> bool:
+        """Whether this server finishes the pod: any worker of a stream task; a build stage's
+        only on the replica that drives its build (the one with its listener: it relays the
+        pod's log to its end first) — a stage pod that ended while nobody drove its build is
+        finished by the replica that adopts the build (start_task)."""
+        labels = pod["metadata"].get("labels") or {}
+        return BUILD_LABEL not in labels or labels.get(TASK_LABEL, "") in self.listeners
 
     def _tell_running(self, kind: str, pod: dict[str, Any]) -> None:
         """A stage's listener hears once that a worker pod runs."""
@@ -308,6 +318,7 @@ class PodEnds:
                 return
             self.capacity.hold(name)
             await self.kube.create_pod(self._pod_body(spec, index, attempt))
+            await self.store.mark_created(key, {index: attempt})
 
         self._spawn_pod(f"{name}/create", create)
 
@@ -361,7 +372,8 @@ class PodEnds:
                     for i in range(state.spec.pod_count):
                         a = state.attempt(i)
                         name = pod_name(state.spec.task_id, i, a)
-                        if a > 0 and i not in state.results and name not in self.watch.pods:
+                        if a > 0 and i not in state.results and name not in self.watch.pods \
+                                and state.created.get(i, -1) < a:   # never made: make it
                             self.capacity.hold(name)
                             await self.kube.create_pod(self._pod_body(state.spec, i, a))
                     await self._finalize(key, orphans=True)

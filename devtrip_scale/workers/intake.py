@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
-from devtrip_scale.workers.config import RedisModel
+from devtrip_scale.workers.config import SENTINEL_SCHEME, RedisModel, sentinel_parts
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,51 @@ class Entry:
     deliveries: int = 1
 
 
-POOL = 64   # connections: many concurrent requests share them instead of each opening one
+POOL = 256  # connections: many concurrent requests (and the build streams' blocking reads)
+            # share them instead of each opening one
 
 
 def connect(settings: RedisModel, password: str | None = None) -> Redis:
     """A redis.asyncio client whose socket timeout is well above the blocking read's time, on a
     bounded pool (a request waits for a free connection rather than opening its own)."""
+    if settings.url.startswith(f"{SENTINEL_SCHEME}://"):
+        from redis.asyncio.sentinel import Sentinel
+
+        parts = sentinel_parts(settings.url)
+        sentinel = Sentinel(list(parts.sentinels), socket_timeout=5, socket_connect_timeout=5,
+                            sentinel_kwargs={"password": parts.password} if parts.password
+                            else None)
+        # the master as Sentinel names it now, found again after a failover
+        master: Redis = sentinel.master_for(
+            parts.service, db=parts.db, password=password or parts.password,
+            decode_responses=True, max_connections=POOL,
+            socket_timeout=settings.socket_timeout_seconds, socket_connect_timeout=5,
+            health_check_interval=30)
+        return master
     pool = BlockingConnectionPool.from_url(
         settings.url, password=password, decode_responses=True, max_connections=POOL,
         timeout=settings.socket_timeout_seconds, socket_timeout=settings.socket_timeout_seconds,
         socket_connect_timeout=5, health_check_interval=30)
     return Redis.from_pool(pool)   # owns the pool: aclose() closes its connections
+
+
+def connect_sync(settings: RedisModel, password: str | None = None) -> Any:
+    """A blocking redis-py client (the CLI's submit and status), plain URL or Sentinel."""
+    import redis
+
+    if settings.url.startswith(f"{SENTINEL_SCHEME}://"):
+        from redis.sentinel import Sentinel
+
+        parts = sentinel_parts(settings.url)
+        sentinel = Sentinel(list(parts.sentinels), socket_timeout=5, socket_connect_timeout=5,
+                            sentinel_kwargs={"password": parts.password} if parts.password
+                            else None)
+        return sentinel.master_for(parts.service, db=parts.db,
+                                   password=password or parts.password,
+                                   decode_responses=True, socket_timeout=10,
+                                   socket_connect_timeout=5)
+    return redis.Redis.from_url(settings.url, password=password, decode_responses=True,
+                                socket_timeout=10, socket_connect_timeout=5)
 
 
 class Intake:

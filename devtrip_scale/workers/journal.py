@@ -78,6 +78,11 @@ class Journal(Generic[T]):
         start = max(after + 1, self._first)
         return [(seq, self._items[seq - self._first]) for seq in range(start, self.last + 1)]
 
+    async def wait(self, after: int) -> None:
+        """Returns once there is an item after sequence `after`, or the journal is closed."""
+        while self.last <= after and not self._closed:
+            await self._changed.wait()
+
     async def read(self, after: int = 0, follow: bool = True
                    ) -> AsyncGenerator[tuple[int, T] | Missed, None]:
         """The items after sequence `after` in order, each as (sequence, item); a `Missed` first

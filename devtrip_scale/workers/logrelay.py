@@ -323,7 +323,10 @@ class LogRelay:
     # ------------------------------------------------------------ following
 
     def _wanted(self, pl: _PodLog) -> bool:
-        return self.follow_all or pl.readers > 0 or bool(pl.builds)
+        # follow_all: every stream task's worker; a build's pods are followed by the replica
+        # that collects the build (its owner), or for a reader
+        return (self.follow_all and BUILD_LABEL not in pl.labels()) or pl.readers > 0 or \
+            bool(pl.builds)
 
     def _update(self, pl: _PodLog) -> None:
         """Start or stop what a pod's state and its wanters call for."""
@@ -518,6 +521,20 @@ class LogRelay:
         return tuple(f"{pl.name}: {pl.unread or pl.problem or 'it wrote no line'}"
                      for pl in self.logs.values()
                      if pl.labels().get(BUILD_LABEL) == build_id and pl.last == -math.inf)
+
+    def drop_build(self, build_id: str) -> None:
+        """Stop collecting a build without waiting for its pods (its owner hands it over):
+        the lines held for ordering go into its journal, which is left open."""
+        b = self._builds.pop(build_id, None)
+        if b is None:
+            return
+        if b.flusher is not None:
+            b.flusher.cancel()
+        for line in b.merge.flush():
+            b.journal.append(line)
+        for pl in self.logs.values():
+            pl.builds.discard(build_id)
+            self._update(pl)
 
     def _join_build(self, build_id: str, pl: _PodLog) -> None:
         b = self._builds[build_id]

@@ -1,6 +1,12 @@
 """`devscale manifests workers`: the worker controller as a Deployment, its config as a
-ConfigMap, RBAC for exactly the verbs it uses, and — with api.plaintext_listen — a
-NetworkPolicy that admits only the CI server's pods to the plaintext port (pure data)."""
+ConfigMap, RBAC for exactly the verbs it uses, a PodDisruptionBudget, and — with
+api.plaintext_listen — a NetworkPolicy that admits only the CI server's pods to the plaintext
+port (pure data).
+
+Two replicas by default, spread over nodes (preferred pod anti-affinity) and never both taken
+down at once by a drain (PodDisruptionBudget minAvailable 1); a rolling update starts the new
+replica before it stops an old one (maxUnavailable 0), and a replica's SIGTERM hands its builds
+over to the others, so a rollout or a drain cancels no build."""
 
 from __future__ import annotations
 
@@ -53,8 +59,8 @@ def network_policy(namespace: str, api: ApiModel) -> dict[str, Any]:
 def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int = 2,
             secret: str = "devscale-workers-secrets", api: ApiModel | None = None
             ) -> list[dict[str, Any]]:
-    """ServiceAccount, Role, RoleBinding, ConfigMap and Deployment, in that order; then the
-    NetworkPolicy when `api` has a plaintext_listen."""
+    """ServiceAccount, Role, RoleBinding, ConfigMap, Deployment and PodDisruptionBudget, in
+    that order; then the NetworkPolicy when `api` has a plaintext_listen."""
     env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key,
                                                          "optional": True}}}
            for name, key in (("SLACK_WEBHOOK", "slack-webhook"),
@@ -80,6 +86,10 @@ def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int 
     pod = {"serviceAccountName": APP, "terminationGracePeriodSeconds": 30,
            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                                "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+           "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+               {"weight": 100, "podAffinityTerm": {
+                   "labelSelector": {"matchLabels": selector},
+                   "topologyKey": "kubernetes.io/hostname"}}]}},
            "containers": [container],
            "volumes": [{"name": "config", "configMap": {"name": APP}},
                        {"name": "logs", "emptyDir": {}}]}
@@ -97,8 +107,13 @@ def objects(namespace: str, config_text: str, image: str = IMAGE, replicas: int 
          "data": {"workers.yaml": config_text}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(APP, namespace),
          "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                  "strategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                   "template": {"metadata": {"labels": {**selector, **LABELS}, "annotations": {
                       "prometheus.io/scrape": "true", "prometheus.io/port": "8080"}},
                                "spec": pod}}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+         "metadata": _meta(APP, namespace),
+         "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}}},
         *policy,
     ]

@@ -83,3 +83,17 @@ class LogLine:
     attempt: int = 0
     container: str = "worker"
     stream: str = "combined"      # stdout/stderr where the source tells them apart
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    """A build as `pipeline status` shows it."""
+
+    id: str
+    pipeline: str
+    state: BuildState
+    stages: tuple[StageStatus, ...]        # in file order
+    started: float                         # Unix seconds
+    finished: float | None
+    last_sequence: int                     # of the progress journal
+    message: str = ""

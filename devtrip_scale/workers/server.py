@@ -6,7 +6,8 @@ the pods' labels, so a restarted server, or another replica, carries on what one
 terminal pod is handled by whoever sees it (log kept, outcome recorded, retry created, pod
 deleted — each step idempotent: finishing.py), and exactly one server reports the task (a
 Redis claim). `start_task`/`cancel_task`/`retry_task` are the entry points of pipeline stages
-(executor.py, reached as `server.pipelines`) and of the gRPC API.
+(executor.py, through engine.TaskEngine: this module knows nothing of pipelines) and, with
+`scale_up`/`scale_down`, of the gRPC API.
 SIGTERM: stop reading, let in-flight requests finish within the grace period, leave the rest
 unacked for others. Redis or the API server down: bounded backoff, reconnect, /healthz 503.
 """
@@ -20,7 +21,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -38,11 +39,12 @@ from devtrip_scale.workers import (
     TASK_LABEL,
 )
 from devtrip_scale.workers.config import WorkersSettings
+from devtrip_scale.workers.engine import Cancelled, Stopping
 from devtrip_scale.workers.finishing import MAX_BACKOFF, PodEnds, TaskListener, redis_problem
 from devtrip_scale.workers.intake import Entry, Intake
 from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, parse
 from devtrip_scale.workers.results import Reporter
-from devtrip_scale.workers.store import Spec, TaskStore
+from devtrip_scale.workers.store import Spec, TaskState, TaskStore
 from devtrip_scale.workers.tasks import (
     Capacity,
     Outcome,
@@ -56,19 +58,8 @@ from devtrip_scale.workers.tasks import (
 )
 from devtrip_scale.workers.telemetry import Telemetry
 
-if TYPE_CHECKING:
-    from devtrip_scale.workers.executor import Pipelines
-
 log = logging.getLogger("devscale.workers")
 MAX_INFLIGHT = 1000
-
-
-class Stopping(Exception):
-    """The server is shutting down: leave the entry unacked."""
-
-
-class Cancelled(Exception):
-    """The task was cancelled while its request waited for room."""
 
 
 class WorkerServer(PodEnds):
@@ -110,7 +101,8 @@ class WorkerServer(PodEnds):
         self.pod_observers: list[Callable[[str, dict[str, Any]], None]] = []
         # extra fields of a build's result, asked for when it is reported (build id → fields)
         self.build_notes: list[Callable[[str], Awaitable[dict[str, str]]]] = []
-        self.pipelines: Pipelines = _pipelines(self)
+        # awaited first on shutdown, with the grace period (the wiring hands builds over here)
+        self.on_stop: list[Callable[[float], Awaitable[None]]] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -136,9 +128,9 @@ class WorkerServer(PodEnds):
             await self._shutdown([watch, upkeep, recovered])
 
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
-        # builds first: no new ones, running ones cancelled (their pods deleted, journals
-        # closed) within the grace period
-        await self.pipelines.shutdown(self.settings.shutdown_grace_seconds)
+        # builds first (the wiring's hooks): no new ones, running ones handed over
+        for hook in self.on_stop:
+            await hook(self.settings.shutdown_grace_seconds)
         busy = [*self._entry_tasks, *self._pod_tasks.values()]
         if busy:
             self.say(f"stopping: {len(self._entry_tasks)} request(s) and "
@@ -295,16 +287,16 @@ class WorkerServer(PodEnds):
             self.say(f"request {entry.id}: dead-lettered: {request.reason}")
             return
         if isinstance(request, ScaleDown):
-            result = await self._scale_down(request)
+            result = await self.scale_down(request)
         else:
             try:
-                result = await self._scale_up(request)
+                result = await self.scale_up(request)
             except Cancelled:
                 result = "cancelled"
         await self.intake.ack(entry.id)
         t.requests.labels(kind, result).inc()
 
-    async def _scale_up(self, req: ScaleUp, created: list[str] | None = None) -> str:
+    async def scale_up(self, req: ScaleUp, created: list[str] | None = None) -> str:
         """Create the task's pods under the cap; `created` (if given) gets the names of
         those this call created (not those that existed: 409)."""
         key = task_key(req.task_id)
@@ -340,8 +332,18 @@ class WorkerServer(PodEnds):
             raise Cancelled
         assert state.spec is not None
         spec = state.spec
-        bodies = [self._pod_body(spec, i, state.attempt(i))
-                  for i in range(spec.pod_count) if i not in state.results]
+        missing = [i for i in range(spec.pod_count) if i not in state.results]
+        for i in missing:      # ended while nobody listened (a build adopted): finish it now
+            ended = self.watch.pods.get(pod_name(spec.task_id, i, state.attempt(i)))
+            if ended is not None and classify(ended) is not None and \
+                    not ended["metadata"].get("deletionTimestamp"):
+                self._finish_later(ended)
+        if missing and self.watch.synced.is_set():
+            missing = await self._vanished(key, state, missing, listener)
+        if not missing:       # every worker ended, maybe while nobody listened: report now
+            await self._finalize(key)
+            return key
+        bodies = [self._pod_body(spec, i, state.attempt(i)) for i in missing]
         names = [b["metadata"]["name"] for b in bodies]
         await self._admit(ticket or key, key, [n for n in names if n not in self.watch.pods])
         try:
@@ -357,6 +359,11 @@ class WorkerServer(PodEnds):
             raise Cancelled
         outcomes = await asyncio.gather(*(self.kube.create_pod(b) for b in bodies),
                                         return_exceptions=True)
+        # which attempts' pods exist now (created, or 409): a pod of these that later vanishes
+        # unwatched is never created again (_vanished)
+        await self.store.mark_created(key, {i: state.attempt(i) for i, o in
+                                            zip(missing, outcomes, strict=True)
+                                            if not isinstance(o, BaseException)})
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             self.capacity.release(n for n, o in zip(names, outcomes, strict=True)
@@ -366,6 +373,39 @@ class WorkerServer(PodEnds):
         if created is not None:
             created.extend(n for n, o in zip(names, outcomes, strict=True) if o is True)
         return key
+
+    async def _vanished(self, key: str, state: TaskState, missing: list[int],
+                        listener: TaskListener | None) -> list[int]:
+        """Of a task's unfinished indexes, those still to create: an index whose current
+        attempt's pod was created, has no result and is not there (it ended or was deleted
+        while no server watched) is never created again — it is recorded lost."""
+        assert state.spec is not None
+        spec = state.spec
+        gone = [i for i in missing if state.created.get(i, -1) >= state.attempt(i)
+                and pod_name(spec.task_id, i, state.attempt(i)) not in self.watch.pods]
+        if not gone:
+            return missing
+        fresh = await self.store.state(key)       # a result recorded meanwhile wins
+        for i in gone:
+            name = pod_name(spec.task_id, i, state.attempt(i))
+            if i in fresh.results or name in self.watch.pods:
+                continue
+            self.say(f"task {spec.task_id}: pod {name} vanished while no server watched it "
+                     "(no result recorded): worker lost, not run again")
+            await self.store.record(key, PodResult(i, Outcome.LOST, state.attempt(i) + 1, None,
+                                                   None, name))
+            if listener is not None:
+                listener.worker_ended(i, state.attempt(i), name, Outcome.LOST, None)
+        fresh = await self.store.state(key)
+        return [i for i in missing if i not in fresh.results]
+
+    def _finish_later(self, pod: dict[str, Any]) -> None:
+        name: str = pod["metadata"]["name"]
+        self._spawn_pod(name, lambda: self._finish(self.watch.pods.get(name, pod)))
+
+    def stop_listening(self, task_id: str) -> None:
+        """Its listener hears nothing more of a task (a build handed over or ended)."""
+        self.listeners.pop(task_key(task_id), None)
 
     async def task_result(self, task_id: str) -> TaskResult | None:
         """A task's result once it has been reported (by any server), else None."""
@@ -412,7 +452,7 @@ class WorkerServer(PodEnds):
                 raise Stopping
             raise Cancelled
 
-    async def _scale_down(self, req: ScaleDown) -> str:
+    async def scale_down(self, req: ScaleDown) -> str:
         return "acked" if await self.cancel_task(req.task_id) else "duplicate"
 
     async def cancel_task(self, task_id: str) -> bool:
@@ -504,12 +544,6 @@ class WorkerServer(PodEnds):
         for p in pods:
             await self._keep_log(p)
         await asyncio.gather(*(self.kube.delete_pod(p["metadata"]["name"], 0) for p in pods))
-
-def _pipelines(server: WorkerServer) -> Pipelines:
-    from devtrip_scale.workers.executor import Pipelines  # executor imports this module
-
-    return Pipelines(server, keep_builds=server.settings.pipelines.keep_builds,
-                     keep_seconds=server.settings.pipelines.keep_seconds)
 
 
 def task_of(pod: dict[str, Any]) -> str:

@@ -58,6 +58,7 @@ class TaskState:
     failures: dict[int, int] = field(default_factory=dict)
     disruptions: dict[int, int] = field(default_factory=dict)
     results: dict[int, PodResult] = field(default_factory=dict)
+    created: dict[int, int] = field(default_factory=dict)   # index → attempt whose pod was made
 
     def attempt(self, index: int) -> int:
         return self.attempts.get(index, 0)
@@ -103,6 +104,8 @@ class TaskStore:
                 st.failures[int(index)] = int(v)
             elif kind == "disruptions":
                 st.disruptions[int(index)] = int(v)
+            elif kind == "created":
+                st.created[int(index)] = int(v)
             elif kind == "result":
                 st.results[int(index)] = PodResult.decode(json.loads(v))
         return st
@@ -112,6 +115,13 @@ class TaskStore:
         await self.redis.hset(self._key(task_key), mapping={
             f"attempt:{index}": attempt, f"failures:{index}": failures,
             f"disruptions:{index}": disruptions})
+
+    async def mark_created(self, task_key: str, attempts: dict[int, int]) -> None:
+        """Once an index's pod exists: which attempt (so that a pod that later vanishes
+        unwatched is known to have run, and is never created a second time)."""
+        if attempts:
+            await self.redis.hset(self._key(task_key), mapping={
+                f"created:{i}": a for i, a in attempts.items()})
 
     async def record(self, task_key: str, result: PodResult) -> None:
         await self.redis.hsetnx(self._key(task_key), f"result:{result.index}",

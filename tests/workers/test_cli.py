@@ -78,7 +78,7 @@ def test_manifests_apply_and_their_role_runs_the_flow(
     assert r.returncode == 0, r.stderr
     objects = list(yaml.safe_load_all(r.stdout))
     assert [o["kind"] for o in objects] == ["ServiceAccount", "Role", "RoleBinding",
-                                            "ConfigMap", "Deployment"]
+                                            "ConfigMap", "Deployment", "PodDisruptionBudget"]
     role = objects[1]
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "list",
@@ -87,6 +87,13 @@ def test_manifests_apply_and_their_role_runs_the_flow(
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
     [container] = objects[4]["spec"]["template"]["spec"]["containers"]
     assert container["args"][:2] == ["workers", "serve"]
+    spec = objects[4]["spec"]
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert objects[5]["spec"]["minAvailable"] == 1
+    default = list(yaml.safe_load_all(run_cli(["manifests", "workers", "-c",
+                                               str(config)]).stdout))
+    assert default[4]["spec"]["replicas"] == 2, "two replicas unless told otherwise"
     assert load_workers_config(config, env={}).namespace == cluster.namespace
     cluster.apply(objects)
     kubeconfig = service_account_kubeconfig(cluster, controlplane, tmp_path / "sa.yaml",

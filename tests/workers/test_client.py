@@ -755,3 +755,32 @@ def test_a_followed_log_broken_by_a_server_restart_is_resumed_not_ended(
     assert got == ["one", "two", "three"]
     assert [(r.after_sequence, r.follow) for m, r, _ in servicer.requests
             if m == "StreamBuildLogs"] == [(0, True), (2, True)]
+
+
+def test_several_servers_a_broken_stream_resumes_on_the_next_and_calls_skip_a_dead_one(
+        servicer: Scripted, tls: Tls) -> None:
+    """`--server a,b`: replica A breaks the stream (it is going away), B goes on from the last
+    sequence; a unary call that finds A gone is answered by B."""
+    other = Scripted()
+    a, b = Loopback(servicer, tls), Loopback(other, tls)
+    a_open = True
+    try:
+        messages = build(5)
+        servicer.executions.append([*messages[:2], Abort(grpc.StatusCode.UNAVAILABLE,
+                                                         "this replica is shutting down")])
+        other.executions.append(messages[2:])
+        other.status = pb.PipelineStatus(build_id=BUILD, state=OK)
+        with ApiClient(f"{a.address},{b.address}", ca_file=tls.ca_file, token=TOKEN,
+                       timeout=10, retries=3, backoff=0.05) as client:
+            assert sequences(list(client.execute("stages: []", "ci.yaml"))) == [1, 2, 3, 4, 5]
+            assert other.requests[0][1].after_sequence == 2
+            assert client.server == b.address
+            a.close()
+            a_open = False
+            client.next_server()            # back to A, which is gone now
+            assert client.status(BUILD).state == OK
+            assert client.server == b.address
+    finally:
+        if a_open:
+            a.close()
+        b.close()

@@ -193,3 +193,19 @@ def test_api_tokens_come_from_the_env_and_never_show(tmp_path: Path) -> None:
     mtls = load_workers_config(_api(tmp_path, "  auth: mtls\n  tls: {cert_file: cert.pem, "
                                     "key_file: key.pem, client_ca_file: ca.pem}\n"), env={}).api
     assert mtls.tokens(env={}) == ()
+
+
+def test_a_sentinel_url_is_parsed_and_its_password_masked() -> None:
+    from devtrip_scale.workers.config import RedisModel, SentinelUrl, sentinel_parts
+
+    url = "redis+sentinel://:s3cret@s1:26379,s2:26380/devscale/2"
+    assert sentinel_parts(url) == SentinelUrl((("s1", 26379), ("s2", 26380)), "devscale", 2,
+                                              "s3cret")
+    assert sentinel_parts("redis+sentinel://s1:26379/main").db == 0
+    model = RedisModel(url=url)
+    assert model.safe_url() == "redis+sentinel://:***@s1:26379,s2:26380/devscale/2"
+    for bad, why in (("redis+sentinel://s1/main", "not host:port"),
+                     ("redis+sentinel://s1:26379", "service name"),
+                     ("redis+sentinel://s1:26379/main/x", "not a number")):
+        with pytest.raises(ValueError, match=why):
+            RedisModel(url=bad)

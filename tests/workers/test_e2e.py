@@ -8,7 +8,8 @@ that fails for good (the right stages run, in parallel where they may, dependant
 progress stream says it all in order, exit 8); KWOK pods' log lines reach a gRPC client live,
 in order and tagged; a client that disconnects mid-stream leaves no reader or follow behind;
 100 concurrent log streams; a resumed progress stream misses nothing; SIGTERM turns health
-NOT_SERVING before the server stops (and the running build's stream says it was cancelled);
+NOT_SERVING before the server stops (and hands the running build over: its stream ends
+UNAVAILABLE saying where to resume, its pod runs on);
 with --no-intake only the API starts work."""
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ def test_a_resumed_progress_stream_misses_nothing(api: Api, tmp_path: Path) -> N
     assert not any(m.missed for m in whole)
 
 
-def test_sigterm_says_not_serving_before_the_server_stops(api: Api, tmp_path: Path) -> None:
+def test_sigterm_says_not_serving_and_hands_the_build_over(api: Api, tmp_path: Path) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     SERVING, NOT_SERVING = (health_pb2.HealthCheckResponse.SERVING,
@@ -328,10 +329,14 @@ def test_sigterm_says_not_serving_before_the_server_stops(api: Api, tmp_path: Pa
     stopped = time.monotonic()
     # (health follows readiness, so a busy machine may have flapped it before the signal)
     assert any(signalled <= t < stopped for t, s in statuses if s == NOT_SERVING), statuses
-    last = list(progress)[-1]          # the build was cancelled and its stream said so
-    assert last.pipeline_state == pb.PIPELINE_STATE_CANCELLED
-    assert "shutting down" in last.message or "shutting down" in " ".join(
-        s.message for s in last.stages)
+    # the build is handed over, not cancelled: its stream ends UNAVAILABLE, saying where to
+    # resume, and its pod runs on for the replica that adopts it
+    with pytest.raises(grpc.RpcError) as broke:
+        list(progress)
+    assert broke.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "resume after sequence" in (broke.value.details() or "")
+    assert "handing 1 running build(s) over" in api.server.output()
+    api.workers.wait_pods(1, timeout=5, phase="Running")
     assert "gRPC API stopped" in api.server.output()
 
 

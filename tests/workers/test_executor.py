@@ -1,10 +1,11 @@
 """workers/executor.py against real Redis and the whole-cluster test bed (API server,
-controller-manager, scheduler, KWOK): builds driven in-process through `server.pipelines` of a
-WorkerServer built as `devscale workers serve` builds it. Pins: parallel branches overlap, a
-stage starts when its own needs are done, retry with a fresh pod name after a backoff, a stage
-that fails for good skips its dependants (fail_fast off) or everything not started (on), stage
-timeouts, progress in order with every fact, pods deleted after their logs are kept, idempotent
-start, cancel, shutdown."""
+controller-manager, scheduler, KWOK): builds driven in-process through the `Pipelines` wired to
+a WorkerServer as `devscale workers serve` wires them (progress read back from Redis). Pins:
+parallel branches overlap, a stage starts when its own needs are done, retry with a fresh pod
+name after a backoff, a stage that fails for good skips its dependants (fail_fast off) or
+everything not started (on), stage timeouts, progress in order with every fact, pods deleted
+after their logs are kept, idempotent start, cancel, a shutdown that hands builds over to
+another server."""
 
 from __future__ import annotations
 
@@ -22,8 +23,16 @@ from kubernetes import client
 from devtrip_scale.core.errors import ConfigError
 from devtrip_scale.kube.aio import AsyncKube
 from devtrip_scale.workers import BUILD_LABEL
+from devtrip_scale.workers.api.server import wire_pipelines
+from devtrip_scale.workers.builds import event_of
 from devtrip_scale.workers.config import load_workers_config
-from devtrip_scale.workers.executor import Build, BuildStatus, NotAccepting, UnknownBuild
+from devtrip_scale.workers.executor import (
+    Build,
+    BuildStatus,
+    NotAccepting,
+    Pipelines,
+    UnknownBuild,
+)
 from devtrip_scale.workers.intake import connect as redis_connect
 from devtrip_scale.workers.pipeline import Pipeline, load_pipeline_text
 from devtrip_scale.workers.progress import BuildState, ProgressEvent, StageState
@@ -69,6 +78,7 @@ async def serving(workers: Workers, consumer: str = "c1", **overrides: Any
     redis = redis_connect(settings.redis, None)
     said: list[str] = []
     server = WorkerServer(settings, kube, redis, consumer=consumer, say=said.append)
+    PIPELINES[id(server)] = wire_pipelines(server)
     run = asyncio.create_task(server.run())
     try:
         await asyncio.wait_for(server.watch.synced.wait(), 20)
@@ -78,6 +88,23 @@ async def serving(workers: Workers, consumer: str = "c1", **overrides: Any
         await asyncio.wait_for(run, 60)
         await kube.aclose()
         await redis.aclose()
+        PIPELINES.pop(id(server), None)
+
+
+PIPELINES: dict[int, Pipelines] = {}
+
+
+def pipelines(server: WorkerServer) -> Pipelines:
+    return PIPELINES[id(server)]
+
+
+async def start(server: WorkerServer, p: Pipeline, build_id: str | None = None
+                ) -> tuple[Build, bool]:
+    """Start (or attach to) a build; the Build this server drives, whether it was created."""
+    found, created = await pipelines(server).start(p, build_id)
+    build = pipelines(server).get(found)
+    assert build is not None, f"build {found} is not driven by this server"
+    return build, created
 
 
 async def finish(build: Build, timeout: float = 60) -> BuildStatus:
@@ -85,9 +112,28 @@ async def finish(build: Build, timeout: float = 60) -> BuildStatus:
 
 
 def events(build: Build) -> list[ProgressEvent]:
-    got = build.progress.items()
-    assert [seq for seq, _ in got] == list(range(1, len(got) + 1)), "sequence numbers 1, 2, …"
-    return [e for _, e in got]
+    """The build's progress journal as it is in Redis (a stream with ids 0-1, 0-2, …)."""
+    import redis
+
+    kw = build.store.redis.connection_pool.connection_kwargs
+    with redis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0),
+                     decode_responses=True) as r:
+        got = r.xrange(build.store.key(build.id, "progress"))
+    assert [int(i.split("-")[1]) for i, _ in got] == list(range(1, len(got) + 1)), \
+        "sequence numbers 1, 2, …"
+    return [event_of(f["e"]) for _, f in got]
+
+
+def journal_ended(build: Build) -> bool:
+    """The progress journal ends with its end marker, and so does the log journal."""
+    import redis
+
+    kw = build.store.redis.connection_pool.connection_kwargs
+    with redis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0),
+                     decode_responses=True) as r:
+        progress = r.xrevrange(build.store.key(build.id, "progress"), count=1)
+        logs = r.xrevrange(build.store.key(build.id, "logs"), count=1)
+    return bool(progress and "end" in progress[0][1] and logs and "end" in logs[0][1])
 
 
 def of(build: Build, stage: str) -> list[ProgressEvent]:
@@ -119,7 +165,7 @@ async def run_watching_pods(workers: Workers, p: Pipeline) -> tuple[Build, set[s
     """Run a build to its end; the build and the names of every pod seen while it ran."""
     seen: set[str] = set()
     async with serving(workers) as server:
-        build, _ = server.pipelines.start(p)
+        build, _ = await start(server, p)
         while not build.done:
             seen.update(pod.metadata.name for pod in build_pods(workers, build.id))
             await asyncio.sleep(0.3)
@@ -145,7 +191,7 @@ def test_parallel_stages_overlap_and_a_stage_starts_when_its_own_needs_are_done(
 
     async def main() -> tuple[Build, list[Any]]:
         async with serving(workers) as server:
-            build, created = server.pipelines.start(p)
+            build, created = await start(server, p)
             assert created and build.id.startswith("b-")
             status = await finish(build)
             assert status.state is BuildState.SUCCEEDED, status
@@ -167,7 +213,7 @@ def test_parallel_stages_overlap_and_a_stage_starts_when_its_own_needs_are_done(
     evs = events(build)
     assert [s.name for s in evs[0].stages] == ["slow", "quick", "after-quick", "last"]
     assert evs[-1].build_state is BuildState.SUCCEEDED and len(evs[-1].stages) == 4
-    assert build.progress.closed and build.logs.closed
+    assert journal_ended(build)
     workers_told = {(e.stage, e.worker_index, e.message.split(" ")[2].rstrip(",")) for e in evs
                     if e.message.startswith("worker ")}
     assert {("after-quick", 0, "running"), ("after-quick", 1, "running"),
@@ -238,7 +284,7 @@ def test_fail_fast_cancels_the_running_stages_and_skips_the_rest(workers: Worker
 
     async def main() -> Build:
         async with serving(workers) as server:
-            build, _ = server.pipelines.start(p)
+            build, _ = await start(server, p)
             await finish(build, 20)
             await no_pods_left(workers, build.id)
             return build
@@ -302,58 +348,84 @@ def test_start_is_idempotent_by_build_id_and_cancel_stops_the_build(workers: Wor
         async with serving(workers, limits={"max_pod_count": 2}) as server:
             with pytest.raises(ConfigError, match=r"test.yaml:\d+: stages: wide: workers 3 is "
                                                   "over this server's limit of 2"):
-                server.pipelines.start(wide)
+                await pipelines(server).start(wide)
             with pytest.raises(ConfigError, match="build id"):
-                server.pipelines.start(p, "no spaces please")
+                await pipelines(server).start(p, "no spaces please")
             with pytest.raises(UnknownBuild):
-                await server.pipelines.cancel("ci-41")
-            build, created = server.pipelines.start(p, "ci-42")
-            again, created_again = server.pipelines.start(p, "ci-42")
+                await pipelines(server).cancel("ci-41")
+            build, created = await start(server, p, "ci-42")
+            again, created_again = await start(server, p, "ci-42")
             assert created and again is build
-            assert server.pipelines.get("ci-42") is build
+            assert pipelines(server).get("ci-42") is build
             deadline = time.monotonic() + 20
             while not any(pod.status.phase == "Running"
                           for pod in build_pods(workers, "ci-42")):
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.3)
             assert len(build_pods(workers, "ci-42")) == 1, "one start, one pod"
-            cancelled = await asyncio.wait_for(server.pipelines.cancel("ci-42"), 20)
+            cancelled = await asyncio.wait_for(pipelines(server).cancel("ci-42"), 20)
             await no_pods_left(workers, "ci-42")
             said: list[str] = getattr(server.say, "__self__")   # noqa: B009 (the bound list)
             assert "build ci-42: cancelled" in said, said    # said once, not "cancelled: …"
             return build, cancelled, created_again
 
     build, cancelled, created_again = asyncio.run(main())
-    assert created_again is False and cancelled is build
+    assert created_again is False and cancelled.state is BuildState.CANCELLED
+    assert states(cancelled) == states(build.status())
     status = build.status()
     assert status.state is BuildState.CANCELLED
     assert states(status) == {"long": StageState.CANCELLED, "next": StageState.SKIPPED}
     assert events(build)[-1].build_state is BuildState.CANCELLED
 
 
-def test_shutdown_cancels_running_builds_and_accepts_no_more(workers: Workers) -> None:
+def test_shutdown_hands_running_builds_over_and_another_server_finishes_them(
+        workers: Workers) -> None:
     p = pipeline(f"""\
         - name: long
-          annotations: {notes(60)}
+          annotations: {notes(6)}
+        - name: next
+          needs: [long]
+          annotations: {notes(1)}
         """)
 
-    async def main() -> Build:
-        async with serving(workers) as server:
-            build, _ = server.pipelines.start(p)
-            await asyncio.sleep(2)
-            server.stop.set()
-            await asyncio.wait_for(build.wait(), 15)
-            with pytest.raises(NotAccepting):
-                server.pipelines.start(p)
-        await no_pods_left(workers, build.id)
-        return build
+    async def main() -> tuple[Build, list[str], BuildStatus]:
+        async with serving(workers, "c2", pipelines={"lease_seconds": 3}) as other:
+            async with serving(workers, "c1", pipelines={"lease_seconds": 3}) as owner:
+                build, _ = await start(owner, p)
+                deadline = time.monotonic() + 20
+                while not any(pod.status.phase == "Running"
+                              for pod in build_pods(workers, build.id)):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+                pods = [pod.metadata.name for pod in build_pods(workers, build.id)]
+                owner.stop.set()
+                await asyncio.wait_for(build.wait(), 15)
+                with pytest.raises(NotAccepting):
+                    await pipelines(owner).start(p)
+                # nothing cancelled: the pod runs on, the build is running, nobody holds it
+                assert [pod.metadata.name for pod in build_pods(workers, build.id)] == pods
+                assert (await pipelines(other).store.status(build.id)).state \
+                    is BuildState.RUNNING
+            deadline = time.monotonic() + 10
+            while pipelines(other).get(build.id) is None:
+                assert time.monotonic() < deadline, "the other server did not adopt the build"
+                await asyncio.sleep(0.1)
+            adopted = pipelines(other).get(build.id)
+            assert adopted is not None
+            status = await finish(adopted, 40)
+            await no_pods_left(workers, build.id)
+            return build, pods, status
 
-    build = asyncio.run(main())
-    assert build.status().state is BuildState.CANCELLED
-    [long] = build.status().stages
-    assert (long.state, long.message) == (StageState.CANCELLED,
-                                          "cancelled: the server is shutting down")
-    assert build.progress.closed and build.logs.closed
+    build, pods, status = asyncio.run(main())
+    assert status.state is BuildState.SUCCEEDED, status
+    assert {s.name: s.attempt for s in status.stages} == {"long": 1, "next": 1}
+    evs = events(build)
+    assert not [e for e in evs if e.stage_state is StageState.CANCELLED]
+    assert any("adopted by c2" in e.message for e in evs)
+    assert journal_ended(build)
+    # the long stage's one pod ran once: one kept log, attempt 0
+    log = (workers.logs_dir / f"{task_key(f'{build.id}/long')}.log").read_text()
+    assert log.count("==> w-") == 1 and pods == [pods[0]]
 
 
 def test_with_a_second_server_watching_the_same_pods_the_build_still_hears_every_stage(
@@ -370,9 +442,9 @@ def test_with_a_second_server_watching_the_same_pods_the_build_still_hears_every
 
     async def main() -> tuple[Build, list[str]]:
         async with serving(workers, "c1") as owner, serving(workers, "c2") as other:
-            build, _ = owner.pipelines.start(p)
+            build, _ = await start(owner, p)
             status = await finish(build, 40)
-            assert other.pipelines.builds() == []
+            assert pipelines(other).driving == {}
             assert status.state is BuildState.SUCCEEDED, status
             await no_pods_left(workers, build.id)
             return build, await asyncio.to_thread(workers.results)

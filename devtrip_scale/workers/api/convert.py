@@ -37,7 +37,7 @@ from devtrip_scale.workers.requests import Rejected, ScaleDown, ScaleUp, parse
 from devtrip_scale.workers.tasks import Capacity
 
 if TYPE_CHECKING:
-    from devtrip_scale.workers.executor import BuildStatus
+    from devtrip_scale.workers.progress import BuildStatus
 
 GRPC_ENTRY_PREFIX = "grpc-"           # the entry id of a request that came as a gRPC call
 # StreamBuildLogs' trailing metadata when it sent no line: one "pod: why" per silent pod

@@ -4,7 +4,7 @@ Each call goes through the worker server's public methods, as the devscale.v1 ca
 ScaleUp is `start_task` (same cap, deterministic pod names; a task seen before answers
 ALREADY_PROCESSED and creates nothing), ScaleDown is `stop_workers` (keep `worker_count`:
 pending pods first) or `cancel_task` (0), GetWorkerStatus reads the pod watch, and
-ExecutePipeline runs a Pipeline built from the inline stages on `server.pipelines` — the same
+ExecutePipeline runs a Pipeline built from the inline stages on the builds (`Pipelines`) — the same
 executor, DAG and progress journal as a pipeline file; `pipeline_id` is the build id, so calling
 again attaches and replays the build's progress from its start. Bad input ends the call
 INVALID_ARGUMENT (naming the stage id and the field) before anything runs; an engine failure
@@ -27,7 +27,7 @@ from devtrip_scale.workers.api import otto_convert as oc
 from devtrip_scale.workers.api.ottoscaler.v1 import ottoscaler_pb2 as otto
 from devtrip_scale.workers.api.ottoscaler.v1 import ottoscaler_pb2_grpc as otto_grpc
 from devtrip_scale.workers.api.services import Streams, entry_id
-from devtrip_scale.workers.executor import Build, NotAccepting
+from devtrip_scale.workers.executor import NotAccepting, Pipelines, UnknownBuild
 from devtrip_scale.workers.tasks import pod_name, task_key
 
 if TYPE_CHECKING:
@@ -52,9 +52,10 @@ def _answer(status: int, message: str, started: float, names: list[str] | None =
 
 
 class OttoscalerCompat(otto_grpc.OttoscalerServiceServicer):
-    def __init__(self, server: WorkerServer, streams: Streams) -> None:
+    def __init__(self, server: WorkerServer, streams: Streams, pipelines: Pipelines) -> None:
         self.server = server
         self.streams = streams
+        self.pipelines = pipelines
         self._jobs: set[asyncio.Future[Any]] = set()    # scale-ups outliving their call
 
     async def _pods(self, task_id: str) -> list[str]:
@@ -65,7 +66,7 @@ class OttoscalerCompat(otto_grpc.OttoscalerServiceServicer):
                 for i in range(state.spec.pod_count)]
 
     async def ScaleUp(self, request: otto.ScaleRequest, context: Context) -> otto.ScaleResponse:
-        from devtrip_scale.workers.server import Cancelled, Stopping
+        from devtrip_scale.workers.engine import Cancelled, Stopping
 
         s, started = self.server, time.time()
         try:
@@ -158,14 +159,18 @@ class OttoscalerCompat(otto_grpc.OttoscalerServiceServicer):
 
     async def ExecutePipeline(self, request: otto.PipelineRequest,
                               context: Context) -> AsyncIterator[otto.PipelineProgress]:
-        s = self.server
-        build: Build | None = s.pipelines.get(request.pipeline_id) if request.pipeline_id \
-            else None
-        if build is None:
+        s, pipelines = self.server, self.pipelines
+        try:
+            exists = bool(request.pipeline_id) and \
+                await pipelines.store.exists(request.pipeline_id)
+        except (RedisError, OSError) as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
+        build_id = request.pipeline_id
+        if not exists:      # a build id seen before attaches, on any replica
             try:
                 pipeline = oc.pipeline_of(request, s.settings.worker,
                                           s.settings.limits.pod_count_limit)
-                build, _ = s.pipelines.start(pipeline, request.pipeline_id or None)
+                build_id, _ = await pipelines.start(pipeline, request.pipeline_id or None)
             except oc.BadRequest as e:
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
             except ConfigError as e:
@@ -175,12 +180,17 @@ class OttoscalerCompat(otto_grpc.OttoscalerServiceServicer):
                 await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
             except (DevscaleError, RedisError, OSError) as e:
                 await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
-        view = oc.ProgressView(build.id, [st.name for st in build.pipeline.stages])
-        with self.streams.track(f"ottoscaler progress {build.id}"):
-            reader = build.progress.read(0)
+        with self.streams.track(f"ottoscaler progress {build_id}"):
+            reader = pipelines.store.progress(build_id, 0, stop=s.stop)
             try:
+                status = await pipelines.status(build_id)
+                view = oc.ProgressView(build_id, [st.name for st in status.stages])
                 async for item in reader:
-                    now = {st.name: st for st in build.status().stages}
+                    now = {st.name: st for st in (await pipelines.status(build_id)).stages}
                     yield view.message(item, now, time.time())
+            except UnknownBuild as e:
+                await _abort(context, grpc.StatusCode.NOT_FOUND, str(e))
+            except (RedisError, OSError) as e:
+                await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
             finally:
                 await reader.aclose()

@@ -33,6 +33,7 @@ from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.config import ApiModel, plaintext_problem
 
 if TYPE_CHECKING:
+    from devtrip_scale.workers.executor import Pipelines
     from devtrip_scale.workers.server import WorkerServer
 
 log = logging.getLogger("devscale.workers.api")
@@ -144,13 +145,27 @@ def _plaintext(settings: ApiModel, compat: OttoscalerCompat, auth: AuthIntercept
                           "there")
     return plain, port
 
+def wire_pipelines(server: WorkerServer) -> Pipelines:
+    """The builds on `server`'s task engine and Redis: leases kept and builds adopted from now
+    on, handed over when the server stops."""
+    from devtrip_scale.workers.executor import Pipelines
+
+    s = server.settings
+    pipelines = Pipelines.of(server, server.redis, s.redis.stream, s.pipelines,
+                             s.limits.pod_count_limit)
+    server.on_stop.append(pipelines.shutdown)
+    pipelines.begin()
+    return pipelines
+
 
 async def start_api(server: WorkerServer, settings: ApiModel,
                     token: str | Sequence[str] | None, *, listen: str | None = None,
-                    say: Callable[[str], None] | None = None) -> ApiServer:
+                    say: Callable[[str], None] | None = None,
+                    pipelines: Pipelines | None = None) -> ApiServer:
     """Serve the gRPC API of `server` on `listen` (default: settings.listen; port 0 picks a
     free one, see ApiServer.port). `token`: the accepted bearer token(s) — required unless
-    `auth: mtls`."""
+    `auth: mtls`. `pipelines`: the builds (default: made here on the server's Redis, handed
+    over on the server's shutdown)."""
     tokens = (token,) if isinstance(token, str) else tuple(token or ())
     tokens = tuple(t for t in tokens if t)
     if settings.needs_token and not tokens:
@@ -165,12 +180,14 @@ async def start_api(server: WorkerServer, settings: ApiModel,
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.so_reuseport", 0)])
-    ottoscaler = OttoscalerService(server, streams)
+    if pipelines is None:
+        pipelines = wire_pipelines(server)
+    ottoscaler = OttoscalerService(server, streams, pipelines)
     pb_grpc.add_OttoscalerServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ottoscaler, grpc_server)
     pb_grpc.add_LogStreamingServiceServicer_to_server(  # type: ignore[no-untyped-call]
         LogStreamingService(ottoscaler, streams), grpc_server)
-    compat = OttoscalerCompat(server, streams)     # ottoscaler.v1 beside devscale.v1
+    compat = OttoscalerCompat(server, streams, pipelines)   # ottoscaler.v1 beside devscale.v1
     otto_grpc.add_OttoscalerServiceServicer_to_server(  # type: ignore[no-untyped-call]
         compat, grpc_server)
     checks = health.aio.HealthServicer()

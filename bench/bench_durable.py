@@ -1,0 +1,389 @@
+"""Durable builds (state, journals and logs in Redis; leases; adoption) on the real test bed
+(kube-apiserver, controller-manager, scheduler, KWOK, Redis 7.0), each figure against a baseline
+from the same run:
+
+1. progress latency: a build's progress messages timed from the owner's emit (the event's own
+   time) to their arrival on an ExecutePipeline client over TLS. Baseline: a bare Redis round
+   trip, XADD by one client to an XREAD BLOCK of another, timed the same way;
+2. Redis memory: MEMORY USAGE of a finished build's keys (hash, progress and log streams), and of
+   a log stream holding 10,000 lines of a real pod;
+3. time to adopt after SIGKILL: two `devscale workers serve` processes; the owner of a running
+   build SIGKILLed; timed until the other holds the build's lease and until its first progress
+   message. Baseline: the lease TTL (the least any lease-based takeover can take);
+4. 2 replicas × 20 concurrent builds (2-stage chains of 1 s pods, 20 submitted to each replica
+   at once): wall time, build duration p50/p99, every build succeeded, one result each.
+   Baseline: the same build run alone.
+
+    python bench/bench_durable.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import grpc  # noqa: E402
+import redis  # noqa: E402
+from bed import Bed, bed, write_json  # noqa: E402
+from bench_api import TOKEN, Served, settings  # noqa: E402
+from bench_pipeline import RESOURCES, open_log  # noqa: E402
+
+from devtrip_scale.workers.api.v1 import devscale_pb2 as pb  # noqa: E402
+from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc  # noqa: E402
+from testbed import kwok  # noqa: E402
+from testbed.net import free_port, wait_until  # noqa: E402
+
+PREFIX = "api:requests"      # the bench config's redis.stream: builds live under it
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": pct(values, 0.5) * 1000, "p99_ms": pct(values, 0.99) * 1000,
+            "mean_ms": statistics.fmean(values) * 1000, "n": len(values)}
+
+
+def pipeline(name: str, stages: list[tuple[str, float, int]], chain: bool = True) -> str:
+    out = []
+    for i, (stage, run, workers) in enumerate(stages):
+        out.append({"name": stage, "workers": workers,
+                    **({"needs": [stages[i - 1][0]]} if chain and i else {}),
+                    "annotations": {kwok.RUN_SECONDS: f"{run:g}"}})
+    return yaml.safe_dump({"name": name, "defaults": {"image": "registry.invalid/ci:1",
+                                                      "resources": RESOURCES}, "stages": out})
+
+
+def channel(work: Path, port: int) -> grpc.Channel:
+    creds = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials((work / "ca.pem").read_bytes()),
+        grpc.access_token_call_credentials(TOKEN))
+    return grpc.secure_channel(f"localhost:{port}", creds)
+
+
+def stamp(m: Any) -> float:
+    return float(m.time.seconds + m.time.nanos / 1e9)
+
+
+# ---------------------------------------------------------------- 1 and 2, in-process
+
+
+def bare_round_trips(url: str, n: int) -> list[float]:
+    """XADD (with the wall time) by one client, XREAD BLOCK by another: the floor of any
+    Redis-borne progress message."""
+    reader = redis.Redis.from_url(url, decode_responses=True)
+    writer = redis.Redis.from_url(url, decode_responses=True)
+    got: list[float] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        last = "$"
+        ready.set()
+        while len(got) < n:
+            answer = reader.xread({"bench:bare": last}, block=5000, count=100)
+            for _, entries in answer or []:
+                for entry_id, fields in entries:
+                    got.append(time.time() - float(fields["t"]))
+                    last = entry_id
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    ready.wait()
+    time.sleep(0.2)
+    for _ in range(n):
+        writer.xadd("bench:bare", {"t": repr(time.time())})
+        time.sleep(0.02)
+    thread.join(30)
+    reader.close()
+    writer.close()
+    return got
+
+
+def read_journal(url: str, stream: str, out: list[float]) -> None:
+    """A bare XREAD BLOCK of a build's progress stream: each event's emit → here."""
+    import json
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    last = "0-0"
+    try:
+        while True:
+            answer = r.xread({stream: last}, block=10_000, count=100)
+            if not answer:
+                return
+            for entry_id, fields in answer[0][1]:
+                last = entry_id
+                if "e" in fields:
+                    out.append(time.time() - float(json.loads(fields["e"])["t"]))
+                if "end" in fields:
+                    return
+    finally:
+        r.close()
+
+
+def in_process(b: Bed, quick: bool) -> dict[str, Any]:
+    cfg = settings(b.namespace, b.redis_url, b.work)
+    figures: dict[str, Any] = {}
+    with Served(cfg, b.kubeconfig) as served:
+        assert served.api is not None
+        ch = channel(b.work, served.api.port)
+        otto = pb_grpc.OttoscalerServiceStub(ch)
+        # 1. progress latency: a 4-stage chain of 3-worker stages, every message timed
+        latencies: list[float] = []
+        in_redis: list[float] = []
+        for run in range(1 if quick else 3):
+            build = f"progress-{run}"
+            text = pipeline("progress", [(f"s{i}", 0.5, 3) for i in range(4)])
+            watcher = threading.Thread(target=read_journal, args=(
+                b.redis_url, f"{PREFIX}:build:{build}:progress", in_redis), daemon=True)
+            watcher.start()
+            for m in otto.ExecutePipeline(pb.ExecutePipelineRequest(
+                    pipeline_yaml=text, file_name="p.yaml", build_id=build)):
+                latencies.append(time.time() - stamp(m))
+            watcher.join(30)
+        bare = bare_round_trips(b.redis_url, len(latencies))
+        figures["progress_latency"] = {
+            "devscale (emit → ExecutePipeline client over TLS)": summary(latencies),
+            "devscale (emit → the journal in Redis, read by a bare XREAD)": summary(in_redis),
+            "baseline (bare XADD → XREAD BLOCK)": summary(bare)}
+        # 2. memory: a finished build's keys; a log stream of 10,000 real lines
+        r = redis.Redis.from_url(b.redis_url, decode_responses=True)
+
+        def usage(build: str) -> dict[str, int]:
+            keys = {"hash": f"{PREFIX}:build:{build}",
+                    "progress": f"{PREFIX}:build:{build}:progress",
+                    "logs": f"{PREFIX}:build:{build}:logs"}
+            return {k: int(r.memory_usage(v, samples=0) or 0) for k, v in keys.items()}
+
+        per_build = usage("progress-0")
+        lines = 2_000 if quick else 10_000
+        text = pipeline("talk", [("talk", 600, 1)])
+        call = otto.ExecutePipeline(pb.ExecutePipelineRequest(
+            pipeline_yaml=text, file_name="t.yaml", build_id="talk-1"))
+        next(iter(call))
+        pod = wait_pod(b, "talk-1")
+        path = b.work / f"{pod}.log"
+        open_log(b.kubeconfig, b.namespace, pod, path)
+        kwok.write_log(path, [f"2026-12-04 step {i:05d}: compiling module {i % 97} of the "
+                              "service, 3 warnings" for i in range(lines)])
+        wait_until(lambda: int(r.hget(f"{PREFIX}:build:talk-1", "logseq") or 0) >= lines,
+                   f"{lines} lines in Redis", timeout=120)
+        log_bytes = int(r.memory_usage(f"{PREFIX}:build:talk-1:logs", samples=0) or 0)
+        otto.CancelPipeline(pb.CancelPipelineRequest(build_id="talk-1"))
+        figures["memory"] = {"finished build (4 stages × 3 workers), bytes": per_build,
+                             "per 10,000 log lines, bytes": round(log_bytes * 10_000 / lines),
+                             "log line text, bytes": 64}
+        r.close()
+        ch.close()
+    return figures
+
+
+def wait_pod(b: Bed, build: str) -> str:
+    from kubernetes import client
+
+    from devtrip_scale.kube import connect
+
+    api = connect(str(b.kubeconfig))
+    try:
+        core = client.CoreV1Api(api)
+        for _ in range(300):
+            pods = core.list_namespaced_pod(
+                b.namespace, label_selector=f"devscale.devtrip.io/build={build}").items
+            if pods and pods[0].status.phase == "Running":
+                return str(pods[0].metadata.name)
+            time.sleep(0.1)
+        raise TimeoutError(f"no running pod of {build}")
+    finally:
+        api.close()
+
+
+# ---------------------------------------------------------------- 3 and 4, real processes
+
+
+@contextmanager
+def replicas(b: Bed, names: list[str], lease: float) -> Iterator[dict[str, tuple[Any, int]]]:
+    cfg = settings(b.namespace, b.redis_url, b.work).model_dump(mode="json")
+    cfg["pipelines"] = {"lease_seconds": lease, "adopt_seconds": 0.5}
+    path = b.work / f"workers-{lease:g}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    procs: dict[str, tuple[Any, int]] = {}
+    env = {**os.environ, "DEVSCALE_API_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    try:
+        for name in names:
+            port, http = free_port(), free_port()
+            log = (b.work / f"serve-{name}.log").open("w")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "devtrip_scale", "workers", "serve", "-c", str(path),
+                 "--kubeconfig", str(b.kubeconfig), "--listen", f"127.0.0.1:{http}",
+                 "--consumer", name, "--api-listen", f"127.0.0.1:{port}", "--no-intake"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            procs[name] = (proc, port)
+            wait_until(lambda h=http: healthy(h), f"replica {name}", timeout=60)
+        yield procs
+    finally:
+        for proc, _ in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def healthy(port: int) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def adopt_once(b: Bed, r: Any, lease: float, n: int) -> tuple[float, float]:
+    """SIGKILL the owner of a running build; (seconds until the other replica holds its lease,
+    until that replica's first progress message reaches a client attached to it)."""
+    with replicas(b, [f"a{n}", f"b{n}"], lease) as procs:
+        (proc_a, port_a), (_, port_b) = procs[f"a{n}"], procs[f"b{n}"]
+        build = f"adopt-{lease:g}-{n}"
+        ch_a, ch_b = channel(b.work, port_a), channel(b.work, port_b)
+        call = pb_grpc.OttoscalerServiceStub(ch_a).ExecutePipeline(
+            pb.ExecutePipelineRequest(pipeline_yaml=pipeline("adopt", [("long", 60, 1)]),
+                                      file_name="a.yaml", build_id=build))
+        next(iter(call))
+        wait_pod(b, build)
+        last = int(r.hget(f"{PREFIX}:build:{build}", "seq") or 0)
+        follow = pb_grpc.OttoscalerServiceStub(ch_b).ExecutePipeline(
+            pb.ExecutePipelineRequest(build_id=build, after_sequence=last))
+        arrived: list[float] = []
+
+        def read() -> None:
+            with contextlib.suppress(grpc.RpcError):
+                for _ in follow:
+                    arrived.append(time.monotonic())
+
+        threading.Thread(target=read, daemon=True).start()
+        killed = time.monotonic()
+        proc_a.send_signal(signal.SIGKILL)
+        proc_a.wait()
+        lease_key = f"{PREFIX}:build:{build}:lease"
+        took_lease = None
+        while time.monotonic() - killed < lease + 30:
+            if str(r.get(lease_key) or "").startswith(f"b{n}:"):
+                took_lease = time.monotonic() - killed
+                break
+            time.sleep(0.01)
+        while not arrived and time.monotonic() - killed < lease + 60:
+            time.sleep(0.01)
+        follow.cancel()
+        call.cancel()
+        # leave nothing running for the figures after this one
+        pb_grpc.OttoscalerServiceStub(ch_b).CancelPipeline(
+            pb.CancelPipelineRequest(build_id=build), timeout=60)
+        ch_a.close()
+        ch_b.close()
+        if took_lease is None or not arrived:
+            raise TimeoutError(f"build {build} was not adopted")
+        return took_lease, arrived[0] - killed
+
+
+def adoption(b: Bed, lease: float, samples: int) -> dict[str, Any]:
+    r = redis.Redis.from_url(b.redis_url, decode_responses=True)
+    took = [adopt_once(b, r, lease, n) for n in range(samples)]
+    r.close()
+    return {"lease_seconds": lease, "samples": samples,
+            "lease taken, s": [round(x, 2) for x, _ in took],
+            "first progress from the adopter, s": [round(y, 2) for _, y in took]}
+
+
+def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
+    text = pipeline("pair", [("one", 1, 1), ("two", 1, 1)])
+    with replicas(b, ["r1", "r2"], 10) as procs:
+        ports = [procs["r1"][1], procs["r2"][1]]
+        channels = [channel(b.work, p) for p in ports]
+
+        def run(i: int, results: dict[str, tuple[float, int]]) -> None:
+            otto = pb_grpc.OttoscalerServiceStub(channels[i % 2])
+            started = time.monotonic()
+            last = None
+            for m in otto.ExecutePipeline(pb.ExecutePipelineRequest(
+                    pipeline_yaml=text, file_name="pair.yaml", build_id=f"pair-{i}")):
+                last = m
+            assert last is not None
+            results[f"pair-{i}"] = (time.monotonic() - started, last.pipeline_state)
+
+        alone: dict[str, tuple[float, int]] = {}
+        run(10_000, alone)
+        results: dict[str, tuple[float, int]] = {}
+        threads = [threading.Thread(target=run, args=(i, results)) for i in
+                   range(2 * per_replica)]
+        began = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        wall = time.monotonic() - began
+        for ch in channels:
+            ch.close()
+    r = redis.Redis.from_url(b.redis_url, decode_responses=True)
+
+    def reported() -> list[str]:     # a build is reported just after its last message
+        return [f["build_id"] for _, f in r.xrange("api:results") if
+                f.get("build_id", "").startswith("pair-") and f["build_id"] != "pair-10000"]
+
+    deadline = time.monotonic() + 15
+    while len(reported()) < 2 * per_replica and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)                    # and no second entry comes late
+    entries = reported()
+    r.close()
+    durations = [d for d, _ in results.values()]
+    return {"builds": 2 * per_replica, "wall_s": round(wall, 2),
+            "succeeded": sum(s == pb.PIPELINE_STATE_SUCCEEDED for _, s in results.values()),
+            "results_entries": len(entries), "distinct": len(set(entries)),
+            "duration": summary(durations), "alone_s": round(alone["pair-10000"][0], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with bed("durable") as b:
+        figures = in_process(b, args.quick)
+        say(f"progress latency: {figures['progress_latency']}")
+        say(f"memory: {figures['memory']}")
+        figures["adopt"] = [adoption(b, 3, 1 if args.quick else 3)]
+        if not args.quick:
+            figures["adopt"].append(adoption(b, 10, 1))
+        say(f"adopt: {figures['adopt']}")
+        figures["concurrent"] = concurrent(b, 5 if args.quick else 20)
+        say(f"2 replicas × builds: {figures['concurrent']}")
+    write_json(args.json, figures)
+    print(yaml.safe_dump(figures, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()
