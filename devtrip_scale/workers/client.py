@@ -106,7 +106,9 @@ class Stream(Generic[T]):
         failures = 0
         backoff = Backoff(client.backoff, client.max_backoff)
         last: T | None = None
-        received = False    # a first call that fails is not a break: nothing to resume
+        # a call that fails before its first message is no break to resume, unless another
+        # address is left to try: once every address has failed so, the failure is the answer
+        received, unanswered = False, 0
         while True:
             with self._lock:
                 if self._cancelled:
@@ -118,7 +120,7 @@ class Stream(Generic[T]):
                 for message in call:
                     item = self._convert(message)
                     keep, warning = self.continuity.accept(item.sequence, item.missed)
-                    received = True
+                    received, unanswered = True, 0
                     if not keep:
                         continue
                     failures = 0
@@ -133,7 +135,10 @@ class Stream(Generic[T]):
             except grpc.RpcError as e:
                 if self._cancelled:
                     return
-                if e.code() not in RESUMABLE or not self.key or not received:
+                if not received:
+                    unanswered += 1
+                if e.code() not in RESUMABLE or not self.key or \
+                        (not received and unanswered >= len(client.servers)):
                     raise client.error(e, self._what, bad_input=self._bad_input) from None
                 cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
                 clean = False

@@ -147,8 +147,8 @@ def assert_each_stage_ran_once(lines: list[dict[str, Any]], pods: set[str]) -> N
     assert [p["sequence"] for p in progress] == list(range(1, len(progress) + 1)), \
         "a contiguous sequence: no gap, no repeat"
     final = {s["name"]: s for s in progress[-1]["stages"]}
-    assert {n: (s["state"], s["attempt"]) for n, s in final.items()} == {
-        "s1": ("succeeded", 1), "s2": ("succeeded", 1), "s3": ("succeeded", 1)}
+    assert {n: (s["state"], s["attempt"]) for n, s in final.items()} == {   # attempt 0: the first
+        "s1": ("succeeded", 0), "s2": ("succeeded", 0), "s3": ("succeeded", 0)}
     assert not [p for p in progress if p["stageState"] == "cancelled"]
     # one pod per stage, attempt 0: nothing ran twice
     assert len(pods) == 3 and all(p.endswith("-0-0") for p in pods), pods

@@ -60,6 +60,7 @@ class ApiServer:
     follower: asyncio.Task[None] | None = None
     plain: aio.Server | None = None     # api.plaintext_listen: ottoscaler.v1 only, no TLS
     plain_port: int = 0
+    pipelines: Pipelines | None = None  # the builds its calls start and read
 
     async def follow(self, ready: Callable[[], bool], every: float = 0.5) -> None:
         """Keep every health status at SERVING while `ready()` (the worker server reaches
@@ -207,7 +208,7 @@ async def start_api(server: WorkerServer, settings: ApiModel,
     if plain is not None:
         await plain.start()
     api = ApiServer(grpc_server, port, checks, auth, streams, address, plain=plain,
-                    plain_port=plain_port)
+                    plain_port=plain_port, pipelines=pipelines)
     if say is not None:
         api.say = say
     if plain is not None:

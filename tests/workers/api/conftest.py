@@ -21,6 +21,7 @@ from devtrip_scale.workers import SELECTOR
 from devtrip_scale.workers.api.server import ApiServer, start_api
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
 from devtrip_scale.workers.config import WorkersSettings
+from devtrip_scale.workers.executor import Pipelines
 from devtrip_scale.workers.intake import connect as redis_connect
 from devtrip_scale.workers.server import WorkerServer
 from testbed.redis import Redis
@@ -78,6 +79,23 @@ class ApiBed:
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def pipelines(self) -> Pipelines:
+        """The builds of the API (in Redis; driven here while this server holds their lease)."""
+        assert self.api is not None and self.api.pipelines is not None
+        return self.api.pipelines
+
+    def builds(self) -> list[str]:
+        """Every build id the store knows, running or ended."""
+        store = self.pipelines.store
+
+        async def known() -> list[str]:
+            ended: list[str] = await store.redis.zrange(  # type: ignore[assignment]
+                store.ended_key, 0, -1)
+            return sorted({*await store.running(), *ended})
+
+        return self.call(known())
 
     @property
     def port(self) -> int:

@@ -64,7 +64,9 @@ def test_every_line_once_in_order_through_retry_drop_throttle_and_an_outage(
         assert bed.worker is not None
         fwd = OttoForwarder.attach(bed.worker, settings, settings.token(), bed.said.append)
         p = load_pipeline_text(PIPELINE.format(run=8), "forwarded.yaml")
-        build, _ = bed.worker.pipelines.start(p, "fwd-1")
+        build_id, _ = await bed.pipelines.start(p, "fwd-1")
+        build = bed.pipelines.get(build_id)
+        assert build is not None, "started here, so driven here"
         return fwd, build
 
     fwd, build = bed.call(attach())
