@@ -48,14 +48,29 @@ def lease(api: Any, settings: Settings, duration_seconds: int,
 def check_pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
                notifiers: Sequence[Notifier], now: datetime, dry_run: bool = False,
                only: Sequence[str] = (), recovered: Sequence[Notice] = (),
-               writable: Callable[[], str | None] = lambda: None) -> CheckReport:
-    """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
-    from devtrip_scale.scaling.deployments import DeploymentTarget
+               writable: Callable[[], str | None] = lambda: None,
+               in_namespaces: Sequence[str] = ()) -> CheckReport:
+    """One read → decide → act → tell pass over the cluster's adapters (check and run); a
+    fleet config's pass covers its namespaces (`in_namespaces` narrows it)."""
+    from devtrip_scale.scaling.deployments import ClusterDeployments, DeploymentTarget
     from devtrip_scale.scaling.events import EventRecorder
     from devtrip_scale.scaling.history import ConfigMapHistory
-    from devtrip_scale.scaling.reconcile import run_check
+    from devtrip_scale.scaling.reconcile import run_check, run_fleet
 
     ns = settings.namespace
+    if settings.is_fleet:
+        recorders: dict[str, EventRecorder] = {}
+
+        def events_of(namespace: str) -> EventRecorder:
+            return recorders.setdefault(namespace, EventRecorder(api, namespace, trace))
+
+        return run_fleet(
+            settings, source, ClusterDeployments(api, trace),
+            lambda namespace: ConfigMapHistory(api, namespace, settings.history_configmap,
+                                               trace),
+            now, dry_run=dry_run, only=tuple(only), in_namespaces=tuple(in_namespaces),
+            trace=trace, events_of=events_of, notifiers=notifiers, recovered=recovered,
+            writable=writable)
     return run_check(
         settings, source, DeploymentTarget(api, ns, trace),
         ConfigMapHistory(api, ns, settings.history_configmap, trace),

@@ -1,0 +1,221 @@
+"""Fleet configs and passes over in-memory ports: the config's forms and errors, joining a
+policy by annotation with overrides within bounds, one query per metric for every namespace,
+broken annotations named and left alone, unlisted namespaces untouched, the write caps, each
+namespace's own history, and the plan of a dry run carrying every target's namespace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtrip_scale.core.errors import ConfigError, ExitCode
+from devtrip_scale.scaling import render
+from devtrip_scale.scaling.config import Settings, load_config
+from devtrip_scale.scaling.fleet import Joined, fleet_promql, fleet_queries, join
+from devtrip_scale.scaling.ports import MetricResult
+from devtrip_scale.scaling.presets import PRESETS
+from devtrip_scale.scaling.reconcile import run_fleet
+from tests.conftest import NOW
+from tests.fakes import FakeCluster, MemoryHistory, RecordingEvents, StaticSource
+
+POLICY = "devscale.devtrip.io/policy"
+FLEET = """\
+namespace: platform
+namespaces: [team-a, team-b]
+fleet:
+  maxWritesPerPass: 50
+  maxWritesPerNamespace: 10
+policies:
+  web:
+    scaling:
+      minReplicas: 2
+      maxReplicas: 10
+      behavior: {scaleDown: {stabilizationWindowSeconds: 0}}
+    overrides:
+      minReplicas: {min: 1, max: 4}
+      maxReplicas: {min: 2, max: 20}
+    metrics:
+      - name: cpu
+        preset: cpu_utilization
+        target: {type: Utilization, value: 70}
+  worker:
+    scaling: {minReplicas: 1, maxReplicas: 3}
+    metrics:
+      - name: cpu
+        preset: cpu_utilization
+        target: {type: Utilization, value: 50}
+      - name: jobs
+        query: sum by (deployment) (jobs_waiting{namespace="{namespace}"})
+        target: {type: AverageValue, value: 5}
+"""
+
+
+def fleet(text: str = FLEET, tmp: Path | None = None) -> Settings:
+    import yaml
+
+    return Settings.model_validate(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize(("change", "line", "message"), [
+    pytest.param(("namespaces: [team-a, team-b]\n", "namespaces: [team-a, Team_B]\n"), 2,
+                 "namespaces: 'Team_B' is not a valid namespace name", id="bad-namespace"),
+    pytest.param(("namespaces: [team-a, team-b]\n",
+                  "namespaces: [team-a]\nallNamespaces: true\n"), 3,
+                 "allNamespaces: give one of `namespaces`, `namespaceSelector` or", id="two-forms"),
+    pytest.param(("namespaces: [team-a, team-b]\n", ""), 5,
+                 "policies: say which namespaces the fleet covers", id="no-namespaces"),
+    pytest.param(("namespaces: [team-a, team-b]\n", "namespaceSelector: 'a in ('\n"), 2,
+                 "namespaceSelector: 'a in (' is not a label selector", id="bad-selector"),
+    pytest.param(("value: 50}\n      - name: jobs", "value: 50}\n        window: 5m\n"
+                  "      - name: jobs"), 22, "policies.worker.metrics[0]: metric 'cpu' is read "
+                 "differently in policy 'web'", id="one-query-per-name"),
+    pytest.param(("minReplicas: {min: 1, max: 4}", "minReplicas: {min: 5, max: 4}"), 13,
+                 "policies.web.overrides.minReplicas: min (5) is above max (4)",
+                 id="bounds-reversed"),
+    pytest.param(("fleet:\n", "targets: [{deployment: api}]\nfleet:\n"), 3,
+                 "targets: a fleet config names its metrics in each policy", id="fleet-targets"),
+])
+def test_fleet_config_errors_name_file_line_and_field(
+        tmp_path: Path, change: tuple[str, str], line: int, message: str) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET.replace(*change))
+    with pytest.raises(ConfigError) as e:
+        load_config(path, env={})
+    assert f"{path}:{line}: {message}" in str(e.value), str(e.value)
+
+
+def test_fleet_config_loads_and_the_classic_form_is_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET)
+    s = load_config(path, env={})
+    assert s.is_fleet and s.namespaces == ("team-a", "team-b")
+    assert [m.name for m in s.fleet_metrics()] == ["cpu", "jobs"]
+    classic = tmp_path / "one.yaml"
+    classic.write_text("namespace: a\nmetrics: [{name: cpu, preset: cpu_utilization, "
+                       "target: {type: Utilization, value: 70}}]\n")
+    with pytest.raises(ConfigError, match=r"one.yaml:1: targets: Field required"):
+        load_config(classic, env={})
+
+
+@pytest.mark.parametrize(("annotations", "outcome"), [
+    pytest.param({}, None, id="not-opted-in"),
+    pytest.param({POLICY: "web"}, (2, 10), id="policy-limits"),
+    pytest.param({POLICY: "web", "devscale.devtrip.io/min-replicas": "3",
+                  "devscale.devtrip.io/max-replicas": "20"}, (3, 20), id="overrides"),
+    pytest.param({POLICY: "web", "devscale.devtrip.io/min-replicas": "9"},
+                 "9 is outside 1..4, the range policy web allows", id="outside-bounds"),
+    pytest.param({POLICY: "web", "devscale.devtrip.io/min-replicas": "three"},
+                 "'three' is not a whole number", id="not-a-number"),
+    pytest.param({POLICY: "worker", "devscale.devtrip.io/max-replicas": "5"},
+                 "policy worker does not let a Deployment change its maxReplicas",
+                 id="not-overridable"),
+    pytest.param({POLICY: "db"}, "'db' is not a policy of this config (known: web, worker)",
+                 id="unknown-policy"),
+    pytest.param({POLICY: "web", "devscale.devtrip.io/min-replicas": "4",
+                  "devscale.devtrip.io/max-replicas": "2"}, "minReplicas 4 is above "
+                 "maxReplicas 2", id="min-above-max"),
+])
+def test_join_reads_the_policy_and_its_overrides(annotations: dict[str, str],
+                                                 outcome: Any) -> None:
+    got = join(fleet(), annotations)
+    if outcome is None or isinstance(outcome, str):
+        assert got is None if outcome is None else (isinstance(got, str) and outcome in got)
+    else:
+        assert isinstance(got, Joined)
+        assert (got.spec.min_replicas, got.spec.max_replicas) == outcome
+
+
+def test_one_query_per_metric_for_every_namespace_labelled_namespace_slash_name() -> None:
+    cpu, jobs = fleet_queries(fleet(), ["team-b", "team-a"])
+    assert 'namespace=~"team-a|team-b"' in cpu.promql
+    assert "sum by (namespace, deployment)" in cpu.promql
+    assert cpu.promql.startswith("label_join(") and '"deployment", "/", "namespace"' in cpu.promql
+    assert jobs.promql.startswith("label_join(sum by (namespace, deployment) (jobs_waiting")
+    # a query without `by (deployment` (a queue's depth) stays one shared value
+    assert fleet_promql('sum(q{namespace="{namespace}"})', "a|b", "2m") == \
+        'sum(q{namespace=~"a|b"})'
+    from devtrip_scale.scaling.config import promql_problem
+    for preset in PRESETS.values():
+        assert promql_problem(fleet_promql(preset, "a|b", "2m")) is None
+
+
+def cluster() -> FakeCluster:
+    return FakeCluster(
+        {"team-a/api": 2, "team-a/queue": 1, "team-b/web": 6, "team-b/broken": 3,
+         "team-b/plain": 2, "other/api": 2},
+        annotations={"team-a/api": {POLICY: "web"}, "team-a/queue": {POLICY: "worker"},
+                     "team-b/web": {POLICY: "web", "devscale.devtrip.io/min-replicas": "1"},
+                     "team-b/broken": {POLICY: "web", "devscale.devtrip.io/max-replicas": "x"},
+                     "other/api": {POLICY: "web"}})
+
+
+def readings() -> StaticSource:
+    return StaticSource({
+        "cpu": MetricResult("cpu", values={"team-a/api": 140, "team-a/queue": 10,
+                                           "team-b/web": 10, "team-b/broken": 500,
+                                           "other/api": 500}),
+        "jobs": MetricResult("jobs", values={"team-a/queue": 12}),
+    })
+
+
+def test_one_pass_scales_the_opted_in_names_the_broken_and_leaves_the_rest() -> None:
+    kube, events = cluster(), RecordingEvents()
+    stores: dict[str, MemoryHistory] = {}
+    source = readings()
+    report = run_fleet(fleet(), source, kube, lambda ns: stores.setdefault(ns, MemoryHistory()),
+                       NOW, events_of=lambda ns: events)
+    assert kube.lists == 1 and [q.name for q in source.queries] == ["cpu", "jobs"]
+    # api: cpu 140/70 → 4; queue: jobs 12/5 → 3 (its max); web: 6×10/70 → 1 (its own min)
+    assert dict(kube.writes) == {"team-a/api": 4, "team-a/queue": 3, "team-b/web": 1}
+    assert kube.replicas["team-b/broken"] == 3 and kube.replicas["other/api"] == 2
+    [broken] = [r for r in report.results if r.error]
+    assert (broken.namespace, broken.deployment) == ("team-b", "broken")
+    assert "devscale.devtrip.io/max-replicas: 'x' is not a whole number" in broken.error
+    assert report.exit_code == ExitCode.PARTIAL
+    assert set(stores) == {"team-a", "team-b"}
+    assert set(stores["team-a"].stored) == {"uid-team-a/api", "uid-team-a/queue"}
+    assert set(stores["team-b"].stored) == {"uid-team-b/web"}
+    assert ("team-b/broken", "Warning", "InvalidScalingPolicy") in [e[:3] for e in events.recorded]
+    assert {e[0] for e in events.recorded if e[2] == "Scaled"} == {
+        "team-a/api", "team-a/queue", "team-b/web"}
+
+
+def test_write_caps_defer_the_rest_and_say_so() -> None:
+    settings = fleet(FLEET.replace("maxWritesPerNamespace: 10", "maxWritesPerNamespace: 1"))
+    kube = cluster()
+    report = run_fleet(settings, readings(), kube, lambda ns: MemoryHistory(), NOW)
+    assert dict(kube.writes) == {"team-a/api": 4, "team-b/web": 1}
+    [deferred] = [r for r in report.results if r.deferred]
+    assert deferred.deployment == "queue" and "maxWritesPerNamespace" in deferred.deferred
+    assert any("1 scaling change(s) deferred" in w for w in report.warnings)
+    per_pass = fleet(FLEET.replace("maxWritesPerPass: 50", "maxWritesPerPass: 2"))
+    kube = cluster()
+    run_fleet(per_pass, readings(), kube, lambda ns: MemoryHistory(), NOW)
+    assert len(kube.writes) == 2
+
+
+def test_dry_run_plan_is_json_with_the_namespace_on_every_target() -> None:
+    kube, stores = cluster(), {}
+    report = run_fleet(fleet(), readings(), kube, lambda ns: stores.setdefault(
+        ns, MemoryHistory()), NOW, dry_run=True, in_namespaces=("team-a",))
+    assert kube.writes == [] and all(s.saves == 0 for s in stores.values())
+    doc = json.loads(render.to_json(report))
+    assert [(d["namespace"], d["name"], d["policy"], d["action"]) for d in doc["deployments"]] \
+        == [("team-a", "api", "web", "would scale up"), ("team-a", "queue", "worker",
+                                                         "would scale up")]
+
+
+def test_namespace_selector_and_all_namespaces() -> None:
+    by_label = fleet(FLEET.replace("namespaces: [team-a, team-b]", "namespaceSelector: "
+                                   "devscale=on"))
+    kube = cluster()
+    kube.namespace_labels = {"other": {"devscale": "on"}}
+    run_fleet(by_label, readings(), kube, lambda ns: MemoryHistory(), NOW)
+    assert dict(kube.writes) == {"other/api": 6}   # 2 → 15 wanted, +4 at most
+    everywhere = fleet(FLEET.replace("namespaces: [team-a, team-b]", "allNamespaces: true"))
+    kube = cluster()
+    run_fleet(everywhere, readings(), kube, lambda ns: MemoryHistory(), NOW)
+    assert {k.split("/")[0] for k, _ in kube.writes} == {"team-a", "team-b", "other"}
