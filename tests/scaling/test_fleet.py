@@ -219,3 +219,28 @@ def test_namespace_selector_and_all_namespaces() -> None:
     kube = cluster()
     run_fleet(everywhere, readings(), kube, lambda ns: MemoryHistory(), NOW)
     assert {k.split("/")[0] for k, _ in kube.writes} == {"team-a", "team-b", "other"}
+
+
+def test_config_validate_and_show_handle_a_fleet(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from devtrip_scale.cli import app
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET)
+    runner = CliRunner()
+    done = runner.invoke(app, ["config", "validate", "-c", str(path), "-o", "json"])
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.output)
+    assert (doc["fleet"], doc["namespaces"], doc["policies"], doc["metrics"]) == (
+        True, ["team-a", "team-b"], ["web", "worker"], 2)
+    shown = runner.invoke(app, ["config", "show", "-c", str(path), "-o", "json"])
+    settings = json.loads(shown.output)["settings"]
+    assert "targets" not in settings and "metrics" not in settings
+    assert settings["policies"]["web"]["scaling"]["behavior"]["scaleDown"][
+        "stabilizationWindowSeconds"] == 0
+    assert settings["policies"]["web"]["overrides"]["minReplicas"] == {"min": 1, "max": 4}
+    path.write_text(FLEET.replace("value: 70}", "value: 70, extra: 1}"))
+    bad = runner.invoke(app, ["config", "validate", "-c", str(path)])
+    assert bad.exit_code == 2
+    assert "fleet.yaml:18: policies.web.metrics[0].target.extra: unknown key" in bad.output
