@@ -244,3 +244,48 @@ def test_config_validate_and_show_handle_a_fleet(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["config", "validate", "-c", str(path)])
     assert bad.exit_code == 2
     assert "fleet.yaml:18: policies.web.metrics[0].target.extra: unknown key" in bad.output
+
+
+def test_fleet_rbac_reads_cluster_wide_and_writes_only_where_listed() -> None:
+    from devtrip_scale.scaling.manifests import fleet_rbac, fleet_state
+
+    objects = fleet_rbac(fleet())
+    kinds = [(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in objects]
+    assert ("ClusterRoleBinding", "devscale-fleet-read", None) in kinds
+    assert [k for k in kinds if k[1] == "devscale-fleet-write" and k[0] != "ClusterRole"] == [
+        ("RoleBinding", "devscale-fleet-write", "team-a"),
+        ("RoleBinding", "devscale-fleet-write", "team-b")]
+    [read] = [o for o in objects if o["metadata"]["name"] == "devscale-fleet-read"
+              and o["kind"] == "ClusterRole"]
+    assert {(r["resources"][0], tuple(r["verbs"])) for r in read["rules"]} == {
+        ("deployments", ("list",)), ("horizontalpodautoscalers", ("list",)),
+        ("pods", ("list",))}
+    [write] = [o for o in objects if o["metadata"]["name"] == "devscale-fleet-write"
+               and o["kind"] == "ClusterRole"]
+    assert all("create" not in r["verbs"] or r["resources"] == ["events"]
+               for r in write["rules"])
+    assert {(o["metadata"]["namespace"], o["kind"]) for o in fleet_state(fleet())} >= {
+        ("platform", "Lease"), ("team-a", "ConfigMap"), ("team-b", "ConfigMap")}
+    by_label = fleet(FLEET.replace("namespaces: [team-a, team-b]", "namespaceSelector: team"))
+    objects = fleet_rbac(by_label)
+    assert ("ClusterRoleBinding", "devscale-fleet-write") in [
+        (o["kind"], o["metadata"]["name"]) for o in objects]
+    [read] = [o for o in objects if o["kind"] == "ClusterRole"
+              and o["metadata"]["name"] == "devscale-fleet-read"]
+    assert {"resources": ["namespaces"], "verbs": ["list"], "apiGroups": [""]} in read["rules"]
+
+
+def test_the_fleet_cronjob_is_not_pinned_to_one_namespace(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from devtrip_scale.cli import app
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET)
+    done = CliRunner().invoke(app, ["manifests", "cronjob", "-c", str(path)])
+    assert done.exit_code == 0, done.output
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    [job] = [d for d in docs if d["kind"] == "CronJob"]
+    args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace" not in args and job["metadata"]["namespace"] == "platform"
