@@ -369,6 +369,19 @@ class PolicyModel(Model):
         return self
 
 
+class RouteModel(Model):
+    """A Slack channel per namespace or team: the webhook in `$PREFIX<VALUE>`, VALUE the
+    namespace's name (or its `label`'s value) in upper case with '-' and '.' as '_'; a
+    namespace whose variable is unset goes to the config's own channels."""
+
+    label: str | None = Field(default=None, description="a namespace label, e.g. team")
+    slack_webhook_env_prefix: str = Field(default="SLACK_WEBHOOK_",
+                                          pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    def env_name(self, value: str) -> str:
+        return self.slack_webhook_env_prefix + re.sub(r"[^A-Za-z0-9]", "_", value).upper()
+
+
 class FleetModel(Model):
     """How a fleet pass finds its Deployments and how much it may change at once."""
 
@@ -378,6 +391,7 @@ class FleetModel(Model):
     max_writes_per_pass: int = Field(default=50, ge=1)
     max_writes_per_namespace: int = Field(default=10, ge=1)
     page_size: int = Field(default=500, ge=1, le=10_000)
+    notify_route: RouteModel | None = None
 
     @field_validator("deployment_selector")
     @classmethod

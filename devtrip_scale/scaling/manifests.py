@@ -81,7 +81,8 @@ def fleet_rules(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
          "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},  # Pending: unschedulable?
     ]
-    if settings.namespace_selector is not None:
+    route = settings.fleet.notify_route
+    if settings.namespace_selector is not None or (route is not None and route.label):
         read.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]})
     history = settings.history_configmap
     write: list[dict[str, Any]] = [

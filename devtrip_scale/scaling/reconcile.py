@@ -474,7 +474,13 @@ def run_fleet(
             send = [*recovered, *send]
         report.notified = send
         for ns, notices in _by_namespace(send, settings.namespace).items():
-            channels = route(ns) if route is not None else notifiers
+            channels = notifiers
+            if route is not None:
+                try:
+                    channels = route(ns)
+                except KubeError as e:
+                    report.warnings.append(f"notices of namespace {ns} went to the default "
+                                           f"channels: its own could not be looked up: {e}")
             report.notify_failures.extend(fan_out(ns, notices, channels))
     return report
 

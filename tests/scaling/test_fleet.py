@@ -289,3 +289,43 @@ def test_the_fleet_cronjob_is_not_pinned_to_one_namespace(tmp_path: Path) -> Non
     [job] = [d for d in docs if d["kind"] == "CronJob"]
     args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace" not in args and job["metadata"]["namespace"] == "platform"
+
+
+def test_notices_go_to_their_namespace_channel_with_a_quiet_period_per_target() -> None:
+    from tests.fakes import RecordingNotifier
+
+    shared, team_a = RecordingNotifier("shared"), RecordingNotifier("team-a")
+    home = MemoryHistory()
+    stores: dict[str, MemoryHistory] = {"platform": home}
+
+    def route(ns: str) -> list[RecordingNotifier]:
+        return [team_a] if ns == "team-a" else [shared]
+
+    report = run_fleet(fleet(), readings(), cluster(), lambda ns: stores.setdefault(
+        ns, MemoryHistory()), NOW, notifiers=[shared], route=route)
+    told_a = [n.deployment for m in team_a.messages for n in m]
+    told_shared = [n.deployment for m in shared.messages for n in m]
+    assert set(told_a) == {"team-a/api", "team-a/queue"}
+    assert "team-b/web" in told_shared and not any(d and d.startswith("team-a/")
+                                                   for d in told_shared)
+    assert {n.key for n in report.notified} >= {"scaled:team-a/api:up", "scaled:team-b/web:down"}
+    assert home.notes is not None   # the quiet period's state, kept at home
+    again = run_fleet(fleet(), readings(), cluster(), lambda ns: stores.setdefault(
+        ns, MemoryHistory()), NOW, notifiers=[shared], route=route)
+    assert not [n for n in again.notified if n.key == "scaled:team-a/api:up"]
+
+
+def test_fleet_route_picks_a_webhook_per_namespace_from_the_environment() -> None:
+    from devtrip_scale.cli._wiring import fleet_route
+    from devtrip_scale.core.trace import Trace
+    from tests.fakes import RecordingNotifier
+
+    settings = fleet(FLEET.replace("  maxWritesPerPass: 50\n",
+                                   "  maxWritesPerPass: 50\n  notifyRoute: {}\n"))
+    default = RecordingNotifier("slack")
+    route = fleet_route(settings, None, [default], Trace(),
+                        env={"SLACK_WEBHOOK_TEAM_A": "https://hooks.example/a"})
+    assert route is not None
+    [own] = route("team-a")
+    assert own.name == "slack" and own is not default
+    assert list(route("team-b")) == [default]
