@@ -346,7 +346,7 @@ def run_fleet(
     """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     fleet = settings.fleet
-    covered = _covered(settings, cluster)
+    covered = covered_namespaces(settings, cluster)
     everything = [w for w in cluster.list_all(fleet.deployment_selector, fleet.page_size)
                   if covered is None or w.namespace in covered]
     joined: list[tuple[Workload, Joined]] = []
@@ -485,7 +485,7 @@ def run_fleet(
     return report
 
 
-def _covered(settings: Settings, cluster: FleetTarget) -> set[str] | None:
+def covered_namespaces(settings: Settings, cluster: FleetTarget) -> set[str] | None:
     """The namespaces a fleet config covers; None: all of them."""
     if settings.namespaces is not None:
         return set(settings.namespaces)

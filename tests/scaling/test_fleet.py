@@ -329,3 +329,27 @@ def test_fleet_route_picks_a_webhook_per_namespace_from_the_environment() -> Non
     [own] = route("team-a")
     assert own.name == "slack" and own is not default
     assert list(route("team-b")) == [default]
+
+
+def test_status_of_a_fleet_reads_each_namespace_once_and_names_the_broken() -> None:
+    from devtrip_scale.scaling.status import build_fleet, to_dict
+
+    stores: dict[str, MemoryHistory] = {}
+    kube = cluster()
+    run_fleet(fleet(), readings(), kube, lambda ns: stores.setdefault(ns, MemoryHistory()), NOW)
+    read: list[str] = []
+
+    def history(ns: str) -> tuple[dict[str, Any], list[str]]:
+        read.append(ns)
+        return stores[ns].load()
+
+    report = build_fleet(fleet(), kube, history, lambda ns: {}, NOW)
+    assert read == ["team-a", "team-b"]
+    doc = to_dict(report)
+    rows = {(d["namespace"], d["name"]): d for d in doc["deployments"]}
+    assert set(rows) == {("team-a", "api"), ("team-a", "queue"), ("team-b", "broken"),
+                         ("team-b", "web")}
+    assert rows[("team-a", "api")]["recommendation"] == 4
+    assert rows[("team-b", "web")]["minReplicas"] == 1          # its own override
+    assert "'x' is not a whole number" in rows[("team-b", "broken")]["error"]
+    assert report.exit_code == ExitCode.PARTIAL
