@@ -488,6 +488,16 @@ class Settings(Model):
                 seen.setdefault(m.name, m)
         return list(seen.values())
 
+    def for_policy(self, name: str, namespace: str | None = None) -> Settings:
+        """One policy of a fleet config as a one-namespace config of the Deployments that
+        joined it (what `simulate` replays); KeyError for a name that is no policy."""
+        policy = (self.policies or {})[name]
+        return Settings.model_validate({
+            "namespace": namespace or self.namespace, "prometheus": self.prometheus,
+            "scaling": policy.scaling, "metrics": policy.metrics, "notify": self.notify,
+            "history_configmap": self.history_configmap,
+            "targets": [{"selector": f"{self.fleet.policy_annotation}"}]})
+
     def fleet_policy(self, name: str) -> models.PolicySpec:
         """The policy spec of a named policy, before any Deployment's overrides."""
         return _spec(self.policies[name].scaling if self.policies else self.scaling)

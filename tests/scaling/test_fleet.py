@@ -353,3 +353,24 @@ def test_status_of_a_fleet_reads_each_namespace_once_and_names_the_broken() -> N
     assert rows[("team-b", "web")]["minReplicas"] == 1          # its own override
     assert "'x' is not a whole number" in rows[("team-b", "broken")]["error"]
     assert report.exit_code == ExitCode.PARTIAL
+
+
+def test_simulate_replays_one_policy_of_a_fleet(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from devtrip_scale.cli import app
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET)
+    load = tmp_path / "load.csv"
+    load.write_text("timestamp,replicas,cpu,jobs\n2026-12-04T10:00:00Z,1,10,30\n"
+                    "2026-12-04T10:02:00Z,3,10,30\n2026-12-04T10:04:00Z,3,10,0\n")
+    runner = CliRunner()
+    which = runner.invoke(app, ["simulate", "-c", str(path), "--csv", str(load), "-d", "q"])
+    assert which.exit_code == 2 and "--policy NAME" in which.output
+    done = runner.invoke(app, ["simulate", "-c", str(path), "--csv", str(load), "-d", "q",
+                               "--policy", "worker", "-o", "json"])
+    assert done.exit_code == 0, done.output
+    [config] = json.loads(done.output)["configs"]
+    [row] = config["deployments"]
+    assert max(p["replicas"] for p in row["timeline"]) == 3   # jobs 30/5 → 6, worker's max 3
