@@ -91,10 +91,11 @@ def test_one_fleet_pass_over_three_namespaces_with_the_printed_cluster_role(
     from kubernetes import client
 
     a, b, c, unlisted = teams
-    a.deployment("api", 2, annotations={POLICY: "web"})
-    exporter.set_load(a.namespace, "api", pods=2, cpu_percent=140)       # → 4
+    # Loads far past the targets: a late scrape on a busy machine changes no outcome.
+    a.deployment("api", 2, annotations={POLICY: "web", "devscale.devtrip.io/max-replicas": "4"})
+    exporter.set_load(a.namespace, "api", pods=2, cpu_percent=300)       # → 9, its own max 4
     b.deployment("worker", 1, annotations={POLICY: "worker"})
-    exporter.set_load(b.namespace, "worker", pods=1, cpu_percent=150)    # → 3 (its max)
+    exporter.set_load(b.namespace, "worker", pods=1, cpu_percent=300)    # → 6, the policy's 3
     c.deployment("front", 2, annotations={POLICY: "web",
                                           "devscale.devtrip.io/min-replicas": "3"})
     exporter.set_load(c.namespace, "front", pods=2, cpu_percent=70)      # → 3 (its own min)
@@ -136,6 +137,7 @@ def test_one_fleet_pass_over_three_namespaces_with_the_printed_cluster_role(
     assert f"deployment {c.namespace}/broken" in broken
     assert "devscale.devtrip.io/max-replicas: 'lots' is not a whole number" in broken
     assert results[(c.namespace, "front")]["reason"] == "TooFewReplicas"
+    assert results[(a.namespace, "api")]["reason"] == "TooManyReplicas"   # its override
     assert doc["warnings"] == [] and doc["historyError"] is None, doc
 
     core = client.CoreV1Api(cluster.api)
@@ -152,3 +154,57 @@ def test_one_fleet_pass_over_three_namespaces_with_the_printed_cluster_role(
         (e.involved_object.name, e.reason) for e in core.list_namespaced_event(c.namespace).items}
     assert not [e for e in core.list_namespaced_event(unlisted.namespace).items
                 if e.source.component == "devscale"]
+
+
+def readme_fleet_config() -> str:
+    """The README's fleet config: the `yaml` block of the Deploy section that has policies."""
+    import re
+
+    from tests.readme import ROOT
+
+    deploy = (ROOT / "README.md").read_text().split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", deploy, re.S) if "policies:" in b]
+    return block
+
+
+def test_readme_platform_team_recipe(kube: Any, exporter: SyntheticExporter,
+                                     prometheus: Prometheus, admin_kubeconfig: Path,
+                                     tmp_path: Path) -> None:
+    """The Deploy section's platform-team recipe as written: its config, the printed set
+    applied, a namespace labelled in, a Deployment annotated in, the plan, the pass, the
+    status."""
+    from kubernetes import client
+
+    from tests.readme import recipe, run_recipe
+
+    core = client.CoreV1Api(kube)
+    core.create_namespace({"metadata": {"name": "team-a"}})
+    try:
+        team = Cluster(kube, "team-a")
+        team.deployment("api", 2)                           # the team's own, before opting in
+        exporter.set_load("team-a", "api", pods=2, cpu_percent=300)
+        # as written but for the rate window: the bed's series are seconds old, not minutes
+        (tmp_path / "fleet.yaml").write_text(readme_fleet_config().replace(
+            "preset: cpu_utilization\n",
+            f"preset: cpu_utilization\n        window: {TEST_WINDOW}\n"))
+        settle()
+        proc = run_recipe(recipe("fleet"), tmp_path, admin_kubeconfig,
+                          env={"METRICS_SERVER": prometheus.url})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        plan = json.loads((tmp_path / "plan.json").read_text())
+        [planned] = plan["deployments"]
+        assert (planned["namespace"], planned["name"], planned["policy"], planned["action"]) \
+            == ("team-a", "api", "web", "would scale up")
+        assert team.replicas("api") > 2
+        assert "api" in proc.stdout
+        history = core.read_namespaced_config_map("devscale-history", "team-a").data
+        assert any(json.loads(v)["deployment"] == "api" for v in history.values())
+        rbac = client.RbacAuthorizationV1Api(kube)
+        assert rbac.read_cluster_role("devscale-fleet-read").rules
+    finally:
+        core.delete_namespace("team-a")
+        core.delete_namespace("platform")
+        rbac = client.RbacAuthorizationV1Api(kube)
+        for name in ("devscale-fleet-read", "devscale-fleet-write"):
+            rbac.delete_cluster_role(name)
+            rbac.delete_cluster_role_binding(name)
