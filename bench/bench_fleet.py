@@ -49,7 +49,7 @@ from devtrip_scale.scaling.history import ConfigMapHistory  # noqa: E402
 from devtrip_scale.scaling.reconcile import run_check, run_fleet  # noqa: E402
 from devtrip_scale.scaling.sources.prometheus import PrometheusSource  # noqa: E402
 
-WINDOW = "15s"
+WINDOW = "45s"   # three scrapes of 15 s: 80,000 series take the exporter seconds to serve
 POLICY = "devscale.devtrip.io/policy"
 CPU = {"name": "cpu", "preset": "cpu_utilization", "window": WINDOW}
 USERS = {"name": "active_users",
@@ -218,8 +218,8 @@ def main() -> None:
         populate(api, args.namespaces, args.per, exporter)
         print(f"{n} Deployments in {args.namespaces} namespaces created in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-        prometheus = Prometheus(workdir / "prom", exporter.port, scrape_interval="5s").start()
-        time.sleep(30)   # more than the rate window's worth of scrapes for every series
+        prometheus = Prometheus(workdir / "prom", exporter.port, scrape_interval="15s").start()
+        time.sleep(60)   # more than the rate window's worth of scrapes for every series
         fleet = fleet_config(workdir, args.namespaces, prometheus.url)
         for i in range(args.namespaces):
             single_config(workdir, namespace_name(i), prometheus.url)
