@@ -45,7 +45,7 @@ from devtrip_scale.core.trace import Trace  # noqa: E402
 from devtrip_scale.kube import connect  # noqa: E402
 from devtrip_scale.scaling.config import load_config  # noqa: E402
 from devtrip_scale.scaling.deployments import ClusterDeployments, DeploymentTarget  # noqa: E402
-from devtrip_scale.scaling.history import ConfigMapHistory  # noqa: E402
+from devtrip_scale.scaling.history import ConfigMapHistory, fleet_histories  # noqa: E402
 from devtrip_scale.scaling.reconcile import run_check, run_fleet  # noqa: E402
 from devtrip_scale.scaling.sources.prometheus import PrometheusSource  # noqa: E402
 
@@ -110,9 +110,8 @@ def worker(args: argparse.Namespace) -> None:
         settings = load_config(Path(args.config), env={})
         source = PrometheusSource(settings.prometheus.url, timeout=60, trace=trace)
         report = run_fleet(settings, source, ClusterDeployments(api, trace),
-                           lambda ns: ConfigMapHistory(api, ns, settings.history_configmap,
-                                                       trace),
-                           now, dry_run=args.dry_run, trace=trace)
+                           fleet_histories(api, settings.history_configmap, trace), now,
+                           dry_run=args.dry_run, trace=trace)
         results, errors = len(report.results), dict(report.metric_errors)
         assert report.history_error is None, report.history_error
     else:

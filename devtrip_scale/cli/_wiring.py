@@ -54,7 +54,7 @@ def check_pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace
     fleet config's pass covers its namespaces (`in_namespaces` narrows it)."""
     from devtrip_scale.scaling.deployments import ClusterDeployments, DeploymentTarget
     from devtrip_scale.scaling.events import EventRecorder
-    from devtrip_scale.scaling.history import ConfigMapHistory
+    from devtrip_scale.scaling.history import ConfigMapHistory, fleet_histories
     from devtrip_scale.scaling.reconcile import run_check, run_fleet
 
     ns = settings.namespace
@@ -66,8 +66,7 @@ def check_pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace
 
         return run_fleet(
             settings, source, ClusterDeployments(api, trace),
-            lambda namespace: ConfigMapHistory(api, namespace, settings.history_configmap,
-                                               trace),
+            fleet_histories(api, settings.history_configmap, trace),
             now, dry_run=dry_run, only=tuple(only), in_namespaces=tuple(in_namespaces),
             trace=trace, events_of=events_of, notifiers=notifiers, recovered=recovered,
             writable=writable, route=fleet_route(settings, api, notifiers, trace))

@@ -80,6 +80,9 @@ def fleet_rules(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
         {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
          "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},  # Pending: unschedulable?
+        # every namespace's history in one list by metadata.name: only the ConfigMaps so named
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": [settings.history_configmap], "verbs": ["list"]},
     ]
     route = settings.fleet.notify_route
     if settings.namespace_selector is not None or (route is not None and route.label):

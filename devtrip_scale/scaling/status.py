@@ -285,13 +285,14 @@ def collect_fleet(settings: Settings, api_client: Any, now: datetime,
     """A fleet config's status, read-only: one cluster-wide list, each namespace's history
     ConfigMap and Events."""
     from devtrip_scale.scaling.deployments import ClusterDeployments
-    from devtrip_scale.scaling.history import ConfigMapHistory
+    from devtrip_scale.scaling.history import fleet_histories
 
     warnings: list[str] = []
+    store_of = fleet_histories(api_client, settings.history_configmap)
 
     def history(ns: str) -> tuple[dict[str, History], list[str]]:
         try:
-            return ConfigMapHistory(api_client, ns, settings.history_configmap).load()
+            return store_of(ns).load()
         except KubeError as e:
             return {}, [f"history of namespace {ns} not read: {e}"]
 

@@ -127,9 +127,15 @@ def test_one_fleet_pass_over_three_namespaces_with_the_printed_cluster_role(
     assert [q["metric"] for q in doc["queries"]] == ["cpu"]
     assert a.replicas("api") == 2 and c.replicas("front") == 2
 
-    proc = run_cli(["check", "-c", str(cfg), "--kubeconfig", str(kubeconfig), "-o", "json"])
+    proc = run_cli(["check", "-c", str(cfg), "--kubeconfig", str(kubeconfig), "-o", "json",
+                    "--debug"])
     doc = json.loads(proc.stdout)
     assert proc.returncode == 5, proc.stdout + proc.stderr   # partial: the broken one
+    requests = [t["request"] for t in doc["trace"] if t["kind"] == "kube"]
+    # one list each across the cluster, the histories too; no read per namespace
+    assert sum(r.startswith("list deployments -A") for r in requests) == 1, requests
+    assert sum(r.startswith("list configmaps -A") for r in requests) == 1, requests
+    assert not [r for r in requests if r.startswith("get configmaps")], requests
     results = {(d["namespace"], d["name"]): d for d in doc["deployments"]}
     assert (a.replicas("api"), b.replicas("worker"), c.replicas("front")) == (4, 3, 3)
     assert (c.replicas("broken"), c.replicas("plain"), unlisted.replicas("api")) == (2, 2, 2)

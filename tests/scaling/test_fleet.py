@@ -257,9 +257,10 @@ def test_fleet_rbac_reads_cluster_wide_and_writes_only_where_listed() -> None:
         ("RoleBinding", "devscale-fleet-write", "team-b")]
     [read] = [o for o in objects if o["metadata"]["name"] == "devscale-fleet-read"
               and o["kind"] == "ClusterRole"]
-    assert {(r["resources"][0], tuple(r["verbs"])) for r in read["rules"]} == {
-        ("deployments", ("list",)), ("horizontalpodautoscalers", ("list",)),
-        ("pods", ("list",))}
+    assert {(r["resources"][0], tuple(r["verbs"]), tuple(r.get("resourceNames", ())))
+            for r in read["rules"]} == {
+        ("deployments", ("list",), ()), ("horizontalpodautoscalers", ("list",), ()),
+        ("pods", ("list",), ()), ("configmaps", ("list",), ("devscale-history",))}
     [write] = [o for o in objects if o["metadata"]["name"] == "devscale-fleet-write"
                and o["kind"] == "ClusterRole"]
     assert all("create" not in r["verbs"] or r["resources"] == ["events"]
