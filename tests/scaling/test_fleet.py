@@ -375,3 +375,14 @@ def test_simulate_replays_one_policy_of_a_fleet(tmp_path: Path) -> None:
     [config] = json.loads(done.output)["configs"]
     [row] = config["deployments"]
     assert max(p["replicas"] for p in row["timeline"]) == 3   # jobs 30/5 → 6, worker's max 3
+
+
+def test_the_table_renders_a_fleet_report() -> None:
+    from rich.console import Console
+
+    report = run_fleet(fleet(), readings(), cluster(), lambda ns: MemoryHistory(), NOW,
+                       dry_run=True)
+    screen = Console(width=200, record=True)
+    screen.print(render.table(report))
+    text = screen.export_text()
+    assert "broken" in text and "api" in text
