@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -96,19 +97,23 @@ class ClusterDeployments:
         return sorted(n.metadata.name for n in found.items)
 
     def list_all(self, selector: str | None, page_size: int) -> list[Workload]:
-        """All Deployments, `page_size` at a time (limit/continue): no response of tens of MB."""
+        """All Deployments, `page_size` at a time (limit/continue): no response of tens of MB.
+
+        Each page is read as JSON straight into Workloads: the client's models cost about a
+        millisecond per Deployment to build, seconds for a cluster of 10,000."""
         workloads: list[Workload] = []
         token: str | None = None
         while True:
-            page = request(
+            response = request(
                 self._trace, "list", "deployments", ALL, None,
                 partial(self._apps.list_deployment_for_all_namespaces,
                         label_selector=selector or "", limit=page_size, _continue=token,
-                        _request_timeout=TIMEOUT),
+                        _request_timeout=TIMEOUT, _preload_content=False),
                 detail="list deployments -A" + (f" -l {selector}" if selector else "")
                        + f" --limit {page_size}" + (" --continue" if token else ""))
-            workloads.extend(_workload(d) for d in page.items)
-            token = page.metadata._continue
+            page = json.loads(response.data)
+            workloads.extend(_workload_of(d) for d in page.get("items") or ())
+            token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return workloads
 
@@ -189,6 +194,23 @@ def _first_sentence(message: str) -> str:
     """`0/3 nodes are available: 3 Insufficient cpu.` of the scheduler's longer message."""
     head = message.split(". ", 1)[0].strip()
     return head if head.endswith(".") else head + "."
+
+
+def _workload_of(d: dict[str, Any]) -> Workload:
+    """A Deployment as the API's JSON has it (camelCase, zero counts left out)."""
+    meta, spec, status = d.get("metadata") or {}, d.get("spec") or {}, d.get("status") or {}
+    replicas = spec.get("replicas")
+    return Workload(
+        name=meta["name"],
+        replicas=int(replicas if replicas is not None else 1),
+        resource_version=meta.get("resourceVersion", ""),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        uid=meta.get("uid") or "",
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        pods=int(status.get("replicas") or 0),
+        namespace=meta.get("namespace") or "",
+    )
 
 
 def _workload(d: Any) -> Workload:
