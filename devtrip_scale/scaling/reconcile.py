@@ -37,6 +37,7 @@ from devtrip_scale.scaling.report import CheckReport, TargetResult
 from devtrip_scale.scaling.tell import notices_for
 
 WRITE_RETRIES = 3
+SAVERS = 8   # a fleet pass writes this many namespaces' history ConfigMaps at a time
 PAUSED = "devscale.devtrip.io/paused"
 ARGO_MARKS = ("argocd.argoproj.io/tracking-id", "app.kubernetes.io/instance")
 GITOPS_FIX = ("if a GitOps tool manages this Deployment, make it ignore /spec/replicas "
@@ -442,7 +443,6 @@ def run_fleet(
     state = _notify_state(report, store(settings.namespace).notes) if notifiers or route \
         else None
     send, notes = _plan(settings, report, state) if state is not None else ([], None)
-    problems: list[str] = []
     if report.lock_lost is None:
         report.lock_lost = writable()
     if report.lock_lost is not None:
@@ -451,18 +451,17 @@ def run_fleet(
         uids: dict[str, dict[str, str]] = {}
         for w in everything:
             uids.setdefault(w.namespace, {})[w.uid] = w.name
+        jobs: list[tuple[str, Callable[[], None]]] = []
         for ns in sorted(set(stores) | ({settings.namespace} if notes is not None else set())):
             names = uids.get(ns, {})
             mine = updated.get(ns, {})
             gone = [k for k in histories.get(ns, {}) if k not in names]
             own_notes = notes if ns == settings.namespace else None
-            if not (mine or gone or own_notes is not None):
-                continue
-            try:
-                store(ns).save({uid: (h, names[uid]) for uid, h in mine.items()}, own_notes,
-                               remove=gone)
-            except KubeError as e:
-                problems.append(f"namespace {ns}: {e}")
+            if mine or gone or own_notes is not None:
+                jobs.append((ns, partial(store(ns).save,
+                                         {uid: (h, names[uid]) for uid, h in mine.items()},
+                                         own_notes, remove=gone)))
+        problems = [p for p in _each(jobs, SAVERS) if p is not None]
         if problems:
             report.history_error = ("history not saved: " + "; ".join(problems) +
                                     "; the next run decides those without the memory that "
@@ -483,6 +482,25 @@ def run_fleet(
                                            f"channels: its own could not be looked up: {e}")
             report.notify_failures.extend(fan_out(ns, notices, channels))
     return report
+
+
+def _each(jobs: Sequence[tuple[str, Callable[[], None]]], workers: int) -> list[str | None]:
+    """Run independent writes (each namespace's own ConfigMap) a few at a time; each one's
+    failure as a message naming its namespace, None for success."""
+    def one(job: tuple[str, Callable[[], None]]) -> str | None:
+        try:
+            job[1]()
+        except KubeError as e:
+            return f"namespace {job[0]}: {e}"
+        return None
+
+    if len(jobs) < 2:
+        return [one(job) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(jobs)), thread_name_prefix="devscale-history") \
+            as pool:
+        return list(pool.map(one, jobs))
 
 
 def covered_namespaces(settings: Settings, cluster: FleetTarget) -> set[str] | None:

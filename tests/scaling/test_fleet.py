@@ -386,3 +386,16 @@ def test_the_table_renders_a_fleet_report() -> None:
     screen.print(render.table(report))
     text = screen.export_text()
     assert "broken" in text and "api" in text
+
+
+def test_one_namespace_history_failing_is_named_and_the_others_are_saved() -> None:
+    from devtrip_scale.core.errors import KubeForbidden
+
+    stores = {"team-a": MemoryHistory(fail=KubeForbidden("forbidden: cannot patch")),
+              "team-b": MemoryHistory()}
+    report = run_fleet(fleet(), readings(), cluster(), stores.__getitem__, NOW)
+    assert report.history_error is not None
+    assert "namespace team-a: forbidden: cannot patch" in report.history_error
+    assert "team-b" not in report.history_error
+    assert set(stores["team-b"].stored) == {"uid-team-b/web"}
+    assert report.exit_code == ExitCode.PARTIAL   # the broken annotation still counts first
