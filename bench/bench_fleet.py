@@ -43,13 +43,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtrip_scale.cli._wiring import metrics_source  # noqa: E402
 from devtrip_scale.core.trace import Trace  # noqa: E402
 from devtrip_scale.kube import connect  # noqa: E402
 from devtrip_scale.scaling.config import load_config  # noqa: E402
 from devtrip_scale.scaling.deployments import ClusterDeployments, DeploymentTarget  # noqa: E402
 from devtrip_scale.scaling.history import ConfigMapHistory, fleet_histories  # noqa: E402
 from devtrip_scale.scaling.reconcile import run_check, run_fleet  # noqa: E402
-from devtrip_scale.scaling.sources.prometheus import PrometheusSource  # noqa: E402
 
 POLICY = "devscale.devtrip.io/policy"
 # One gauge series per Deployment and metric (20,000 in all): the exporter serves them within
@@ -110,7 +110,7 @@ def worker(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     if args.mode == "fleet":
         settings = load_config(Path(args.config), env={})
-        source = PrometheusSource(settings.prometheus.url, timeout=60, trace=trace)
+        source = metrics_source(settings, trace)   # as `check` reads: all queries at once
         report = run_fleet(settings, source, ClusterDeployments(api, trace),
                            fleet_histories(api, settings.history_configmap, trace), now,
                            dry_run=args.dry_run, trace=trace)
@@ -121,7 +121,7 @@ def worker(args: argparse.Namespace) -> None:
         configs = sorted(Path(args.config).glob("single-*.yaml"))
         for path in configs:
             settings = load_config(path, env={})
-            source = PrometheusSource(settings.prometheus.url, timeout=60, trace=trace)
+            source = metrics_source(settings, trace)   # as `check` reads: all queries at once
             report = run_check(
                 settings, source, DeploymentTarget(api, settings.namespace, trace),
                 ConfigMapHistory(api, settings.namespace, settings.history_configmap, trace),
