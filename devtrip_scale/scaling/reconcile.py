@@ -350,6 +350,10 @@ def run_fleet(
     covered = covered_namespaces(settings, cluster)
     everything = [w for w in cluster.list_all(fleet.deployment_selector, fleet.page_size)
                   if covered is None or w.namespace in covered]
+    for ns in in_namespaces:
+        if covered is not None and ns not in covered:
+            report.warnings.append(f"-n {ns}: not a namespace this config covers; "
+                                   "nothing in it is scaled")
     joined: list[tuple[Workload, Joined]] = []
     for w in everything:
         if (in_namespaces and w.namespace not in in_namespaces) or (only and w.name not in only):

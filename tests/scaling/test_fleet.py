@@ -399,3 +399,12 @@ def test_one_namespace_history_failing_is_named_and_the_others_are_saved() -> No
     assert "team-b" not in report.history_error
     assert set(stores["team-b"].stored) == {"uid-team-b/web"}
     assert report.exit_code == ExitCode.PARTIAL   # the broken annotation still counts first
+
+
+def test_narrowing_to_a_namespace_the_fleet_does_not_cover_says_so() -> None:
+    kube = cluster()
+    report = run_fleet(fleet(), readings(), kube, lambda ns: MemoryHistory(), NOW,
+                       in_namespaces=("other",))
+    assert report.results == [] and kube.writes == []
+    assert report.warnings == ["-n other: not a namespace this config covers; nothing in it "
+                               "is scaled"]
