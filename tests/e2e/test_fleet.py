@@ -214,3 +214,42 @@ def test_readme_platform_team_recipe(kube: Any, exporter: SyntheticExporter,
         for name in ("devscale-fleet-read", "devscale-fleet-write"):
             rbac.delete_cluster_role(name)
             rbac.delete_cluster_role_binding(name)
+
+
+def test_notices_go_to_each_teams_own_slack_channel(
+        cluster: Cluster, teams: list[Cluster], exporter: SyntheticExporter,
+        prometheus: Prometheus, admin_kubeconfig: Path, tmp_path: Path) -> None:
+    """`fleet.notifyRoute: {label: team}`: a namespace labelled team=alpha sends to
+    $SLACK_WEBHOOK_ALPHA; one without its own variable to the config's $SLACK_WEBHOOK."""
+    from kubernetes import client
+
+    from testbed.receivers import SlackReceiver
+
+    a, b, _, _ = teams
+    core = client.CoreV1Api(cluster.api)
+    core.patch_namespace(a.namespace, {"metadata": {"labels": {"team": "alpha"}}})
+    core.patch_namespace(b.namespace, {"metadata": {"labels": {"team": "beta"}}})
+    for team in (a, b):
+        team.deployment("api", 2, annotations={POLICY: "web",
+                                               "devscale.devtrip.io/max-replicas": "4"})
+        exporter.set_load(team.namespace, "api", pods=2, cpu_percent=300)
+    cfg = fleet_config(tmp_path / "fleet.yaml", cluster.namespace, [a.namespace, b.namespace],
+                       prometheus.url)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["fleet"] = {"notifyRoute": {"label": "team"}}
+    cfg.write_text(yaml.safe_dump(doc))
+    alpha, shared = SlackReceiver(), SlackReceiver()
+    try:
+        settle()
+        proc = run_cli(["check", "-c", str(cfg), "--kubeconfig", str(admin_kubeconfig),
+                        "-o", "json"],
+                       env={"SLACK_WEBHOOK_ALPHA": alpha.url, "SLACK_WEBHOOK": shared.url})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (a.replicas("api"), b.replicas("api")) == (4, 4)
+        to_alpha = json.dumps([r["body"] for r in alpha.requests])
+        to_shared = json.dumps([r["body"] for r in shared.requests])
+        assert f"{a.namespace}/api" in to_alpha and b.namespace not in to_alpha
+        assert f"{b.namespace}/api" in to_shared and a.namespace not in to_shared
+    finally:
+        alpha.stop()
+        shared.stop()
