@@ -32,9 +32,11 @@ class Joined:
     metrics: tuple[MetricModel, ...]
 
 
-def join(settings: Settings, annotations: Mapping[str, str]) -> Joined | str | None:
+def join(settings: Settings, annotations: Mapping[str, str],
+         specs: Mapping[str, PolicySpec] | None = None) -> Joined | str | None:
     """The policy a Deployment's annotations ask for; None when it did not opt in; a sentence
-    naming the bad value when an annotation is wrong (the Deployment is then left alone)."""
+    naming the bad value when an annotation is wrong (the Deployment is then left alone).
+    `specs`: each policy's spec, computed once for a pass (see `policy_specs`)."""
     marker = settings.fleet.policy_annotation
     name = annotations.get(marker)
     if name is None:
@@ -44,7 +46,7 @@ def join(settings: Settings, annotations: Mapping[str, str]) -> Joined | str | N
         known = ", ".join(sorted(policies))
         return f"annotation {marker}: {name!r} is not a policy of this config (known: {known})"
     policy = policies[name]
-    spec = settings.fleet_policy(name)
+    spec = specs[name] if specs is not None else settings.fleet_policy(name)
     low, high = spec.min_replicas, spec.max_replicas
     for annotation, bounds, field in (
             (MIN_ANNOTATION, policy.overrides.min_replicas, "minReplicas"),
@@ -70,6 +72,11 @@ def join(settings: Settings, annotations: Mapping[str, str]) -> Joined | str | N
         return (f"annotations: minReplicas {low} is above maxReplicas {high} "
                 f"(policy {name} with this Deployment's overrides)")
     return Joined(name, replace(spec, min_replicas=low, max_replicas=high), policy.metrics)
+
+
+def policy_specs(settings: Settings) -> dict[str, PolicySpec]:
+    """Each named policy's spec, before any Deployment's overrides."""
+    return {name: settings.fleet_policy(name) for name in settings.policies or {}}
 
 
 def fleet_queries(settings: Settings, namespaces: Collection[str]) -> list[MetricQuery]:

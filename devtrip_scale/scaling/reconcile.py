@@ -13,7 +13,7 @@ from devtrip_scale.core.trace import Trace
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
 from devtrip_scale.scaling import policy
 from devtrip_scale.scaling.config import MetricModel, Settings, TargetModel
-from devtrip_scale.scaling.fleet import Joined, fleet_queries, join, key
+from devtrip_scale.scaling.fleet import Joined, fleet_queries, join, key, policy_specs
 from devtrip_scale.scaling.models import (
     Decision,
     History,
@@ -355,10 +355,11 @@ def run_fleet(
             report.warnings.append(f"-n {ns}: not a namespace this config covers; "
                                    "nothing in it is scaled")
     joined: list[tuple[Workload, Joined]] = []
+    specs = policy_specs(settings)
     for w in everything:
         if (in_namespaces and w.namespace not in in_namespaces) or (only and w.name not in only):
             continue
-        chosen = join(settings, w.annotations)
+        chosen = join(settings, w.annotations, specs)
         if isinstance(chosen, Joined):
             joined.append((w, chosen))
         elif chosen is not None:

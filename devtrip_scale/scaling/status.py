@@ -170,7 +170,7 @@ def build_fleet(settings: Settings, cluster: FleetTarget,
                 ) -> StatusReport:
     """A fleet config's status: every opted-in Deployment of its namespaces (one cluster-wide
     list), each namespace's history and Events read once; a bad annotation is an error row."""
-    from devtrip_scale.scaling.fleet import Joined, join
+    from devtrip_scale.scaling.fleet import Joined, join, policy_specs
     from devtrip_scale.scaling.reconcile import covered_namespaces
 
     report = StatusReport(settings.namespace, now)
@@ -178,12 +178,13 @@ def build_fleet(settings: Settings, cluster: FleetTarget,
     histories: dict[str, dict[str, History]] = {}
     events: dict[str, dict[str, list[DevscaleEvent]]] = {}
     listed = cluster.list_all(settings.fleet.deployment_selector, settings.fleet.page_size)
+    specs = policy_specs(settings)
     for w in sorted(listed, key=lambda w: (w.namespace, w.name)):
         if (covered is not None and w.namespace not in covered) or \
                 (in_namespaces and w.namespace not in in_namespaces) or \
                 (only and w.name not in only):
             continue
-        chosen = join(settings, w.annotations)
+        chosen = join(settings, w.annotations, specs)
         if chosen is None:
             continue
         if not isinstance(chosen, Joined):
