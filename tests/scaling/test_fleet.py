@@ -408,3 +408,19 @@ def test_narrowing_to_a_namespace_the_fleet_does_not_cover_says_so() -> None:
     assert report.results == [] and kube.writes == []
     assert report.warnings == ["-n other: not a namespace this config covers; nothing in it "
                                "is scaled"]
+
+
+def test_a_deployment_an_hpa_scales_or_paused_is_skipped_with_its_namespace() -> None:
+    kube = cluster()
+    kube.scalers = {("team-a", "api"): "HorizontalPodAutoscaler api",
+                    ("other", "api"): "HorizontalPodAutoscaler api"}
+    kube.annotations["team-b/web"] = {**kube.annotations["team-b/web"],
+                                      "devscale.devtrip.io/paused": "true"}
+    events = RecordingEvents()
+    report = run_fleet(fleet(), readings(), kube, lambda ns: MemoryHistory(), NOW,
+                       events_of=lambda ns: events)
+    skipped = {(r.namespace, r.deployment): r.skipped for r in report.results if r.skipped}
+    assert set(skipped) == {("team-a", "api"), ("team-b", "web")}
+    assert "HorizontalPodAutoscaler api" in (skipped[("team-a", "api")] or "")
+    assert dict(kube.writes) == {"team-a/queue": 3}
+    assert ("team-a/api", "Warning", "ScalingSkipped") in [e[:3] for e in events.recorded]
