@@ -424,3 +424,15 @@ def test_a_deployment_an_hpa_scales_or_paused_is_skipped_with_its_namespace() ->
     assert "HorizontalPodAutoscaler api" in (skipped[("team-a", "api")] or "")
     assert dict(kube.writes) == {"team-a/queue": 3}
     assert ("team-a/api", "Warning", "ScalingSkipped") in [e[:3] for e in events.recorded]
+
+
+def test_an_error_under_a_hyphenated_policy_name_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("namespace: platform\nallNamespaces: true\npolicies:\n  web-api:\n"
+                    "    metrics:\n      - {name: cpu, preset: cpu_utilization, "
+                    "target: {type: Utilization, value: 70}}\n  batch-jobs:\n    metrics:\n"
+                    "      - {name: cpu, preset: cpu_utilization, window: 5m, "
+                    "target: {type: Utilization, value: 70}}\n")
+    with pytest.raises(ConfigError, match=r"fleet.yaml:9: policies.batch-jobs.metrics\[0\]: "
+                       "metric 'cpu' is read differently in policy 'web-api'"):
+        load_config(path, env={})
