@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 bench/bench_check.py --sizes 10,100,1000 --repeat 3 --json bench/results/check.json
 python3 bench/plot_check.py bench/results/check.json bench/check-scaling.png
+python3 bench/bench_fleet.py --namespaces 500 --per 20 --repeat 3 --json bench/results/fleet.json
 python3 bench/bench_startup.py --repeat 15
 python3 bench/bench_policy.py
 python3 bench/bench_simulate.py --repeat 3

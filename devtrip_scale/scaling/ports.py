@@ -62,6 +62,7 @@ class Workload:
     uid: str = ""
     ready_replicas: int | None = None   # status.readyReplicas; None: not known (all ready)
     pods: int | None = None             # status.replicas: pods that exist, ready or not
+    namespace: str = ""                 # set by a fleet pass's cluster-wide list
 
 
 class MetricsSource(Protocol):
@@ -83,6 +84,30 @@ class ReplicaTarget(Protocol):
 
     def unschedulable(self) -> dict[str, Unschedulable]:
         """Deployment name → its pods the scheduler cannot place (`of` left 0)."""
+        ...
+
+
+class FleetTarget(Protocol):
+    """The Deployments of many namespaces: one cluster-wide list, writes per namespace."""
+
+    def namespaces(self, selector: str | None) -> list[str]:
+        """The names of the namespaces a label selector picks (None: all of them)."""
+        ...
+
+    def list_all(self, selector: str | None, page_size: int) -> list[Workload]:
+        """Every Deployment of the cluster (with a label selector), page by page."""
+        ...
+
+    def in_namespace(self, namespace: str) -> ReplicaTarget:
+        """One namespace's get and scale (what a write needs)."""
+        ...
+
+    def other_scalers(self) -> dict[tuple[str, str], str]:
+        """(namespace, Deployment) → the HPA that already scales it, from one list."""
+        ...
+
+    def unschedulable(self) -> dict[tuple[str, str], Unschedulable]:
+        """(namespace, Deployment) → its pods the scheduler cannot place, from one list."""
         ...
 
 
