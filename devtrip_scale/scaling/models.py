@@ -93,6 +93,9 @@ class PolicySpec:
 class MetricReading(NamedTuple):
     """One metric's reading for one Deployment; `value` None means no usable reading.
 
+    `pods` is how many pods have samples behind the value (the query's `count` series), None
+    when the query does not say. Ready pods beyond it are the HPA's missing pods.
+
     The per-step values are NamedTuples: immutable like the frozen dataclasses, and several
     times cheaper to build, which a 172,800-step replay notices.
     """
@@ -102,6 +105,7 @@ class MetricReading(NamedTuple):
     target: float
     value: float | None
     error: str | None = None
+    pods: int | None = None
 
 
 @dataclass(frozen=True)

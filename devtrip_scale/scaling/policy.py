@@ -8,7 +8,9 @@ follows `pkg/controller/podautoscaler` of Kubernetes:
    ceil(ready pods × reading / target) (ceil(reading / target) from 0 replicas), AverageValue
    gives ceil(total / target); a usage ratio within the tolerance band (default 10 %, per
    direction if `scaleUp.tolerance`/`scaleDown.tolerance` are set) proposes the current count; a
-   negative reading, or no ready pod to weigh a ratio against, is no reading;
+   negative reading, or no ready pod to weigh a ratio against, is no reading; when a
+   Utilization or AverageValue reading stands on fewer pods than are ready, the others are
+   `groupPods`' missing pods (0 on a scale-up, 100 % or the target on a scale-down);
 2. the highest proposal wins; when some metrics have no reading the others may scale up but never
    down, and with no reading at all the replicas are held (`computeReplicasForMetrics`);
 3. a target with 0 replicas and min > 0 is left alone; one outside [min, max] is brought inside;
@@ -61,12 +63,17 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
              down_tol: float) -> Proposal:
     """`replica_calculator.go`, with a Deployment's aggregate reading in place of pod metrics.
 
-    Utilization follows `GetResourceReplicas`: the ratio is multiplied by the ready pods; on a
-    scale-up with unready pods those count as using nothing (`rebalanceIgnored`), and a result
-    that would reverse the direction keeps the current count. Value follows
-    `getUsageRatioReplicaCount`: tolerance first, then ratio × ready pods. With 0 current
-    replicas both propose ceil(ratio), tolerance ignored: the scale-from-zero rule.
-    AverageValue (`GetExternalPerPodMetricReplicas`) needs no pod count: ceil(total / target).
+    Utilization follows `GetResourceReplicas`: the ratio is multiplied by the ready pods; when
+    the reading stands on fewer pods than are ready (`reading.pods`, the pod series behind the
+    aggregate), the ready pods without samples are `groupPods`' missing pods: 0 % on a
+    scale-up, max(100 %, target) on a scale-down; on a scale-up with unready pods those count as
+    using nothing too; the ratio is then computed again, and a result that would reverse the
+    direction keeps the current count. AverageValue with fewer sampled pods than ready ones is a
+    per-pod metric (`calcPlainMetricReplicas`: missing pods are 0 on a scale-up, the target on a
+    scale-down); otherwise it needs no pod count (`GetExternalPerPodMetricReplicas`):
+    ceil(total / target). Value follows `getUsageRatioReplicaCount`: tolerance first, then
+    ratio × ready pods. With 0 current replicas every type proposes ceil(ratio), tolerance
+    ignored: the scale-from-zero rule.
     """
     value = reading.value
     if value is None:
@@ -75,40 +82,82 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
     if value < 0:  # a count, utilisation, rate or latency below zero is not a load
         return Proposal(reading.name, reading.type, reading.target, None, None, False,
                         f"negative reading {value:g} is not a load")
+    kind = reading.type
+    sampled = reading.pods
+    # groupPods: ready pods that have no sample in the reading are missing pods
+    missing = ready - sampled if sampled is not None and 0 < sampled < ready else 0
 
-    def within(ratio: float) -> bool:
-        return (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
-
-    def proposal(replicas: int, inside: bool = False) -> Proposal:
-        return Proposal(reading.name, reading.type, reading.target, value,
-                        min(replicas, INT32_MAX), inside)
-
-    if reading.type == "AverageValue":
+    if kind == "AverageValue":
         total, per_pod = _milli(value), _milli(reading.target)
+        if missing and current:
+            # calcPlainMetricReplicas on the sampled pods' average (GetMetricUsageRatio)
+            return _recount(reading, current, total / (ready - missing), per_pod, per_pod,
+                            ready - missing, missing, unready, up_tol, down_tol)
         ratio = total / (per_pod * current) if current else math.inf
-        return proposal(current, True) if within(ratio) else proposal(math.ceil(total / per_pod))
-    if reading.type == "Utilization":
+        if (1.0 - down_tol) <= ratio <= (1.0 + up_tol):
+            return Proposal(reading.name, kind, reading.target, value, current, True)
+        return Proposal(reading.name, kind, reading.target, value,
+                        min(math.ceil(total / per_pod), INT32_MAX), False)
+    if kind == "Utilization":
         # The HPA truncates utilisation to whole percent (metrics/utilization.go).
         ratio = math.floor(value) / reading.target
     else:
         ratio = _milli(value) / _milli(reading.target)
     if current == 0:
-        return proposal(math.ceil(ratio))
-    if reading.type == "Value" and within(ratio):
-        return proposal(current, True)
+        return Proposal(reading.name, kind, reading.target, value,
+                        min(math.ceil(ratio), INT32_MAX), False)
+    within = (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
+    if kind == "Value" and within:
+        return Proposal(reading.name, kind, reading.target, value, current, True)
     if ready == 0:
-        return Proposal(reading.name, reading.type, reading.target, value, None, False,
+        return Proposal(reading.name, kind, reading.target, value, None, False,
                         "no ready pods to weigh the reading against (the HPA: \"did not "
                         "receive metrics for any ready pods\")")
-    if reading.type == "Value" or unready == 0 or ratio <= 1.0:
-        if within(ratio):
-            return proposal(current, True)
-        return proposal(_same_direction(math.ceil(ratio * ready), ratio, current))
-    # A scale-up with unready pods: they count as using nothing of their requests.
-    diluted = ratio * ready / (ready + unready)
-    if within(diluted) or diluted < 1.0:
-        return proposal(current, True)
-    return proposal(_same_direction(math.ceil(diluted * (ready + unready)), diluted, current))
+    if kind == "Value" or (missing == 0 and (unready == 0 or ratio <= 1.0)):
+        if within:
+            return Proposal(reading.name, kind, reading.target, value, current, True)
+        return Proposal(reading.name, kind, reading.target, value,
+                        min(_same_direction(math.ceil(ratio * ready), ratio, current),
+                            INT32_MAX), False)
+    # Missing pods, or a scale-up with unready pods: count them, then the ratio again.
+    return _recount(reading, current, value, reading.target, max(100.0, reading.target),
+                    ready - missing, missing, unready, up_tol, down_tol)
+
+
+def _recount(reading: MetricReading, current: int, average: float, target: float,
+             fallback: float, sampled: int, missing: int, unready: int, up_tol: float,
+             down_tol: float) -> Proposal:
+    """The second half of `GetResourceReplicas` / `calcPlainMetricReplicas`.
+
+    `average` is the sampled pods' average against `target` in the same unit (whole percent of
+    requests for Utilization, as `GetResourceUtilizationRatio` truncates; milli-units per pod
+    for a per-pod metric, as `GetMetricUsageRatio` divides integers), `fallback` what a missing
+    pod is taken to use on a scale-down. On a scale-up the
+    missing pods, and the unready ones, use nothing; the usage ratio is computed again over all
+    the pods counted; a new ratio within tolerance or across 1 keeps the current count, and so
+    does a result that moves against it.
+    """
+    ratio = math.floor(average) / target
+    up_with_unready = unready > 0 and ratio > 1.0
+    counted, used = sampled, average * sampled
+    if missing:
+        if ratio < 1.0:
+            counted += missing
+            used += fallback * missing
+        elif ratio > 1.0:
+            counted += missing
+    if up_with_unready:
+        counted += unready
+    new_ratio = math.floor(used / counted) / target
+    value = reading.value
+    if ((1.0 - down_tol) <= new_ratio <= (1.0 + up_tol) or (ratio < 1.0 < new_ratio)
+            or (new_ratio < 1.0 < ratio)):
+        return Proposal(reading.name, reading.type, reading.target, value, current, True)
+    replicas = math.ceil(new_ratio * counted)
+    if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
+        replicas = current
+    return Proposal(reading.name, reading.type, reading.target, value,
+                    min(replicas, INT32_MAX), False)
 
 
 def _same_direction(replicas: int, ratio: float, current: int) -> int:
