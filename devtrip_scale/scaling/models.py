@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Literal, NamedTuple
 
 MetricType = Literal["Utilization", "Value", "AverageValue"]
@@ -88,6 +89,32 @@ class PolicySpec:
             self.scale_up_cooldown_seconds,
             self.scale_down_cooldown_seconds,
         )
+
+    @cached_property
+    def timing(self) -> SpecTiming:
+        """The values every decision derives from the spec, derived once per spec."""
+        up, down = self.scale_up, self.scale_down
+        return SpecTiming(
+            self.tolerance if up.tolerance is None else up.tolerance,
+            self.tolerance if down.tolerance is None else down.tolerance,
+            timedelta(seconds=up.stabilization_window_seconds),
+            timedelta(seconds=down.stabilization_window_seconds),
+            timedelta(seconds=self.memory_seconds),
+            timedelta(seconds=self.scale_up_cooldown_seconds),
+            timedelta(seconds=self.scale_down_cooldown_seconds),
+        )
+
+
+class SpecTiming(NamedTuple):
+    """A PolicySpec's tolerances and windows as the policy uses them (see `PolicySpec.timing`)."""
+
+    up_tolerance: float
+    down_tolerance: float
+    up_window: timedelta
+    down_window: timedelta
+    memory: timedelta
+    up_cooldown: timedelta
+    down_cooldown: timedelta
 
 
 class MetricReading(NamedTuple):

@@ -49,14 +49,16 @@ from devtrip_scale.scaling.models import (
 
 INT32_MAX = 2**31 - 1
 _Timed = TypeVar("_Timed", Recommendation, ScaleEvent)
+# NamedTuples built from a ready tuple, without the keyword layer of their generated __new__.
+_new = tuple.__new__
 
 
 def propose(reading: MetricReading, current: int, spec: PolicySpec, *,
             ready: int | None = None, unready: int = 0) -> Proposal:
     """One metric's replica proposal, as the HPA's replica calculator makes it."""
+    timing = spec.timing
     return _propose(reading, current, current if ready is None else ready, unready,
-                    _tolerance(spec.scale_up, spec.tolerance),
-                    _tolerance(spec.scale_down, spec.tolerance))
+                    timing.up_tolerance, timing.down_tolerance)
 
 
 def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_tol: float,
@@ -74,54 +76,67 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
     ceil(total / target). Value follows `getUsageRatioReplicaCount`: tolerance first, then
     ratio × ready pods. With 0 current replicas every type proposes ceil(ratio), tolerance
     ignored: the scale-from-zero rule.
+
+    Called for every metric of every decision (a month's replay makes a million calls): the
+    reading is unpacked once and the result built without NamedTuple's keyword layer.
     """
-    value = reading.value
+    name, kind, target, value, error, sampled = reading
     if value is None:
-        return Proposal(reading.name, reading.type, reading.target, None, None, False,
-                        reading.error)
+        return _new(Proposal, (name, kind, target, None, None, False, error))
     if value < 0:  # a count, utilisation, rate or latency below zero is not a load
-        return Proposal(reading.name, reading.type, reading.target, None, None, False,
-                        f"negative reading {value:g} is not a load")
-    kind = reading.type
-    sampled = reading.pods
+        return _new(Proposal, (name, kind, target, None, None, False,
+                               f"negative reading {value:g} is not a load"))
     # groupPods: ready pods that have no sample in the reading are missing pods
     missing = ready - sampled if sampled is not None and 0 < sampled < ready else 0
 
     if kind == "AverageValue":
-        total, per_pod = _milli(value), _milli(reading.target)
-        if missing and current:
-            # calcPlainMetricReplicas on the sampled pods' average (GetMetricUsageRatio)
-            return _recount(reading, current, total / (ready - missing), per_pod, per_pod,
-                            ready - missing, missing, unready, up_tol, down_tol)
-        ratio = total / (per_pod * current) if current else math.inf
-        if (1.0 - down_tol) <= ratio <= (1.0 + up_tol):
-            return Proposal(reading.name, kind, reading.target, value, current, True)
-        return Proposal(reading.name, kind, reading.target, value,
-                        min(math.ceil(total / per_pod), INT32_MAX), False)
+        # The HPA compares quantities in milli-units; so does devscale.
+        total, per_pod = round(value * 1000), round(target * 1000)
+        if current:
+            if missing:
+                # calcPlainMetricReplicas on the sampled pods' average (GetMetricUsageRatio)
+                return _recount(reading, current, total / (ready - missing), per_pod, per_pod,
+                                ready - missing, missing, unready, up_tol, down_tol)
+            ratio = total / (per_pod * current)
+            if 1.0 - down_tol <= ratio <= 1.0 + up_tol:
+                return _new(Proposal, (name, kind, target, value, current, True, None))
+        replicas = math.ceil(total / per_pod)
+        return _new(Proposal, (name, kind, target, value,
+                               replicas if replicas < INT32_MAX else INT32_MAX, False, None))
     if kind == "Utilization":
         # The HPA truncates utilisation to whole percent (metrics/utilization.go).
-        ratio = math.floor(value) / reading.target
+        ratio = math.floor(value) / target
     else:
-        ratio = _milli(value) / _milli(reading.target)
+        ratio = round(value * 1000) / round(target * 1000)
     if current == 0:
-        return Proposal(reading.name, kind, reading.target, value,
-                        min(math.ceil(ratio), INT32_MAX), False)
-    within = (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
-    if kind == "Value" and within:
-        return Proposal(reading.name, kind, reading.target, value, current, True)
-    if ready == 0:
-        return Proposal(reading.name, kind, reading.target, value, None, False,
-                        "no ready pods to weigh the reading against (the HPA: \"did not "
-                        "receive metrics for any ready pods\")")
-    if kind == "Value" or (missing == 0 and (unready == 0 or ratio <= 1.0)):
+        replicas = math.ceil(ratio)
+        return _new(Proposal, (name, kind, target, value,
+                               replicas if replicas < INT32_MAX else INT32_MAX, False, None))
+    within = 1.0 - down_tol <= ratio <= 1.0 + up_tol
+    if kind == "Value":
         if within:
-            return Proposal(reading.name, kind, reading.target, value, current, True)
-        return Proposal(reading.name, kind, reading.target, value,
-                        min(_same_direction(math.ceil(ratio * ready), ratio, current),
-                            INT32_MAX), False)
-    # Missing pods, or a scale-up with unready pods: count them, then the ratio again.
-    return _recount(reading, current, value, reading.target, max(100.0, reading.target),
-                    ready - missing, missing, unready, up_tol, down_tol)
+            return _new(Proposal, (name, kind, target, value, current, True, None))
+    elif not missing and (not unready or ratio <= 1.0):
+        pass
+    elif ready:
+        # Missing pods, or a scale-up with unready pods: count them, then the ratio again.
+        return _recount(reading, current, value, target, max(100.0, target), ready - missing,
+                        missing, unready, up_tol, down_tol)
+    if ready == 0:
+        return _new(Proposal, (name, kind, target, value, None, False,
+                               "no ready pods to weigh the reading against (the HPA: \"did "
+                               "not receive metrics for any ready pods\")"))
+    if within:
+        return _new(Proposal, (name, kind, target, value, current, True, None))
+    replicas = math.ceil(ratio * ready)
+    # A load above target never proposes fewer replicas, one below it never more. The HPA
+    # applies this after counting unready pods ("the change of metrics length would cause a
+    # change in scale direction"); devscale applies it to every ready-pod product, so a
+    # Deployment whose new pods are not Ready yet is not shrunk while its load is above target.
+    if (ratio > 1.0 and replicas < current) or (ratio < 1.0 and replicas > current):
+        replicas = current
+    return _new(Proposal, (name, kind, target, value,
+                           replicas if replicas < INT32_MAX else INT32_MAX, False, None))
 
 
 def _recount(reading: MetricReading, current: int, average: float, target: float,
@@ -160,18 +175,6 @@ def _recount(reading: MetricReading, current: int, average: float, target: float
                     min(replicas, INT32_MAX), False)
 
 
-def _same_direction(replicas: int, ratio: float, current: int) -> int:
-    """A load above target never proposes fewer replicas, one below it never more.
-
-    The HPA applies this after counting unready pods ("the change of metrics length would cause
-    a change in scale direction"); devscale applies it to every ready-pod product, so a Deployment
-    whose new pods are not Ready yet is not shrunk while its load is above target.
-    """
-    if (ratio > 1.0 and replicas < current) or (ratio < 1.0 and replicas > current):
-        return current
-    return replicas
-
-
 def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) -> Decision:
     """Decide the replicas of one Deployment from its readings, its history and `now`.
 
@@ -182,71 +185,64 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     HPA names its conditions (`ScaleUpLimit`, `TooFewReplicas`, `ScaleDownStabilized`, …).
     """
     current = obs.current_replicas
-    up_tol = _tolerance(spec.scale_up, spec.tolerance)
-    down_tol = _tolerance(spec.scale_down, spec.tolerance)
+    timing = spec.timing
+    up_tol, down_tol = timing.up_tolerance, timing.down_tolerance
     ready = current if obs.ready_pods is None else obs.ready_pods
-    proposals = tuple(_propose(r, current, ready, obs.unready_pods, up_tol, down_tol)
-                      for r in obs.readings)
-
-    def verdict(desired: int, reason: Reason, message: str, recommendation: int | None,
-                deciding_metric: str | None = None, held_until: datetime | None = None,
-                limits: tuple[str, ...] = ()) -> Decision:
-        action: Action = "none"
-        if desired > current:
-            action = "scale_up"
-        elif desired < current:
-            action = "scale_down"
-        elif reason in HOLD_REASONS:
-            action = "hold"
-        return Decision(obs.deployment, current, desired, recommendation, action, reason,
-                        message, proposals, deciding_metric, held_until, limits,
-                        obs.ready_pods)
+    unready = obs.unready_pods
+    proposals = tuple([_propose(r, current, ready, unready, up_tol, down_tol)
+                       for r in obs.readings])
 
     if current == 0 and spec.min_replicas != 0:
-        return verdict(0, "ScalingDisabled", "the target has 0 replicas: scaling is disabled",
-                       recommendation=None)
+        return _verdict(obs, proposals, 0, "ScalingDisabled",
+                        "the target has 0 replicas: scaling is disabled")
     if current > spec.max_replicas:
-        return verdict(spec.max_replicas, "TooManyReplicas",
-                       f"current replicas above maxReplicas {spec.max_replicas}",
-                       recommendation=None)
+        return _verdict(obs, proposals, spec.max_replicas, "TooManyReplicas",
+                        f"current replicas above maxReplicas {spec.max_replicas}")
     if current < spec.min_replicas:
-        return verdict(spec.min_replicas, "TooFewReplicas",
-                       f"current replicas below minReplicas {spec.min_replicas}",
-                       recommendation=None)
+        return _verdict(obs, proposals, spec.min_replicas, "TooFewReplicas",
+                        f"current replicas below minReplicas {spec.min_replicas}")
 
     best: Proposal | None = None
-    missing: list[str] = []
+    wanted = -1
+    missing: list[str] | None = None
     for p in proposals:  # the highest proposal wins; the first of equals names the metric
-        if p.replicas is None:
-            missing.append(p.name)
-        elif best is None or p.replicas > (best.replicas or 0):
-            best = p
+        replicas = p[4]
+        if replicas is None:
+            if missing is None:
+                missing = [p[0]]
+            else:
+                missing.append(p[0])
+        elif replicas > wanted:
+            best, wanted = p, replicas
     if best is None:
-        return verdict(current, "NoMetrics", "no metric has a reading: replicas held",
-                       recommendation=None)
-    wanted = best.replicas or 0
+        return _verdict(obs, proposals, current, "NoMetrics",
+                        "no metric has a reading: replicas held")
     if missing and wanted < current:
-        return verdict(current, "MissingMetrics",
-                       f"no reading for {', '.join(missing)}: not scaling down on partial data",
-                       recommendation=None, deciding_metric=best.name)
+        return _verdict(obs, proposals, current, "MissingMetrics",
+                        f"no reading for {', '.join(missing)}: not scaling down on partial "
+                        "data", deciding_metric=best.name)
 
     limits: list[str] = []
-    stabilized, held_until = _stabilize(current, wanted, spec, history.recommendations, now)
+    recs = history.recommendations
+    events = history.scale_events
+    stabilized, held_until = _stabilize(current, wanted, spec, recs, now)
     reason: Reason = "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
     value, message = stabilized, ""
     if stabilized != wanted:
-        reason = "ScaleUpStabilized" if wanted >= current else "ScaleDownStabilized"
-        window = (spec.scale_up if reason == "ScaleUpStabilized" else spec.scale_down)
+        up = wanted >= current
+        reason = "ScaleUpStabilized" if up else "ScaleDownStabilized"
+        window = spec.scale_up if up else spec.scale_down
         message = (f"{window.stabilization_window_seconds}s "
-                   f"{'scale-up' if reason == 'ScaleUpStabilized' else 'scale-down'} "
+                   f"{'scale-up' if up else 'scale-down'} "
                    f"stabilization window holds {stabilized}")
         limits.append(reason)
 
-    value, cooled = _cooldown(current, value, spec, history.scale_events, now)
-    if cooled:
-        reason, message = cooled
-        limits.append(reason)
-        held_until = None
+    if events and value != current:
+        value, cooled = _cooldown(current, value, spec, events, now)
+        if cooled:
+            reason, message = cooled
+            limits.append(reason)
+            held_until = None
 
     if value > current and obs.unschedulable is not None:
         # devscale's extra: no more pods asked of a cluster that cannot place those it has
@@ -256,15 +252,34 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         limits.append(reason)
         held_until = None
 
-    final, rate_reason, rate_message = _rate_limit(current, value, spec, history.scale_events, now)
-    if final != value:
-        reason, message = rate_reason, rate_message
-        limits.append(rate_reason)
+    final = value
+    if value != current:
+        final, rate_reason, rate_message = _rate_limit(current, value, spec, events, now)
+        if final != value:
+            reason, message = rate_reason, rate_message
+            limits.append(rate_reason)
     if not message:
-        message = _plain_message(reason, best, wanted)
-    return verdict(final, reason, message, recommendation=wanted, deciding_metric=best.name,
-                   held_until=held_until if reason.endswith("Stabilized") else None,
-                   limits=tuple(limits))
+        message = (f"{best.name} is within the tolerance of its target"
+                   if reason == "WithinTolerance" else f"{best.name} asks for {wanted}")
+    return _verdict(obs, proposals, final, reason, message, wanted, best.name,
+                    held_until if reason.endswith("Stabilized") else None, tuple(limits))
+
+
+def _verdict(obs: Observation, proposals: tuple[Proposal, ...], desired: int, reason: Reason,
+             message: str, recommendation: int | None = None,
+             deciding_metric: str | None = None, held_until: datetime | None = None,
+             limits: tuple[str, ...] = ()) -> Decision:
+    current = obs.current_replicas
+    action: Action = "none"
+    if desired > current:
+        action = "scale_up"
+    elif desired < current:
+        action = "scale_down"
+    elif reason in HOLD_REASONS:
+        action = "hold"
+    return _new(Decision, (obs.deployment, current, desired, recommendation, action, reason,
+                           message, proposals, deciding_metric, held_until, limits,
+                           obs.ready_pods))
 
 
 def remember(history: History, decision: Decision, spec: PolicySpec, now: datetime,
@@ -276,17 +291,25 @@ def remember(history: History, decision: Decision, spec: PolicySpec, now: dateti
     the newest recommendation is always kept.
     """
     recs = history.recommendations
-    if decision.recommendation is not None:
-        if not recs:
-            recs = (Recommendation(now, decision.current_replicas),)  # the first sync's seed
-        recs = (*recs, Recommendation(now, decision.recommendation))
     events = history.scale_events
     last_written = history.last_written
-    if written is not None and written != decision.current_replicas:
-        events = (*events, ScaleEvent(now, decision.current_replicas, written))
+    current = decision.current_replicas
+    if decision.recommendation is not None:
+        if recs:
+            recs = (*recs, _new(Recommendation, (now, decision.recommendation)))
+        else:  # the first sync's seed, then this run's
+            recs = (_new(Recommendation, (now, current)),
+                    _new(Recommendation, (now, decision.recommendation)))
+    if written is not None and written != current:
+        events = (*events, _new(ScaleEvent, (now, current, written)))
         last_written = written
-    cutoff = now - timedelta(seconds=spec.memory_seconds)
-    return History(_newer(recs, cutoff, keep_last=True), _newer(events, cutoff), last_written)
+    cutoff = now - spec.timing.memory
+    # Entries are in time order: only a prefix can have aged out (the newest rec always stays).
+    if recs and recs[0].at <= cutoff:
+        recs = _newer(recs, cutoff, keep_last=True)
+    if events and events[0].at <= cutoff:
+        events = _newer(events, cutoff)
+    return History(recs, events, last_written)
 
 
 def _newer(entries: tuple[_Timed, ...], cutoff: datetime, *, keep_last: bool = False
@@ -299,44 +322,56 @@ def _newer(entries: tuple[_Timed, ...], cutoff: datetime, *, keep_last: bool = F
     return entries[start:] if start else entries
 
 
-def _tolerance(rules: ScalingRules, default: float) -> float:
-    return default if rules.tolerance is None else rules.tolerance
-
-
-def _milli(value: float) -> int:
-    """The HPA compares quantities in milli-units; so does devscale."""
-    return round(value * 1000)
-
-
-def _plain_message(reason: Reason, best: Proposal, wanted: int) -> str:
-    if reason == "WithinTolerance":
-        return f"{best.name} is within the tolerance of its target"
-    return f"{best.name} asks for {wanted}"
-
-
 def _stabilize(current: int, wanted: int, spec: PolicySpec,
                recs: tuple[Recommendation, ...], now: datetime) -> tuple[int, datetime | None]:
-    """Bound `wanted` by the recommendations inside the windows; say until when it holds."""
+    """Bound `wanted` by the recommendations inside the windows; say until when it holds.
+
+    `stabilizeRecommendationWithBehaviors`: min(max(current, lowest of the scale-up window),
+    highest of the scale-down window), `wanted` included in both. A scale-up is bounded by the
+    scale-up window alone and a scale-down by the scale-down window alone, so one window is
+    read, in one pass; at `wanted` = current nothing can hold. The hold lasts until the newest
+    recommendation that pins the result leaves its window.
+    """
+    if wanted == current:
+        return wanted, None
     if not recs:
         recs = (Recommendation(now, current),)  # first sync: as the HPA seeds its window
-    up_window = spec.scale_up.stabilization_window_seconds
-    down_window = spec.scale_down.stabilization_window_seconds
-    up_cut, down_cut = now - timedelta(seconds=up_window), now - timedelta(seconds=down_window)
-    up = down = wanted
+    timing = spec.timing
+    if wanted > current:
+        window = timing.up_window
+        cut = now - window
+        low, low_at, under_at = wanted, None, None  # under_at: the newest entry ≤ current
+        for at, replicas in recs:
+            if at > cut:
+                if replicas <= current:
+                    if under_at is None or at > under_at:
+                        under_at = at
+                elif replicas < low:
+                    low, low_at = replicas, at
+                elif replicas == low and (low_at is None or at > low_at):
+                    low_at = at
+        if under_at is not None:
+            return current, under_at + window
+        if low < wanted and low_at is not None:
+            return low, low_at + window
+        return wanted, None
+    window = timing.down_window
+    cut = now - window
+    high, high_at, over_at = wanted, None, None     # over_at: the newest entry ≥ current
     for at, replicas in recs:
-        if at > up_cut and replicas < up:
-            up = replicas
-        if at > down_cut and replicas > down:
-            down = replicas
-    result = min(max(current, up), down)
-    if result == wanted:
-        return result, None
-    # Held at `result` until the last recommendation that pins it there leaves its window.
-    if result < wanted:
-        pins = [r.at for r in recs if r.at > up_cut and r.replicas <= result]
-        return result, (max(pins) + timedelta(seconds=up_window) if pins else None)
-    pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
-    return result, (max(pins) + timedelta(seconds=down_window) if pins else None)
+        if at > cut:
+            if replicas >= current:
+                if over_at is None or at > over_at:
+                    over_at = at
+            elif replicas > high:
+                high, high_at = replicas, at
+            elif replicas == high and (high_at is None or at > high_at):
+                high_at = at
+    if over_at is not None:
+        return current, over_at + window
+    if high > wanted and high_at is not None:
+        return high, high_at + window
+    return wanted, None
 
 
 def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEvent, ...],
@@ -346,8 +381,11 @@ def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEve
         return value, None
     up = value > current
     seconds = spec.scale_up_cooldown_seconds if up else spec.scale_down_cooldown_seconds
-    until = max(e.at for e in events) + timedelta(seconds=seconds)
-    if not seconds or until <= now:
+    if not seconds:
+        return value, None
+    until = max(e.at for e in events) + (spec.timing.up_cooldown if up
+                                         else spec.timing.down_cooldown)
+    if until <= now:
         return value, None
     reason: Reason = "ScaleUpCooldown" if up else "ScaleDownCooldown"
     return current, (reason, f"{'scale-up' if up else 'scale-down'} cooldown of {seconds}s "
