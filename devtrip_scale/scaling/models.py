@@ -151,8 +151,7 @@ class Unschedulable:
                 f"{self.why}")
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """What a run saw of one Deployment: its replicas, its pods' readiness and its readings.
 
     `current_replicas` is `spec.replicas` (the scale subresource). `ready_pods` is
@@ -184,9 +183,9 @@ class ScaleEvent(NamedTuple):
     to_replicas: int
 
 
-@dataclass(frozen=True)
-class History:
-    """What earlier runs left for one Deployment."""
+class History(NamedTuple):
+    """What earlier runs left for one Deployment (a NamedTuple, as the other per-step values:
+    a replay builds one per step)."""
 
     recommendations: tuple[Recommendation, ...] = ()
     scale_events: tuple[ScaleEvent, ...] = ()
