@@ -1,6 +1,7 @@
 """Cold start of the command line: `devscale --help`, `devscale check --help` and
 `devscale config validate` against `python -c pass`, each a fresh process, median of --repeat
-runs; goals ≤ 3×, ≤ 4× and ≤ 4×.
+runs; goals ≤ 3×, ≤ 4× and ≤ 4×. Wall time, and the CPU time the process used (on a machine
+shared with other work, the CPU time is what the command itself costs).
 
     python bench/bench_startup.py [--repeat 15] [--no-bytecode]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,18 +51,24 @@ def cases(minimal: Path) -> dict[str, list[str]]:
 
 
 def medians(commands: dict[str, list[str]], repeat: int, env: dict[str, str]
-            ) -> dict[str, float]:
+            ) -> dict[str, tuple[float, float]]:
     """Each command once untimed, then `repeat` rounds of every command in turn: a load that
-    comes and goes on a shared machine falls on every command alike."""
+    comes and goes on a shared machine falls on every command alike. Per command, the median
+    wall time and the median CPU time (user + system) the process used."""
     for command in commands.values():
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-    times: dict[str, list[float]] = {label: [] for label in commands}
+    wall: dict[str, list[float]] = {label: [] for label in commands}
+    cpu: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(repeat):
         for label, command in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
+            wall[label].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[label].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {label: (statistics.median(wall[label]), statistics.median(cpu[label]))
+            for label in commands}
 
 
 def main() -> None:
@@ -78,10 +86,10 @@ def main() -> None:
         minimal = Path(tmp) / "minimal_typer.py"
         minimal.write_text(MINIMAL_TYPER)
         found = medians(cases(minimal), args.repeat, env)
-    baseline = found["python -c pass (baseline)"]
-    print(f"{'command':<28} {'median s':>9} {'× python -c pass':>17}")
-    for label, took in found.items():
-        print(f"{label:<28} {took:>9.3f} {took / baseline:>17.1f}")
+    wall0, cpu0 = found["python -c pass (baseline)"]
+    print(f"{'command':<28} {'wall s':>7} {'× pass':>7} {'CPU s':>7} {'× pass':>7}")
+    for label, (wall, cpu) in found.items():
+        print(f"{label:<28} {wall:>7.3f} {wall / wall0:>7.1f} {cpu:>7.3f} {cpu / cpu0:>7.1f}")
 
 
 if __name__ == "__main__":
