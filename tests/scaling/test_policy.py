@@ -490,3 +490,40 @@ def test_property_never_moves_further_than_the_policies_allow(
         assert d.desired_replicas >= min(scale_down_limit(o.current_replicas, s.scale_down,
                                                           h.scale_events, NOW),
                                          o.current_replicas)
+
+
+def reference_stabilize(current: int, wanted: int, up_window: int, down_window: int,
+                        recs: tuple[Recommendation, ...]) -> tuple[int, datetime | None]:
+    """`stabilizeRecommendationWithBehaviors` written plainly: both windows over every entry,
+    min(max(current, lowest of the up window), highest of the down window), `wanted` in both;
+    held until the newest entry that pins the result leaves its window."""
+    if not recs:
+        recs = (Recommendation(NOW, current),)
+    up_cut, down_cut = ago(up_window), ago(down_window)
+    up = min([wanted, *(r.replicas for r in recs if r.at > up_cut)])
+    down = max([wanted, *(r.replicas for r in recs if r.at > down_cut)])
+    result = min(max(current, up), down)
+    if result == wanted:
+        return result, None
+    if result < wanted:
+        pins = [r.at for r in recs if r.at > up_cut and r.replicas <= result]
+        return result, max(pins) + timedelta(seconds=up_window) if pins else None
+    pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
+    return result, max(pins) + timedelta(seconds=down_window) if pins else None
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([0, 15, 60, 300]),
+       st.sampled_from([0, 15, 60, 300]),
+       st.lists(st.builds(Recommendation, st.integers(0, 400).map(ago), st.integers(1, 12)),
+                max_size=8))
+def test_property_stabilisation_reads_one_window_in_one_pass_and_agrees_with_both(
+        current: int, wanted: int, up: int, down: int, recs: list[Recommendation]) -> None:
+    # the policy reads only the window of its direction, once; in any order of the history it
+    # gives what the plain two-window formula gives, and the same time the hold ends
+    from devtrip_scale.scaling.policy import _stabilize
+
+    s = spec(scale_up=ScalingRules(up, "Max", (ScalingPolicy("Pods", 4, 15),)),
+             scale_down=ScalingRules(down, "Max", (ScalingPolicy("Percent", 100, 15),)))
+    assert _stabilize(current, wanted, s, tuple(recs), NOW) == reference_stabilize(
+        current, wanted, up, down, tuple(recs))
