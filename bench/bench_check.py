@@ -119,7 +119,9 @@ def run_case(mode: str, n: int, config: Path, kubeconfig: Path, repeat: int) -> 
     for _ in range(repeat):
         proc = subprocess.run([sys.executable, __file__, "--worker", "--mode", mode, "--n",
                                str(n), "--config", str(config), "--kubeconfig", str(kubeconfig)],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True)
+        if proc.returncode != 0:   # say why the pass failed, not only that it did
+            raise RuntimeError(f"{mode} pass at N={n} failed:\n{proc.stderr[-3000:]}")
         runs.append(json.loads(proc.stdout))
     return min(runs, key=lambda r: r["seconds"])
 
