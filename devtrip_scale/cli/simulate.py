@@ -25,7 +25,6 @@ from devtrip_scale.cli._common import (
     print_json,
 )
 from devtrip_scale.core.errors import ConfigError
-from devtrip_scale.scaling.ports import MetricQuery
 
 if TYPE_CHECKING:
     from devtrip_scale.scaling.config import Settings
@@ -164,6 +163,7 @@ def _check_plot_path(path: Path) -> None:
 
 def _recording(settings: Settings, csv: Path | None, deployment: str | None, since: str,
                step: str) -> Recording:
+    from devtrip_scale.scaling.ports import MetricQuery
     from devtrip_scale.scaling.reconcile import metric_queries
     from devtrip_scale.scaling.replay.recording import from_matrix, load_csv
     from devtrip_scale.scaling.sources.prometheus import PrometheusSource

@@ -359,10 +359,10 @@ def prometheus_rule(namespace: str) -> dict[str, Any]:
 
 def dashboard_queries() -> dict[str, str]:
     """Panel title → PromQL, with `$namespace` from the dashboard's variable."""
-    from devtrip_scale.scaling.presets import PRESETS, render
+    from devtrip_scale.scaling.presets import PRESET_VALUES, render
 
     def preset(name: str) -> str:
-        return render(PRESETS[name], namespace="$namespace", window="5m")
+        return render(PRESET_VALUES[name], namespace="$namespace", window="5m")
 
     return {
         "CPU utilisation (% of requests)": preset("cpu_utilization"),

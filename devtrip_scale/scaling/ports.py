@@ -25,7 +25,8 @@ class MetricResult:
 
     `unusable` readings are missing (NaN, ±Inf); `invalid` ones were there but make no sense
     (negative): both leave the Deployment without a reading, and `invalid` also fails the run's
-    metrics, as a query error does.
+    metrics, as a query error does. `pods` is, per Deployment, how many pods have samples behind
+    its value, when the query says so (its series labelled `devscale_series="pods"`).
     """
 
     name: str
@@ -34,6 +35,7 @@ class MetricResult:
     error: str | None = None
     unusable: Mapping[str, str] = field(default_factory=dict)
     invalid: Mapping[str, str] = field(default_factory=dict)
+    pods: Mapping[str, int] = field(default_factory=dict)
 
     def reading_for(self, deployment: str) -> tuple[float | None, str | None]:
         """The value for one Deployment, or None with the reason it has none."""

@@ -96,7 +96,7 @@ def observe(workload: Workload, settings: Settings, results: list[MetricResult],
     for metric, result in zip(settings.metrics, results, strict=True):
         value, why = result.reading_for(workload.name)
         readings.append(MetricReading(metric.name, metric.target.type, metric.target.value,
-                                      value, why))
+                                      value, why, result.pods.get(workload.name)))
     ready = workload.ready_replicas
     unready = max(workload.pods - ready, 0) if ready is not None and workload.pods else 0
     if stuck is not None:
