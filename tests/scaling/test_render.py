@@ -225,7 +225,8 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
 
 def full_report() -> CheckReport:
     """A pass with every part a document can have: a decided, a failed, a skipped and a fleet's
-    deferred Deployment, both kinds of query, a notice, a trace, a lost lock and an unsaved history."""
+    deferred Deployment, both kinds of query, a notice, a trace, a lost lock and an unsaved
+    history."""
     at = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
     decision = Decision("api", 2, 4, 4, "scale_up", "DesiredWithinRange", "cpu asks for 4",
                         (Proposal("cpu", "Utilization", 70, 140, 4),
