@@ -3,11 +3,12 @@
 # the per-Deployment way at 1,000 Deployments alone issues 5,000 queries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 bench/bench_check.py --sizes 10,100,1000 --repeat 3 --json bench/results/check.json
+python3 bench/bench_check.py --sizes 100,1000 --naive-at 100,1000 --repeat 3 --json bench/results/check.json
 python3 bench/plot_check.py bench/results/check.json bench/check-scaling.png
+python3 bench/bench_fleet.py --namespaces 500 --per 20 --repeat 3 --json bench/results/fleet.json
 python3 bench/bench_startup.py --repeat 15
-python3 bench/bench_policy.py
-python3 bench/bench_simulate.py --repeat 3
+python3 bench/bench_policy.py --cpu
+python3 bench/bench_simulate.py --repeat 3 --cpu
 python3 bench/bench_workers.py --json bench/results/workers.json
 python3 bench/bench_api.py --json bench/results/api.json
 python3 bench/bench_logrelay.py --pods 10 --readers 10 --json bench/results/logrelay.json

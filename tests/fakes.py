@@ -107,3 +107,71 @@ class RecordingNotifier:
         self.messages.append(list(notices))
         if self.fail is not None:
             raise NotifyError(self.fail)
+
+
+@dataclass
+class FakeCluster:
+    """Deployments of many namespaces, keyed `namespace/name`, for fleet passes."""
+
+    replicas: dict[str, int]
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    scalers: dict[tuple[str, str], str] = field(default_factory=dict)
+    writes: list[tuple[str, int]] = field(default_factory=list)
+    lists: int = 0
+
+    def _workload(self, where: str) -> Workload:
+        ns, name = where.split("/")
+        n = self.replicas[where]
+        return Workload(name, n, "1", {}, self.annotations.get(where, {}), uid=f"uid-{where}",
+                        ready_replicas=n, pods=n, namespace=ns)
+
+    def namespaces(self, selector: str | None) -> list[str]:
+        everything = sorted({k.split("/")[0] for k in self.replicas} | set(self.namespace_labels))
+        if not selector:
+            return everything
+        label, _, value = selector.partition("=")
+        return [ns for ns in everything if self.namespace_labels.get(ns, {}).get(label) == value]
+
+    def list_all(self, selector: str | None, page_size: int) -> list[Workload]:
+        self.lists += 1
+        return [self._workload(k) for k in sorted(self.replicas)]
+
+    def in_namespace(self, namespace: str) -> _NamespaceOf:
+        return _NamespaceOf(self, namespace)
+
+    def other_scalers(self) -> dict[tuple[str, str], str]:
+        return dict(self.scalers)
+
+    def unschedulable(self) -> dict[tuple[str, str], Unschedulable]:
+        return {}
+
+
+@dataclass
+class _NamespaceOf:
+    cluster: FakeCluster
+    namespace: str
+
+    def list(self, selector: str | None) -> list[Workload]:
+        return [w for w in self.cluster.list_all(selector, 0) if w.namespace == self.namespace]
+
+    def get(self, name: str) -> Workload:
+        return self.cluster._workload(f"{self.namespace}/{name}")
+
+    def scale(self, name: str, replicas: int, resource_version: str) -> None:
+        self.cluster.writes.append((f"{self.namespace}/{name}", replicas))
+        self.cluster.replicas[f"{self.namespace}/{name}"] = replicas
+
+    def other_scalers(self) -> dict[str, str]:
+        return {}
+
+    def unschedulable(self) -> dict[str, Unschedulable]:
+        return {}
+
+
+@dataclass
+class RecordingEvents:
+    recorded: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def record(self, workload: Workload, type_: str, reason: str, message: str) -> None:
+        self.recorded.append((f"{workload.namespace}/{workload.name}", type_, reason, message))

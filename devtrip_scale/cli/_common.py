@@ -15,14 +15,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from devtrip_scale.core.errors import ConfigError, DevscaleError, ExitCode
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from devtrip_scale.scaling.config import Settings
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Stderr:
+    """Standard error as a rich Console, made on first use: rich costs a `--help` a third of
+    its start-up, and `--help` prints nothing through it."""
+
+    _console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return getattr(self._console, name)
+
+
+err: Console = _Stderr()  # type: ignore[assignment]
 
 
 class Output(StrEnum):

@@ -3,7 +3,7 @@ Lease) and the pass itself over them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -48,20 +48,81 @@ def lease(api: Any, settings: Settings, duration_seconds: int,
 def check_pass(settings: Settings, api: Any, source: MetricsSource, trace: Trace, *,
                notifiers: Sequence[Notifier], now: datetime, dry_run: bool = False,
                only: Sequence[str] = (), recovered: Sequence[Notice] = (),
-               writable: Callable[[], str | None] = lambda: None) -> CheckReport:
-    """One read → decide → act → tell pass over the cluster's adapters (check and run)."""
-    from devtrip_scale.scaling.deployments import DeploymentTarget
+               writable: Callable[[], str | None] = lambda: None,
+               in_namespaces: Sequence[str] = ()) -> CheckReport:
+    """One read → decide → act → tell pass over the cluster's adapters (check and run); a
+    fleet config's pass covers its namespaces (`in_namespaces` narrows it)."""
+    from devtrip_scale.scaling.deployments import ClusterDeployments, DeploymentTarget
     from devtrip_scale.scaling.events import EventRecorder
-    from devtrip_scale.scaling.history import ConfigMapHistory
-    from devtrip_scale.scaling.reconcile import run_check
+    from devtrip_scale.scaling.history import ConfigMapHistory, fleet_histories
+    from devtrip_scale.scaling.reconcile import run_check, run_fleet
 
     ns = settings.namespace
+    if settings.is_fleet:
+        recorders: dict[str, EventRecorder] = {}
+
+        def events_of(namespace: str) -> EventRecorder:
+            return recorders.setdefault(namespace, EventRecorder(api, namespace, trace))
+
+        return run_fleet(
+            settings, source, ClusterDeployments(api, trace),
+            fleet_histories(api, settings.history_configmap, trace),
+            now, dry_run=dry_run, only=tuple(only), in_namespaces=tuple(in_namespaces),
+            trace=trace, events_of=events_of, notifiers=notifiers, recovered=recovered,
+            writable=writable, route=fleet_route(settings, api, notifiers, trace))
     return run_check(
         settings, source, DeploymentTarget(api, ns, trace),
         ConfigMapHistory(api, ns, settings.history_configmap, trace),
         now, dry_run=dry_run, only=tuple(only), trace=trace,
         events=EventRecorder(api, ns, trace), notifiers=notifiers, recovered=recovered,
         writable=writable)
+
+
+def fleet_route(settings: Settings, api: Any, notifiers: Sequence[Notifier], trace: Trace,
+                env: Mapping[str, str] | None = None
+                ) -> Callable[[str], Sequence[Notifier]] | None:
+    """A fleet's channels per namespace (`fleet.notifyRoute`): a namespace (or team) whose
+    `$SLACK_WEBHOOK_<VALUE>` is set has its own Slack channel instead of the config's; email
+    and the rest stay shared. None: every namespace uses `notifiers`."""
+    import os
+
+    route = settings.fleet.notify_route
+    if route is None:
+        return None
+    environ = os.environ if env is None else env
+    labels: dict[str, dict[str, str]] | None = None
+    shared = [n for n in notifiers if n.name != "slack"]
+    slack = settings.notify.slack
+    kinds = frozenset({*slack.kinds, "test"})
+    built: dict[str, Sequence[Notifier]] = {}
+
+    def value_of(namespace: str) -> str | None:
+        nonlocal labels
+        if route.label is None:
+            return namespace
+        if labels is None:
+            from kubernetes import client
+
+            from devtrip_scale.kube import request
+
+            core = client.CoreV1Api(api)
+            found = request(trace, "list", "namespaces", "(all namespaces)", None,
+                            lambda: core.list_namespace(_request_timeout=(5, 30)))
+            labels = {n.metadata.name: dict(n.metadata.labels or {}) for n in found.items}
+        return labels.get(namespace, {}).get(route.label)
+
+    def channels(namespace: str) -> Sequence[Notifier]:
+        if namespace not in built:
+            from devtrip_scale.notify.slack import SlackNotifier
+
+            value = value_of(namespace)
+            url = environ.get(route.env_name(value), "").strip() if value else ""
+            built[namespace] = [SlackNotifier(url, kinds,  # type: ignore[arg-type]
+                                              timeout=slack.timeout_seconds), *shared] \
+                if url.startswith(("https://", "http://")) else notifiers
+        return built[namespace]
+
+    return channels
 
 
 def run_alerts(settings: Settings, notifiers: Sequence[Notifier],

@@ -82,7 +82,12 @@ def check(
         from devtrip_scale.notify.runs import MemoryFile
         from devtrip_scale.scaling import render
 
-        settings = load(config, namespace)
+        settings = load(config)
+        narrow: tuple[str, ...] = ()
+        if settings.is_fleet:   # -n narrows a fleet pass to one of its namespaces
+            narrow = (namespace,) if namespace else ()
+        elif namespace:
+            settings = load(config, namespace)
         loaded.append(settings)
         debug_on = debugging(debug) or debug_file is not None
         notifiers = notifiers_from(settings.notify)
@@ -98,12 +103,14 @@ def check(
             try:
                 if dry_run:  # a dry run writes nothing: it needs no lock
                     return wiring.check_pass(settings, api, source, trace, notifiers=notifiers,
-                                             now=moment, dry_run=True, only=deployment or ())
+                                             now=moment, dry_run=True, only=deployment or (),
+                                             in_namespaces=narrow)
                 lock.acquire()   # one writer at a time, renewed while the pass runs
                 with lock.kept() as writable:
                     return wiring.check_pass(settings, api, source, trace, notifiers=notifiers,
                                              now=moment, only=deployment or (),
-                                             recovered=recovered, writable=writable)
+                                             recovered=recovered, writable=writable,
+                                             in_namespaces=narrow)
             finally:
                 lock.release()
                 source.close()

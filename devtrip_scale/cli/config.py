@@ -92,6 +92,8 @@ def config_validate(
             return _validate_worker_file(config, found, output)
         settings = load(config)
         warnings = _validate_online(config, settings) if online else []
+        if settings.is_fleet:
+            return _fleet_valid(config, settings, online, warnings, output)
         if output is Output.json:
             print_json({"config": str(config), "kind": "check", "valid": True,
                          "online": online,
@@ -141,28 +143,67 @@ def _validate_worker_file(path: Path, kind: FileKind, output: Output) -> int:
     return 0
 
 
+def _fleet_valid(config: Path, settings: Settings, online: bool, warnings: list[str],
+                 output: Output) -> int:
+    """`config validate`'s answer for a fleet config."""
+    policies, metrics = settings.policies or {}, settings.fleet_metrics()
+    covers = (f"namespaces {', '.join(settings.namespaces)}" if settings.namespaces
+              else f"namespaces labelled {settings.namespace_selector}"
+              if settings.namespace_selector else "all namespaces")
+    if output is Output.json:
+        print_json({"config": str(config), "valid": True, "online": online,
+                    "namespace": settings.namespace, "fleet": True,
+                    "namespaces": list(settings.namespaces or ()),
+                    "namespaceSelector": settings.namespace_selector,
+                    "allNamespaces": settings.all_namespaces, "policies": sorted(policies),
+                    "metrics": len(metrics), "warnings": warnings, "exitCode": 0,
+                    "error": None})
+    else:
+        print(f"{config}: valid fleet config ({len(policies)} polic"
+              f"{'y' if len(policies) == 1 else 'ies'}: {', '.join(sorted(policies))}; "
+              f"{len(metrics)} metric(s), one query each; {covers}; Lease in namespace "
+              f"{settings.namespace})" + (", every query accepted by Prometheus" if online
+                                          else ""))
+    return 0
+
+
+def _metric_fields(settings: Settings) -> list[tuple[Any, tuple[str | int, ...]]]:
+    """Each metric to query and the path of its first definition in the file."""
+    if not settings.is_fleet:
+        return [(m, ("metrics", i)) for i, m in enumerate(settings.metrics)]
+    first: dict[str, tuple[Any, tuple[str | int, ...]]] = {}
+    for name, policy in (settings.policies or {}).items():
+        for i, m in enumerate(policy.metrics):
+            first.setdefault(m.name, (m, ("policies", name, "metrics", i)))
+    return list(first.values())
+
+
 def _validate_online(path: Path, settings: Settings) -> list[str]:
     """Run each metric's query; raise ConfigError for refused ones, MetricsError when
     Prometheus (or an http endpoint) cannot be reached. Returns the warnings it printed."""
     from devtrip_scale.core.yamlfile import field_line
+    from devtrip_scale.scaling.fleet import fleet_queries
     from devtrip_scale.scaling.reconcile import metric_queries
 
     source = wiring.metrics_source(settings)
+    queries = fleet_queries(settings, settings.namespaces or ()) if settings.is_fleet \
+        else metric_queries(settings)
     try:
-        results = source.fetch(metric_queries(settings))
+        results = source.fetch(queries)
     finally:
         source.close()
     problems, unreachable, warnings = [], [], []
-    for i, (metric, result) in enumerate(zip(settings.metrics, results, strict=True)):
+    for (metric, loc), result in zip(_metric_fields(settings), results, strict=True):
         if result.error is None:
             continue
         key = "http" if metric.http else ("preset" if metric.preset else "query")
-        where = f"{path}:{field_line(path, ('metrics', i, key))}: metrics[{i}].{key}"
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)[1:]
+        where = f"{path}:{field_line(path, (*loc, key))}: {field}.{key}"
         if result.error.startswith("the query returned no series"):
             warnings.append(f"{where}: accepted, but no data yet ({result.error})")
             err.print(f"warning: {warnings[-1]}", style="yellow", markup=False)
         elif _unreachable(result.error):
-            unreachable.append(f"  metrics[{i}] {metric.name}: {result.error}")
+            unreachable.append(f"  {field} {metric.name}: {result.error}")
         else:
             problems.append(f"  {where}: {result.error}")
     if problems:

@@ -44,7 +44,10 @@ def _shared_set(config: Path | None, namespace: str | None, without_config: bool
     ns, settings = _deploy_target(config, namespace, without_config)
     history = settings.history_configmap if settings else m.HISTORY
     secrets = m.secret_env(settings) if settings else m.DEFAULT_SECRET_ENV
-    objects = [*m.rbac(ns, history), *m.state(ns, history)]
+    if settings is not None and settings.is_fleet:
+        objects = [*m.fleet_rbac(settings), *m.fleet_state(settings)]
+    else:
+        objects = [*m.rbac(ns, history), *m.state(ns, history)]
     if config is not None:
         objects.append(m.config_map(ns, config.read_text(encoding="utf-8")))
     return ns, secrets, objects
@@ -116,7 +119,10 @@ def manifests_cronjob(
             secrets, pushgateway_url = (*secrets, (PUSHGATEWAY_ENV, "pushgateway-url")), None
         else:
             pushgateway_url = pushgateway
-        objects.append(m.cronjob(ns, image, schedule, pin_namespace=True, secret_env=secrets,
+        fleet = any(o["kind"] == "ClusterRole" for o in objects)
+        # A fleet's `--namespace` narrows its pass: its job is pinned by its config instead.
+        objects.append(m.cronjob(ns, image, schedule, pin_namespace=not fleet,
+                                 secret_env=secrets,
                                  pushgateway=pushgateway_url))
         _print_set(objects, m.not_emitted(ns, secrets, config=config is not None))
         return 0

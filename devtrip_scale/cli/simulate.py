@@ -25,7 +25,6 @@ from devtrip_scale.cli._common import (
     print_json,
 )
 from devtrip_scale.core.errors import ConfigError
-from devtrip_scale.scaling.ports import MetricQuery
 
 if TYPE_CHECKING:
     from devtrip_scale.scaling.config import Settings
@@ -68,10 +67,19 @@ def simulate(
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write a chart of the replicas the load asks for against each config's "
         "replicas (.png or .svg).", metavar="<file>")] = None,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="A fleet config: the policy to replay (needed when it has several).",
+        metavar="<name>")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="A fleet config with --from-prometheus: the namespace whose "
+        "load to read.", metavar="<namespace>")] = None,
     output: OutputOption = Output.table,
     debug: DebugOption = False,
 ) -> None:
-    """Replay recorded load through the same policy as `check`: replicas, cost, fit."""
+    """Replay recorded load through the same policy as `check`: replicas, cost, fit.
+
+    A fleet config replays one of its policies (`--policy`), as a Deployment that joined it
+    without overrides would be scaled."""
 
     def body() -> int:
         from devtrip_scale.scaling.replay import simreport
@@ -87,10 +95,10 @@ def simulate(
         gap = parse_duration(max_gap, "--max-gap")
         if plot is not None:
             _check_plot_path(plot)
-        settings = load(config)
+        settings = _one_policy(load(config), config, policy, namespace, from_prometheus)
         configs = [(config.name, settings)]
         if compare is not None:
-            other = load(compare)
+            other = _one_policy(load(compare), compare, policy, namespace, from_prometheus)
             if [m.name for m in other.metrics] != [m.name for m in settings.metrics]:
                 raise ConfigError(f"--compare {compare}: its metrics must be the same as "
                                   f"{config}'s to replay the same load")
@@ -112,6 +120,25 @@ def simulate(
 
     guard(debug, body, json_failure(lambda: {"configs": []}) if output is Output.json
           else None)
+
+
+def _one_policy(settings: Settings, path: Path, policy: str | None, namespace: str | None,
+                from_prometheus: bool) -> Settings:
+    """A classic config as it is; a fleet config's `--policy` as a one-namespace config."""
+    if not settings.is_fleet:
+        return settings
+    names = sorted(settings.policies or {})
+    if policy is None and len(names) != 1:
+        raise ConfigError(f"{path} is a fleet config with the policies {', '.join(names)}: "
+                          "say which to replay with --policy NAME")
+    chosen = policy or names[0]
+    if chosen not in names:
+        raise ConfigError(f"--policy {chosen}: {path} has no such policy (it has "
+                          f"{', '.join(names)})")
+    if from_prometheus and namespace is None:
+        raise ConfigError("a fleet config with --from-prometheus needs -n NAMESPACE: whose "
+                          "load to read")
+    return settings.for_policy(chosen, namespace)
 
 
 def _zero_or(text: str) -> timedelta:
@@ -136,6 +163,7 @@ def _check_plot_path(path: Path) -> None:
 
 def _recording(settings: Settings, csv: Path | None, deployment: str | None, since: str,
                step: str) -> Recording:
+    from devtrip_scale.scaling.ports import MetricQuery
     from devtrip_scale.scaling.reconcile import metric_queries
     from devtrip_scale.scaling.replay.recording import from_matrix, load_csv
     from devtrip_scale.scaling.sources.prometheus import PrometheusSource

@@ -41,10 +41,16 @@ def status(
         from devtrip_scale.kube import connect
         from devtrip_scale.scaling import status as st
 
-        settings = load(config, namespace)
+        settings = load(config)
+        if namespace and not settings.is_fleet:
+            settings = load(config, namespace)
         api = connect(kubeconfig, context)
         try:
-            report = st.collect(settings, api, datetime.now(UTC), deployment or ())
+            if settings.is_fleet:   # -n narrows a fleet to one of its namespaces
+                report = st.collect_fleet(settings, api, datetime.now(UTC), deployment or (),
+                                          (namespace,) if namespace else ())
+            else:
+                report = st.collect(settings, api, datetime.now(UTC), deployment or ())
         finally:
             api.close()
         if output is ListOutput.json:

@@ -175,12 +175,13 @@ def _origin(loc: tuple[Any, ...], origins: Mapping[Path_, str]) -> str | None:
     return None
 
 
-_LEADING_PATH = re.compile(r"^([A-Za-z_]+(?:\[\d+\]|\.[A-Za-z_]+)*): ")
+_LEADING_PATH = re.compile(r"^([A-Za-z_]+(?:\[\d+\]|\.[A-Za-z_][-A-Za-z0-9_]*)*): ")
 
 
 def _parse_path(text: str) -> tuple[str | int, ...]:
     """`targets[0].min` → ("targets", 0, "min")."""
-    return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[A-Za-z_]+|\d+", text))
+    parts = re.findall(r"[A-Za-z_][-A-Za-z0-9_]*|\d+", text)
+    return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -318,18 +319,188 @@ class PrometheusModel(Model):
         return check_url(url)
 
 
+POLICY_ANNOTATION = "devscale.devtrip.io/policy"
+MIN_ANNOTATION = "devscale.devtrip.io/min-replicas"
+MAX_ANNOTATION = "devscale.devtrip.io/max-replicas"
+
+
+class BoundsModel(Model):
+    """The range a team's annotation may choose a value from."""
+
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BoundsModel:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class OverridesModel(Model):
+    """What a Deployment's own annotations may change of its policy; unset: nothing."""
+
+    min_replicas: BoundsModel | None = None
+    max_replicas: BoundsModel | None = None
+
+
+class PolicyModel(Model):
+    """A named policy of a fleet config: limits, behaviour, metrics and their targets.
+
+    A Deployment joins it by the annotation `devscale.devtrip.io/policy: NAME`."""
+
+    scaling: ScalingModel = ScalingModel()
+    metrics: tuple[MetricModel, ...] = Field(min_length=1)
+    overrides: OverridesModel = OverridesModel()
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: tuple[MetricModel, ...]) -> tuple[MetricModel, ...]:
+        _refuse_duplicates("metric name", [m.name for m in metrics])
+        return metrics
+
+    @model_validator(mode="after")
+    def _bounds_within_limits(self) -> PolicyModel:
+        for name, bounds in (("minReplicas", self.overrides.min_replicas),
+                             ("maxReplicas", self.overrides.max_replicas)):
+            if bounds is not None and name == "maxReplicas" and bounds.min < 1:
+                raise ValueError(f"overrides.{name}.min: at least 1 (a maximum of 0 stops "
+                                 "the Deployment)")
+        return self
+
+
+class RouteModel(Model):
+    """A Slack channel per namespace or team: the webhook in `$PREFIX<VALUE>`, VALUE the
+    namespace's name (or its `label`'s value) in upper case with '-' and '.' as '_'; a
+    namespace whose variable is unset goes to the config's own channels."""
+
+    label: str | None = Field(default=None, description="a namespace label, e.g. team")
+    slack_webhook_env_prefix: str = Field(default="SLACK_WEBHOOK_",
+                                          pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    def env_name(self, value: str) -> str:
+        return self.slack_webhook_env_prefix + re.sub(r"[^A-Za-z0-9]", "_", value).upper()
+
+
+class FleetModel(Model):
+    """How a fleet pass finds its Deployments and how much it may change at once."""
+
+    policy_annotation: str = POLICY_ANNOTATION
+    deployment_selector: str | None = Field(default=None, description="a label selector the "
+                                            "API server applies to the cluster-wide list")
+    max_writes_per_pass: int = Field(default=50, ge=1)
+    max_writes_per_namespace: int = Field(default=10, ge=1)
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    notify_route: RouteModel | None = None
+
+    @field_validator("deployment_selector")
+    @classmethod
+    def _selector(cls, selector: str | None) -> str | None:
+        return None if selector is None else check_selector(selector)
+
+
 class Settings(Model):
-    """The whole configuration file."""
+    """The whole configuration file.
+
+    Either one namespace's `targets` and `metrics` (today's form), or a fleet: `namespaces`
+    (a list), `namespaceSelector` (a label selector on namespaces) or `allNamespaces: true`,
+    with named `policies` that Deployments join by annotation. In a fleet config `namespace`
+    is where devscale's own Lease and run state live.
+    """
 
     namespace: str = "default"
     prometheus: PrometheusModel = PrometheusModel()
     scaling: ScalingModel = ScalingModel()
-    targets: tuple[TargetModel, ...] = Field(min_length=1)
-    metrics: tuple[MetricModel, ...] = Field(min_length=1)
+    targets: tuple[TargetModel, ...] = Field(default=(), min_length=1)
+    metrics: tuple[MetricModel, ...] = Field(default=(), min_length=1)
     history_configmap: str = "devscale-history"
     notify: NotifyModel = NotifyModel()
+    namespaces: tuple[str, ...] | None = Field(default=None, min_length=1)
+    namespace_selector: str | None = None
+    all_namespaces: bool = False
+    policies: dict[str, PolicyModel] | None = Field(default=None, min_length=1)
+    fleet: FleetModel = FleetModel()
 
     _namespace = field_validator("namespace")(check_namespace)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if names is not None:
+            for name in names:
+                check_namespace(name)
+            _refuse_duplicates("namespace", list(names))
+        return names
+
+    @field_validator("namespace_selector")
+    @classmethod
+    def _namespace_selector(cls, selector: str | None) -> str | None:
+        return None if selector is None else check_selector(selector)
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_names(cls, policies: dict[str, PolicyModel] | None
+                      ) -> dict[str, PolicyModel] | None:
+        for name in policies or {}:
+            if not DNS_LABEL.match(name) or len(name) > 63:
+                raise ValueError(f"policy name {name!r}: lower-case letters, digits and '-' "
+                                 "(it is an annotation's value)")
+        return policies
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Settings:
+        chosen = [key for key, on in (("namespaces", self.namespaces is not None),
+                                      ("namespaceSelector", self.namespace_selector is not None),
+                                      ("allNamespaces", self.all_namespaces)) if on]
+        if len(chosen) > 1:
+            raise ValueError(f"{chosen[1]}: give one of `namespaces`, `namespaceSelector` or "
+                             f"`allNamespaces`, not also `{chosen[0]}`")
+        if chosen and self.policies is None:
+            raise ValueError(f"{chosen[0]}: a fleet config needs `policies:` that Deployments "
+                             "join by annotation")
+        if self.policies is not None:
+            if not chosen:
+                raise ValueError("policies: say which namespaces the fleet covers: "
+                                 "`namespaces: [a, b]`, `namespaceSelector: team` or "
+                                 "`allNamespaces: true`")
+            for key, given in (("targets", self.targets), ("metrics", self.metrics)):
+                if given:
+                    raise ValueError(f"{key}: a fleet config names its metrics in each policy "
+                                     "and takes its Deployments by the annotation "
+                                     f"{self.fleet.policy_annotation}; drop `{key}`")
+            _same_queries(self.policies)
+            return self
+        for key, given in (("targets", self.targets), ("metrics", self.metrics)):
+            if not given:
+                raise ValueError(f"{key}: Field required")
+        return self
+
+    @property
+    def is_fleet(self) -> bool:
+        """A config over many namespaces, Deployments joining named policies by annotation."""
+        return self.policies is not None
+
+    def fleet_metrics(self) -> list[MetricModel]:
+        """Every metric of every policy, once per name (one query each for the whole fleet)."""
+        seen: dict[str, MetricModel] = {}
+        for policy in (self.policies or {}).values():
+            for m in policy.metrics:
+                seen.setdefault(m.name, m)
+        return list(seen.values())
+
+    def for_policy(self, name: str, namespace: str | None = None) -> Settings:
+        """One policy of a fleet config as a one-namespace config of the Deployments that
+        joined it (what `simulate` replays); KeyError for a name that is no policy."""
+        policy = (self.policies or {})[name]
+        return Settings.model_validate({
+            "namespace": namespace or self.namespace, "prometheus": self.prometheus,
+            "scaling": policy.scaling, "metrics": policy.metrics, "notify": self.notify,
+            "history_configmap": self.history_configmap,
+            "targets": [{"selector": f"{self.fleet.policy_annotation}"}]})
+
+    def fleet_policy(self, name: str) -> models.PolicySpec:
+        """The policy spec of a named policy, before any Deployment's overrides."""
+        return _spec(self.policies[name].scaling if self.policies else self.scaling)
 
     @field_validator("metrics")
     @classmethod
@@ -361,20 +532,41 @@ class Settings(Model):
             else target.min_replicas
         high = s.max_replicas if target is None or target.max_replicas is None \
             else target.max_replicas
-        return models.PolicySpec(
-            min_replicas=low,
-            max_replicas=high,
-            tolerance=s.tolerance,
-            scale_up=s.behavior.scale_up.to_rules(models.HPA_DEFAULT_SCALE_UP),
-            scale_down=s.behavior.scale_down.to_rules(models.HPA_DEFAULT_SCALE_DOWN),
-            scale_up_cooldown_seconds=s.scale_up_cooldown_seconds,
-            scale_down_cooldown_seconds=s.scale_down_cooldown_seconds,
-        )
+        return replace(_spec(s), min_replicas=low, max_replicas=high)
 
     def prometheus_token(self) -> str | None:
         """The bearer token, read from the environment variable the config names."""
         name = self.prometheus.bearer_token_env
         return os.environ.get(name) if name else None
+
+
+def _spec(s: ScalingModel) -> models.PolicySpec:
+    return models.PolicySpec(
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        tolerance=s.tolerance,
+        scale_up=s.behavior.scale_up.to_rules(models.HPA_DEFAULT_SCALE_UP),
+        scale_down=s.behavior.scale_down.to_rules(models.HPA_DEFAULT_SCALE_DOWN),
+        scale_up_cooldown_seconds=s.scale_up_cooldown_seconds,
+        scale_down_cooldown_seconds=s.scale_down_cooldown_seconds,
+    )
+
+
+def _same_queries(policies: Mapping[str, PolicyModel]) -> None:
+    """A metric name means one query for the whole fleet: policies may give it other targets,
+    never another query or window."""
+    first: dict[str, tuple[str, MetricModel]] = {}
+    for name, policy in policies.items():
+        for i, m in enumerate(policy.metrics):
+            if m.name not in first:
+                first[m.name] = (name, m)
+                continue
+            other, seen = first[m.name]
+            if (m.promql, m.window, m.http) != (seen.promql, seen.window, seen.http):
+                raise ValueError(
+                    f"policies.{name}.metrics[{i}]: metric {m.name!r} is read differently in "
+                    f"policy {other!r}; a fleet reads each metric name with one query: give "
+                    "it the same preset, query and window, or another name")
 
 
 def effective(settings: Settings) -> dict[str, Any]:
@@ -384,6 +576,18 @@ def effective(settings: Settings) -> dict[str, Any]:
     range are shown as they apply, not as the `null` that means "the default".
     """
     data: dict[str, Any] = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if settings.is_fleet:
+        for name, shown in data["policies"].items():
+            spec = settings.fleet_policy(name)
+            shown["scaling"]["behavior"] = {
+                "scaleUp": _rules_dict(spec.scale_up, spec.tolerance),
+                "scaleDown": _rules_dict(spec.scale_down, spec.tolerance),
+            }
+        for unused in ("scaling", "targets", "metrics"):
+            data.pop(unused, None)
+        return data
+    for fleet_only in ("fleet", "allNamespaces"):
+        data.pop(fleet_only, None)
     spec = settings.policy_for(None)
     data["scaling"]["behavior"] = {
         "scaleUp": _rules_dict(spec.scale_up, spec.tolerance),

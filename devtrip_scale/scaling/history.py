@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from devtrip_scale.core.errors import KubeConflict, KubeNotFound
+from devtrip_scale.core.errors import KubeConflict, KubeError, KubeNotFound
 from devtrip_scale.core.trace import Trace
 from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
 from devtrip_scale.scaling.models import History, Recommendation, ScaleEvent
@@ -54,6 +54,52 @@ def _when(text: str) -> datetime:
     return at
 
 
+UNREAD: Any = object()   # ConfigMapHistory(listed=…) not given: `load` reads it itself
+PAGE = 100               # history ConfigMaps per page of the cluster-wide list
+
+
+def list_histories(api_client: Any, name: str, trace: Trace | None = None) -> dict[str, Any]:
+    """Every namespace's history ConfigMap `name`, namespace → object, from one cluster-wide
+    list by `metadata.name` (RBAC's resourceNames allow exactly that list), page by page."""
+    from functools import partial
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    found: dict[str, Any] = {}
+    token: str | None = None
+    while True:
+        page = request(trace or Trace(), "list", "configmaps", "(all namespaces)", None,
+                       partial(core.list_config_map_for_all_namespaces,
+                               field_selector=f"metadata.name={name}", limit=PAGE,
+                               _continue=token, _request_timeout=TIMEOUT),
+                       detail=f"list configmaps -A --field-selector metadata.name={name}")
+        found.update({cm.metadata.namespace: cm for cm in page.items})
+        token = page.metadata._continue
+        if not token:
+            return found
+
+
+def fleet_histories(api_client: Any, name: str, trace: Trace | None = None
+                    ) -> Callable[[str], ConfigMapHistory]:
+    """Each namespace's history store for a fleet pass, all read by one list on first use;
+    if that list is refused, each store reads its own ConfigMap (one GET per namespace)."""
+    read: list[dict[str, Any] | None] = []   # [the list's ConfigMaps], [None]: refused
+
+    def history_of(namespace: str) -> ConfigMapHistory:
+        if not read:
+            try:
+                read.append(list_histories(api_client, name, trace))
+            except KubeError:
+                read.append(None)
+        maps = read[0]
+        if maps is None:
+            return ConfigMapHistory(api_client, namespace, name, trace)
+        return ConfigMapHistory(api_client, namespace, name, trace, listed=maps.get(namespace))
+
+    return history_of
+
+
 class ConfigMapHistory:
     """The history of all targets of a namespace, in the ConfigMap `name`, keyed by Deployment
     UID: a Deployment deleted and created again under its name starts afresh.
@@ -64,7 +110,9 @@ class ConfigMapHistory:
     """
 
     def __init__(self, api_client: Any, namespace: str, name: str,
-                 trace: Trace | None = None) -> None:
+                 trace: Trace | None = None, listed: Any = UNREAD) -> None:
+        """`listed`: the ConfigMap as a cluster-wide list already returned it (None: it does
+        not exist), so that `load` needs no request of its own."""
         from kubernetes import client
 
         self._core = client.CoreV1Api(api_client)
@@ -73,6 +121,7 @@ class ConfigMapHistory:
         self._trace = trace or Trace()
         self._resource_version: str | None = None
         self._exists = False
+        self._listed = listed
         self.notes: str | None = None
 
     def load(self) -> tuple[dict[str, History], list[str]]:
@@ -109,11 +158,16 @@ class ConfigMapHistory:
         self._write(encoded)
 
     def _read(self) -> dict[str, str]:
-        try:
-            cm = request(self._trace, "get", "configmaps", self._ns, self._name,
-                         lambda: self._core.read_namespaced_config_map(
-                             self._name, self._ns, _request_timeout=TIMEOUT))
-        except KubeNotFound:
+        if self._listed is not UNREAD:   # read once by the list; a conflict reads again
+            cm, self._listed = self._listed, UNREAD
+        else:
+            try:
+                cm = request(self._trace, "get", "configmaps", self._ns, self._name,
+                             lambda: self._core.read_namespaced_config_map(
+                                 self._name, self._ns, _request_timeout=TIMEOUT))
+            except KubeNotFound:
+                cm = None
+        if cm is None:
             self._exists, self._resource_version = False, None
             return {}
         self._exists = True

@@ -55,8 +55,8 @@ class Telemetry:
                           "metrics", labels, registry=self.registry)
 
     def record(self, report: CheckReport) -> None:
-        ns = report.namespace
         for r in report.results:
+            ns = report.namespace_of(r)   # a fleet's: each Deployment's own
             if r.error is not None:
                 self.errors.labels("deployment").inc()
             d = r.decision

@@ -68,6 +68,102 @@ def rbac(namespace: str, history: str = HISTORY) -> list[dict[str, Any]]:
     ]
 
 
+FLEET_READ = f"{APP}-fleet-read"
+FLEET_WRITE = f"{APP}-fleet-write"
+
+
+def fleet_rules(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The fleet's two ClusterRoles' rules: what the pass reads across the cluster (one list
+    each), and what it writes in each namespace it scales."""
+    read: list[dict[str, Any]] = [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+         "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},  # Pending: unschedulable?
+        # every namespace's history in one list by metadata.name: only the ConfigMaps so named
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": [settings.history_configmap], "verbs": ["list"]},
+    ]
+    route = settings.fleet.notify_route
+    if settings.namespace_selector is not None or (route is not None and route.label):
+        read.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]})
+    history = settings.history_configmap
+    write: list[dict[str, Any]] = [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},  # on a conflict
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [history],
+         "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    if settings.namespaces is None:   # namespaces not known up front: the pass creates each
+        write.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]})
+    return read, write
+
+
+def fleet_rbac(settings: Settings) -> list[dict[str, Any]]:
+    """The smallest RBAC of a fleet pass.
+
+    Reads are cluster-wide (one list of Deployments, HPAs and Pending pods for the whole pass)
+    through the ClusterRole devscale-fleet-read. Writes go through devscale-fleet-write: with a
+    `namespaces:` list it is bound by a RoleBinding in each listed namespace only (and the
+    history ConfigMaps ship with the manifests, so nothing needs `create`); with a selector or
+    all namespaces, by a ClusterRoleBinding. The Lease and the run's notification state live in
+    the config's `namespace`, under a Role of their own there.
+    """
+    home, history = settings.namespace, settings.history_configmap
+    read, write = fleet_rules(settings)
+    account = [{"kind": "ServiceAccount", "name": APP, "namespace": home}]
+    rbac_v1 = "rbac.authorization.k8s.io/v1"
+
+    def cluster_role(name: str, rules_: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"apiVersion": rbac_v1, "kind": "ClusterRole",
+                "metadata": {"name": name, "labels": dict(LABELS)}, "rules": rules_}
+
+    def role_ref(kind: str, name: str) -> dict[str, Any]:
+        return {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}
+
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(APP, home),
+         "automountServiceAccountToken": True},
+        cluster_role(FLEET_READ, read),
+        {"apiVersion": rbac_v1, "kind": "ClusterRoleBinding",
+         "metadata": {"name": FLEET_READ, "labels": dict(LABELS)},
+         "roleRef": role_ref("ClusterRole", FLEET_READ), "subjects": account},
+        cluster_role(FLEET_WRITE, write),
+    ]
+    if settings.namespaces is not None:
+        objects += [{"apiVersion": rbac_v1, "kind": "RoleBinding",
+                     "metadata": _meta(FLEET_WRITE, ns),
+                     "roleRef": role_ref("ClusterRole", FLEET_WRITE), "subjects": account}
+                    for ns in settings.namespaces]
+    else:
+        objects.append({"apiVersion": rbac_v1, "kind": "ClusterRoleBinding",
+                        "metadata": {"name": FLEET_WRITE, "labels": dict(LABELS)},
+                        "roleRef": role_ref("ClusterRole", FLEET_WRITE), "subjects": account})
+    objects += [
+        {"apiVersion": rbac_v1, "kind": "Role", "metadata": _meta(APP, home), "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": [LEASE_NAME], "verbs": ["get", "update"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [history],
+             "verbs": ["get", "patch"]}]},
+        {"apiVersion": rbac_v1, "kind": "RoleBinding", "metadata": _meta(APP, home),
+         "roleRef": role_ref("Role", APP), "subjects": account},
+    ]
+    return objects
+
+
+def fleet_state(settings: Settings) -> list[dict[str, Any]]:
+    """The Lease and the run's history ConfigMap in the config's namespace, and the history
+    ConfigMap of each listed namespace, shipped empty up front."""
+    history = settings.history_configmap
+    objects = state(settings.namespace, history)
+    for ns in settings.namespaces or ():
+        if ns != settings.namespace:
+            objects.append({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": _meta(history, ns), "data": {}})
+    return objects
+
+
 def state(namespace: str, history: str = HISTORY) -> list[dict[str, Any]]:
     """The Lease and the history ConfigMap, shipped empty up front."""
     return [
@@ -263,10 +359,10 @@ def prometheus_rule(namespace: str) -> dict[str, Any]:
 
 def dashboard_queries() -> dict[str, str]:
     """Panel title → PromQL, with `$namespace` from the dashboard's variable."""
-    from devtrip_scale.scaling.presets import PRESETS, render
+    from devtrip_scale.scaling.presets import PRESET_VALUES, render
 
     def preset(name: str) -> str:
-        return render(PRESETS[name], namespace="$namespace", window="5m")
+        return render(PRESET_VALUES[name], namespace="$namespace", window="5m")
 
     return {
         "CPU utilisation (% of requests)": preset("cpu_utilization"),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Literal, NamedTuple
 
 MetricType = Literal["Utilization", "Value", "AverageValue"]
@@ -89,9 +90,38 @@ class PolicySpec:
             self.scale_down_cooldown_seconds,
         )
 
+    @cached_property
+    def timing(self) -> SpecTiming:
+        """The values every decision derives from the spec, derived once per spec."""
+        up, down = self.scale_up, self.scale_down
+        return SpecTiming(
+            self.tolerance if up.tolerance is None else up.tolerance,
+            self.tolerance if down.tolerance is None else down.tolerance,
+            timedelta(seconds=up.stabilization_window_seconds),
+            timedelta(seconds=down.stabilization_window_seconds),
+            timedelta(seconds=self.memory_seconds),
+            timedelta(seconds=self.scale_up_cooldown_seconds),
+            timedelta(seconds=self.scale_down_cooldown_seconds),
+        )
+
+
+class SpecTiming(NamedTuple):
+    """A PolicySpec's tolerances and windows as the policy uses them (see `PolicySpec.timing`)."""
+
+    up_tolerance: float
+    down_tolerance: float
+    up_window: timedelta
+    down_window: timedelta
+    memory: timedelta
+    up_cooldown: timedelta
+    down_cooldown: timedelta
+
 
 class MetricReading(NamedTuple):
     """One metric's reading for one Deployment; `value` None means no usable reading.
+
+    `pods` is how many pods have samples behind the value (the query's `count` series), None
+    when the query does not say. Ready pods beyond it are the HPA's missing pods.
 
     The per-step values are NamedTuples: immutable like the frozen dataclasses, and several
     times cheaper to build, which a 172,800-step replay notices.
@@ -102,6 +132,7 @@ class MetricReading(NamedTuple):
     target: float
     value: float | None
     error: str | None = None
+    pods: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,8 +151,7 @@ class Unschedulable:
                 f"{self.why}")
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """What a run saw of one Deployment: its replicas, its pods' readiness and its readings.
 
     `current_replicas` is `spec.replicas` (the scale subresource). `ready_pods` is
@@ -153,9 +183,9 @@ class ScaleEvent(NamedTuple):
     to_replicas: int
 
 
-@dataclass(frozen=True)
-class History:
-    """What earlier runs left for one Deployment."""
+class History(NamedTuple):
+    """What earlier runs left for one Deployment (a NamedTuple, as the other per-step values:
+    a replay builds one per step)."""
 
     recommendations: tuple[Recommendation, ...] = ()
     scale_events: tuple[ScaleEvent, ...] = ()

@@ -8,7 +8,9 @@ follows `pkg/controller/podautoscaler` of Kubernetes:
    ceil(ready pods × reading / target) (ceil(reading / target) from 0 replicas), AverageValue
    gives ceil(total / target); a usage ratio within the tolerance band (default 10 %, per
    direction if `scaleUp.tolerance`/`scaleDown.tolerance` are set) proposes the current count; a
-   negative reading, or no ready pod to weigh a ratio against, is no reading;
+   negative reading, or no ready pod to weigh a ratio against, is no reading; when a
+   Utilization or AverageValue reading stands on fewer pods than are ready, the others are
+   `groupPods`' missing pods (0 on a scale-up, 100 % or the target on a scale-down);
 2. the highest proposal wins; when some metrics have no reading the others may scale up but never
    down, and with no reading at all the replicas are held (`computeReplicasForMetrics`);
 3. a target with 0 replicas and min > 0 is left alone; one outside [min, max] is brought inside;
@@ -47,80 +49,130 @@ from devtrip_scale.scaling.models import (
 
 INT32_MAX = 2**31 - 1
 _Timed = TypeVar("_Timed", Recommendation, ScaleEvent)
+# NamedTuples built from a ready tuple, without the keyword layer of their generated __new__.
+_new = tuple.__new__
 
 
 def propose(reading: MetricReading, current: int, spec: PolicySpec, *,
             ready: int | None = None, unready: int = 0) -> Proposal:
     """One metric's replica proposal, as the HPA's replica calculator makes it."""
+    timing = spec.timing
     return _propose(reading, current, current if ready is None else ready, unready,
-                    _tolerance(spec.scale_up, spec.tolerance),
-                    _tolerance(spec.scale_down, spec.tolerance))
+                    timing.up_tolerance, timing.down_tolerance)
 
 
 def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_tol: float,
              down_tol: float) -> Proposal:
     """`replica_calculator.go`, with a Deployment's aggregate reading in place of pod metrics.
 
-    Utilization follows `GetResourceReplicas`: the ratio is multiplied by the ready pods; on a
-    scale-up with unready pods those count as using nothing (`rebalanceIgnored`), and a result
-    that would reverse the direction keeps the current count. Value follows
-    `getUsageRatioReplicaCount`: tolerance first, then ratio × ready pods. With 0 current
-    replicas both propose ceil(ratio), tolerance ignored: the scale-from-zero rule.
-    AverageValue (`GetExternalPerPodMetricReplicas`) needs no pod count: ceil(total / target).
+    Utilization follows `GetResourceReplicas`: the ratio is multiplied by the ready pods; when
+    the reading stands on fewer pods than are ready (`reading.pods`, the pod series behind the
+    aggregate), the ready pods without samples are `groupPods`' missing pods: 0 % on a
+    scale-up, max(100 %, target) on a scale-down; on a scale-up with unready pods those count as
+    using nothing too; the ratio is then computed again, and a result that would reverse the
+    direction keeps the current count. AverageValue with fewer sampled pods than ready ones is a
+    per-pod metric (`calcPlainMetricReplicas`: missing pods are 0 on a scale-up, the target on a
+    scale-down); otherwise it needs no pod count (`GetExternalPerPodMetricReplicas`):
+    ceil(total / target). Value follows `getUsageRatioReplicaCount`: tolerance first, then
+    ratio × ready pods. With 0 current replicas every type proposes ceil(ratio), tolerance
+    ignored: the scale-from-zero rule.
+
+    Called for every metric of every decision (a month's replay makes a million calls): the
+    reading is unpacked once and the result built without NamedTuple's keyword layer.
     """
-    value = reading.value
+    name, kind, target, value, error, sampled = reading
     if value is None:
-        return Proposal(reading.name, reading.type, reading.target, None, None, False,
-                        reading.error)
+        return _new(Proposal, (name, kind, target, None, None, False, error))
     if value < 0:  # a count, utilisation, rate or latency below zero is not a load
-        return Proposal(reading.name, reading.type, reading.target, None, None, False,
-                        f"negative reading {value:g} is not a load")
+        return _new(Proposal, (name, kind, target, None, None, False,
+                               f"negative reading {value:g} is not a load"))
+    # groupPods: ready pods that have no sample in the reading are missing pods
+    missing = ready - sampled if sampled is not None and 0 < sampled < ready else 0
 
-    def within(ratio: float) -> bool:
-        return (1.0 - down_tol) <= ratio <= (1.0 + up_tol)
-
-    def proposal(replicas: int, inside: bool = False) -> Proposal:
-        return Proposal(reading.name, reading.type, reading.target, value,
-                        min(replicas, INT32_MAX), inside)
-
-    if reading.type == "AverageValue":
-        total, per_pod = _milli(value), _milli(reading.target)
-        ratio = total / (per_pod * current) if current else math.inf
-        return proposal(current, True) if within(ratio) else proposal(math.ceil(total / per_pod))
-    if reading.type == "Utilization":
+    if kind == "AverageValue":
+        # The HPA compares quantities in milli-units; so does devscale.
+        total, per_pod = round(value * 1000), round(target * 1000)
+        if current:
+            if missing:
+                # calcPlainMetricReplicas on the sampled pods' average (GetMetricUsageRatio)
+                return _recount(reading, current, total / (ready - missing), per_pod, per_pod,
+                                ready - missing, missing, unready, up_tol, down_tol)
+            ratio = total / (per_pod * current)
+            if 1.0 - down_tol <= ratio <= 1.0 + up_tol:
+                return _new(Proposal, (name, kind, target, value, current, True, None))
+        replicas = math.ceil(total / per_pod)
+        return _new(Proposal, (name, kind, target, value,
+                               replicas if replicas < INT32_MAX else INT32_MAX, False, None))
+    if kind == "Utilization":
         # The HPA truncates utilisation to whole percent (metrics/utilization.go).
-        ratio = math.floor(value) / reading.target
+        ratio = math.floor(value) / target
     else:
-        ratio = _milli(value) / _milli(reading.target)
+        ratio = round(value * 1000) / round(target * 1000)
     if current == 0:
-        return proposal(math.ceil(ratio))
-    if reading.type == "Value" and within(ratio):
-        return proposal(current, True)
+        replicas = math.ceil(ratio)
+        return _new(Proposal, (name, kind, target, value,
+                               replicas if replicas < INT32_MAX else INT32_MAX, False, None))
+    within = 1.0 - down_tol <= ratio <= 1.0 + up_tol
+    if kind == "Value":
+        if within:
+            return _new(Proposal, (name, kind, target, value, current, True, None))
+    elif not missing and (not unready or ratio <= 1.0):
+        pass
+    elif ready:
+        # Missing pods, or a scale-up with unready pods: count them, then the ratio again.
+        return _recount(reading, current, value, target, max(100.0, target), ready - missing,
+                        missing, unready, up_tol, down_tol)
     if ready == 0:
-        return Proposal(reading.name, reading.type, reading.target, value, None, False,
-                        "no ready pods to weigh the reading against (the HPA: \"did not "
-                        "receive metrics for any ready pods\")")
-    if reading.type == "Value" or unready == 0 or ratio <= 1.0:
-        if within(ratio):
-            return proposal(current, True)
-        return proposal(_same_direction(math.ceil(ratio * ready), ratio, current))
-    # A scale-up with unready pods: they count as using nothing of their requests.
-    diluted = ratio * ready / (ready + unready)
-    if within(diluted) or diluted < 1.0:
-        return proposal(current, True)
-    return proposal(_same_direction(math.ceil(diluted * (ready + unready)), diluted, current))
-
-
-def _same_direction(replicas: int, ratio: float, current: int) -> int:
-    """A load above target never proposes fewer replicas, one below it never more.
-
-    The HPA applies this after counting unready pods ("the change of metrics length would cause
-    a change in scale direction"); devscale applies it to every ready-pod product, so a Deployment
-    whose new pods are not Ready yet is not shrunk while its load is above target.
-    """
+        return _new(Proposal, (name, kind, target, value, None, False,
+                               "no ready pods to weigh the reading against (the HPA: \"did "
+                               "not receive metrics for any ready pods\")"))
+    if within:
+        return _new(Proposal, (name, kind, target, value, current, True, None))
+    replicas = math.ceil(ratio * ready)
+    # A load above target never proposes fewer replicas, one below it never more. The HPA
+    # applies this after counting unready pods ("the change of metrics length would cause a
+    # change in scale direction"); devscale applies it to every ready-pod product, so a
+    # Deployment whose new pods are not Ready yet is not shrunk while its load is above target.
     if (ratio > 1.0 and replicas < current) or (ratio < 1.0 and replicas > current):
-        return current
-    return replicas
+        replicas = current
+    return _new(Proposal, (name, kind, target, value,
+                           replicas if replicas < INT32_MAX else INT32_MAX, False, None))
+
+
+def _recount(reading: MetricReading, current: int, average: float, target: float,
+             fallback: float, sampled: int, missing: int, unready: int, up_tol: float,
+             down_tol: float) -> Proposal:
+    """The second half of `GetResourceReplicas` / `calcPlainMetricReplicas`.
+
+    `average` is the sampled pods' average against `target` in the same unit (whole percent of
+    requests for Utilization, as `GetResourceUtilizationRatio` truncates; milli-units per pod
+    for a per-pod metric, as `GetMetricUsageRatio` divides integers), `fallback` what a missing
+    pod is taken to use on a scale-down. On a scale-up the
+    missing pods, and the unready ones, use nothing; the usage ratio is computed again over all
+    the pods counted; a new ratio within tolerance or across 1 keeps the current count, and so
+    does a result that moves against it.
+    """
+    ratio = math.floor(average) / target
+    up_with_unready = unready > 0 and ratio > 1.0
+    counted, used = sampled, average * sampled
+    if missing:
+        if ratio < 1.0:
+            counted += missing
+            used += fallback * missing
+        elif ratio > 1.0:
+            counted += missing
+    if up_with_unready:
+        counted += unready
+    new_ratio = math.floor(used / counted) / target
+    value = reading.value
+    if ((1.0 - down_tol) <= new_ratio <= (1.0 + up_tol) or (ratio < 1.0 < new_ratio)
+            or (new_ratio < 1.0 < ratio)):
+        return Proposal(reading.name, reading.type, reading.target, value, current, True)
+    replicas = math.ceil(new_ratio * counted)
+    if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
+        replicas = current
+    return Proposal(reading.name, reading.type, reading.target, value,
+                    min(replicas, INT32_MAX), False)
 
 
 def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) -> Decision:
@@ -133,71 +185,64 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     HPA names its conditions (`ScaleUpLimit`, `TooFewReplicas`, `ScaleDownStabilized`, …).
     """
     current = obs.current_replicas
-    up_tol = _tolerance(spec.scale_up, spec.tolerance)
-    down_tol = _tolerance(spec.scale_down, spec.tolerance)
+    timing = spec.timing
+    up_tol, down_tol = timing.up_tolerance, timing.down_tolerance
     ready = current if obs.ready_pods is None else obs.ready_pods
-    proposals = tuple(_propose(r, current, ready, obs.unready_pods, up_tol, down_tol)
-                      for r in obs.readings)
-
-    def verdict(desired: int, reason: Reason, message: str, recommendation: int | None,
-                deciding_metric: str | None = None, held_until: datetime | None = None,
-                limits: tuple[str, ...] = ()) -> Decision:
-        action: Action = "none"
-        if desired > current:
-            action = "scale_up"
-        elif desired < current:
-            action = "scale_down"
-        elif reason in HOLD_REASONS:
-            action = "hold"
-        return Decision(obs.deployment, current, desired, recommendation, action, reason,
-                        message, proposals, deciding_metric, held_until, limits,
-                        obs.ready_pods)
+    unready = obs.unready_pods
+    proposals = tuple([_propose(r, current, ready, unready, up_tol, down_tol)
+                       for r in obs.readings])
 
     if current == 0 and spec.min_replicas != 0:
-        return verdict(0, "ScalingDisabled", "the target has 0 replicas: scaling is disabled",
-                       recommendation=None)
+        return _verdict(obs, proposals, 0, "ScalingDisabled",
+                        "the target has 0 replicas: scaling is disabled")
     if current > spec.max_replicas:
-        return verdict(spec.max_replicas, "TooManyReplicas",
-                       f"current replicas above maxReplicas {spec.max_replicas}",
-                       recommendation=None)
+        return _verdict(obs, proposals, spec.max_replicas, "TooManyReplicas",
+                        f"current replicas above maxReplicas {spec.max_replicas}")
     if current < spec.min_replicas:
-        return verdict(spec.min_replicas, "TooFewReplicas",
-                       f"current replicas below minReplicas {spec.min_replicas}",
-                       recommendation=None)
+        return _verdict(obs, proposals, spec.min_replicas, "TooFewReplicas",
+                        f"current replicas below minReplicas {spec.min_replicas}")
 
     best: Proposal | None = None
-    missing: list[str] = []
+    wanted = -1
+    missing: list[str] | None = None
     for p in proposals:  # the highest proposal wins; the first of equals names the metric
-        if p.replicas is None:
-            missing.append(p.name)
-        elif best is None or p.replicas > (best.replicas or 0):
-            best = p
+        replicas = p[4]
+        if replicas is None:
+            if missing is None:
+                missing = [p[0]]
+            else:
+                missing.append(p[0])
+        elif replicas > wanted:
+            best, wanted = p, replicas
     if best is None:
-        return verdict(current, "NoMetrics", "no metric has a reading: replicas held",
-                       recommendation=None)
-    wanted = best.replicas or 0
+        return _verdict(obs, proposals, current, "NoMetrics",
+                        "no metric has a reading: replicas held")
     if missing and wanted < current:
-        return verdict(current, "MissingMetrics",
-                       f"no reading for {', '.join(missing)}: not scaling down on partial data",
-                       recommendation=None, deciding_metric=best.name)
+        return _verdict(obs, proposals, current, "MissingMetrics",
+                        f"no reading for {', '.join(missing)}: not scaling down on partial "
+                        "data", deciding_metric=best.name)
 
     limits: list[str] = []
-    stabilized, held_until = _stabilize(current, wanted, spec, history.recommendations, now)
+    recs = history.recommendations
+    events = history.scale_events
+    stabilized, held_until = _stabilize(current, wanted, spec, recs, now)
     reason: Reason = "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
     value, message = stabilized, ""
     if stabilized != wanted:
-        reason = "ScaleUpStabilized" if wanted >= current else "ScaleDownStabilized"
-        window = (spec.scale_up if reason == "ScaleUpStabilized" else spec.scale_down)
+        up = wanted >= current
+        reason = "ScaleUpStabilized" if up else "ScaleDownStabilized"
+        window = spec.scale_up if up else spec.scale_down
         message = (f"{window.stabilization_window_seconds}s "
-                   f"{'scale-up' if reason == 'ScaleUpStabilized' else 'scale-down'} "
+                   f"{'scale-up' if up else 'scale-down'} "
                    f"stabilization window holds {stabilized}")
         limits.append(reason)
 
-    value, cooled = _cooldown(current, value, spec, history.scale_events, now)
-    if cooled:
-        reason, message = cooled
-        limits.append(reason)
-        held_until = None
+    if events and value != current:
+        value, cooled = _cooldown(current, value, spec, events, now)
+        if cooled:
+            reason, message = cooled
+            limits.append(reason)
+            held_until = None
 
     if value > current and obs.unschedulable is not None:
         # devscale's extra: no more pods asked of a cluster that cannot place those it has
@@ -207,15 +252,34 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         limits.append(reason)
         held_until = None
 
-    final, rate_reason, rate_message = _rate_limit(current, value, spec, history.scale_events, now)
-    if final != value:
-        reason, message = rate_reason, rate_message
-        limits.append(rate_reason)
+    final = value
+    if value != current:
+        final, rate_reason, rate_message = _rate_limit(current, value, spec, events, now)
+        if final != value:
+            reason, message = rate_reason, rate_message
+            limits.append(rate_reason)
     if not message:
-        message = _plain_message(reason, best, wanted)
-    return verdict(final, reason, message, recommendation=wanted, deciding_metric=best.name,
-                   held_until=held_until if reason.endswith("Stabilized") else None,
-                   limits=tuple(limits))
+        message = (f"{best.name} is within the tolerance of its target"
+                   if reason == "WithinTolerance" else f"{best.name} asks for {wanted}")
+    return _verdict(obs, proposals, final, reason, message, wanted, best.name,
+                    held_until if reason.endswith("Stabilized") else None, tuple(limits))
+
+
+def _verdict(obs: Observation, proposals: tuple[Proposal, ...], desired: int, reason: Reason,
+             message: str, recommendation: int | None = None,
+             deciding_metric: str | None = None, held_until: datetime | None = None,
+             limits: tuple[str, ...] = ()) -> Decision:
+    current = obs.current_replicas
+    action: Action = "none"
+    if desired > current:
+        action = "scale_up"
+    elif desired < current:
+        action = "scale_down"
+    elif reason in HOLD_REASONS:
+        action = "hold"
+    return _new(Decision, (obs.deployment, current, desired, recommendation, action, reason,
+                           message, proposals, deciding_metric, held_until, limits,
+                           obs.ready_pods))
 
 
 def remember(history: History, decision: Decision, spec: PolicySpec, now: datetime,
@@ -227,17 +291,25 @@ def remember(history: History, decision: Decision, spec: PolicySpec, now: dateti
     the newest recommendation is always kept.
     """
     recs = history.recommendations
-    if decision.recommendation is not None:
-        if not recs:
-            recs = (Recommendation(now, decision.current_replicas),)  # the first sync's seed
-        recs = (*recs, Recommendation(now, decision.recommendation))
     events = history.scale_events
     last_written = history.last_written
-    if written is not None and written != decision.current_replicas:
-        events = (*events, ScaleEvent(now, decision.current_replicas, written))
+    current = decision.current_replicas
+    if decision.recommendation is not None:
+        if recs:
+            recs = (*recs, _new(Recommendation, (now, decision.recommendation)))
+        else:  # the first sync's seed, then this run's
+            recs = (_new(Recommendation, (now, current)),
+                    _new(Recommendation, (now, decision.recommendation)))
+    if written is not None and written != current:
+        events = (*events, _new(ScaleEvent, (now, current, written)))
         last_written = written
-    cutoff = now - timedelta(seconds=spec.memory_seconds)
-    return History(_newer(recs, cutoff, keep_last=True), _newer(events, cutoff), last_written)
+    cutoff = now - spec.timing.memory
+    # Entries are in time order: only a prefix can have aged out (the newest rec always stays).
+    if recs and recs[0].at <= cutoff:
+        recs = _newer(recs, cutoff, keep_last=True)
+    if events and events[0].at <= cutoff:
+        events = _newer(events, cutoff)
+    return History(recs, events, last_written)
 
 
 def _newer(entries: tuple[_Timed, ...], cutoff: datetime, *, keep_last: bool = False
@@ -250,44 +322,56 @@ def _newer(entries: tuple[_Timed, ...], cutoff: datetime, *, keep_last: bool = F
     return entries[start:] if start else entries
 
 
-def _tolerance(rules: ScalingRules, default: float) -> float:
-    return default if rules.tolerance is None else rules.tolerance
-
-
-def _milli(value: float) -> int:
-    """The HPA compares quantities in milli-units; so does devscale."""
-    return round(value * 1000)
-
-
-def _plain_message(reason: Reason, best: Proposal, wanted: int) -> str:
-    if reason == "WithinTolerance":
-        return f"{best.name} is within the tolerance of its target"
-    return f"{best.name} asks for {wanted}"
-
-
 def _stabilize(current: int, wanted: int, spec: PolicySpec,
                recs: tuple[Recommendation, ...], now: datetime) -> tuple[int, datetime | None]:
-    """Bound `wanted` by the recommendations inside the windows; say until when it holds."""
+    """Bound `wanted` by the recommendations inside the windows; say until when it holds.
+
+    `stabilizeRecommendationWithBehaviors`: min(max(current, lowest of the scale-up window),
+    highest of the scale-down window), `wanted` included in both. A scale-up is bounded by the
+    scale-up window alone and a scale-down by the scale-down window alone, so one window is
+    read, in one pass; at `wanted` = current nothing can hold. The hold lasts until the newest
+    recommendation that pins the result leaves its window.
+    """
+    if wanted == current:
+        return wanted, None
     if not recs:
         recs = (Recommendation(now, current),)  # first sync: as the HPA seeds its window
-    up_window = spec.scale_up.stabilization_window_seconds
-    down_window = spec.scale_down.stabilization_window_seconds
-    up_cut, down_cut = now - timedelta(seconds=up_window), now - timedelta(seconds=down_window)
-    up = down = wanted
+    timing = spec.timing
+    if wanted > current:
+        window = timing.up_window
+        cut = now - window
+        low, low_at, under_at = wanted, None, None  # under_at: the newest entry ≤ current
+        for at, replicas in recs:
+            if at > cut:
+                if replicas <= current:
+                    if under_at is None or at > under_at:
+                        under_at = at
+                elif replicas < low:
+                    low, low_at = replicas, at
+                elif replicas == low and (low_at is None or at > low_at):
+                    low_at = at
+        if under_at is not None:
+            return current, under_at + window
+        if low < wanted and low_at is not None:
+            return low, low_at + window
+        return wanted, None
+    window = timing.down_window
+    cut = now - window
+    high, high_at, over_at = wanted, None, None     # over_at: the newest entry ≥ current
     for at, replicas in recs:
-        if at > up_cut and replicas < up:
-            up = replicas
-        if at > down_cut and replicas > down:
-            down = replicas
-    result = min(max(current, up), down)
-    if result == wanted:
-        return result, None
-    # Held at `result` until the last recommendation that pins it there leaves its window.
-    if result < wanted:
-        pins = [r.at for r in recs if r.at > up_cut and r.replicas <= result]
-        return result, (max(pins) + timedelta(seconds=up_window) if pins else None)
-    pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
-    return result, (max(pins) + timedelta(seconds=down_window) if pins else None)
+        if at > cut:
+            if replicas >= current:
+                if over_at is None or at > over_at:
+                    over_at = at
+            elif replicas > high:
+                high, high_at = replicas, at
+            elif replicas == high and (high_at is None or at > high_at):
+                high_at = at
+    if over_at is not None:
+        return current, over_at + window
+    if high > wanted and high_at is not None:
+        return high, high_at + window
+    return wanted, None
 
 
 def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEvent, ...],
@@ -297,8 +381,11 @@ def _cooldown(current: int, value: int, spec: PolicySpec, events: tuple[ScaleEve
         return value, None
     up = value > current
     seconds = spec.scale_up_cooldown_seconds if up else spec.scale_down_cooldown_seconds
-    until = max(e.at for e in events) + timedelta(seconds=seconds)
-    if not seconds or until <= now:
+    if not seconds:
+        return value, None
+    until = max(e.at for e in events) + (spec.timing.up_cooldown if up
+                                         else spec.timing.down_cooldown)
+    if until <= now:
         return value, None
     reason: Reason = "ScaleUpCooldown" if up else "ScaleDownCooldown"
     return current, (reason, f"{'scale-up' if up else 'scale-down'} cooldown of {seconds}s "

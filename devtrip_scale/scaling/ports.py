@@ -25,7 +25,8 @@ class MetricResult:
 
     `unusable` readings are missing (NaN, ±Inf); `invalid` ones were there but make no sense
     (negative): both leave the Deployment without a reading, and `invalid` also fails the run's
-    metrics, as a query error does.
+    metrics, as a query error does. `pods` is, per Deployment, how many pods have samples behind
+    its value, when the query says so (its series labelled `devscale_series="pods"`).
     """
 
     name: str
@@ -34,6 +35,7 @@ class MetricResult:
     error: str | None = None
     unusable: Mapping[str, str] = field(default_factory=dict)
     invalid: Mapping[str, str] = field(default_factory=dict)
+    pods: Mapping[str, int] = field(default_factory=dict)
 
     def reading_for(self, deployment: str) -> tuple[float | None, str | None]:
         """The value for one Deployment, or None with the reason it has none."""
@@ -62,6 +64,7 @@ class Workload:
     uid: str = ""
     ready_replicas: int | None = None   # status.readyReplicas; None: not known (all ready)
     pods: int | None = None             # status.replicas: pods that exist, ready or not
+    namespace: str = ""                 # set by a fleet pass's cluster-wide list
 
 
 class MetricsSource(Protocol):
@@ -83,6 +86,30 @@ class ReplicaTarget(Protocol):
 
     def unschedulable(self) -> dict[str, Unschedulable]:
         """Deployment name → its pods the scheduler cannot place (`of` left 0)."""
+        ...
+
+
+class FleetTarget(Protocol):
+    """The Deployments of many namespaces: one cluster-wide list, writes per namespace."""
+
+    def namespaces(self, selector: str | None) -> list[str]:
+        """The names of the namespaces a label selector picks (None: all of them)."""
+        ...
+
+    def list_all(self, selector: str | None, page_size: int) -> list[Workload]:
+        """Every Deployment of the cluster (with a label selector), page by page."""
+        ...
+
+    def in_namespace(self, namespace: str) -> ReplicaTarget:
+        """One namespace's get and scale (what a write needs)."""
+        ...
+
+    def other_scalers(self) -> dict[tuple[str, str], str]:
+        """(namespace, Deployment) → the HPA that already scales it, from one list."""
+        ...
+
+    def unschedulable(self) -> dict[tuple[str, str], Unschedulable]:
+        """(namespace, Deployment) → its pods the scheduler cannot place, from one list."""
         ...
 
 

@@ -1,4 +1,10 @@
-"""Built-in PromQL for the series real clusters export, each returning one series per Deployment."""
+"""Built-in PromQL for the series real clusters export, each returning one series per Deployment.
+
+The presets of per-pod metrics (CPU and memory utilisation, requests per second) answer, in the
+same query, how many pods stand behind each Deployment's value: a second series per Deployment,
+labelled `devscale_series="pods"`, joined with `or` (its label set differs, so `or` keeps both).
+The policy counts the ready pods beyond that number as the HPA's missing pods (`groupPods`).
+"""
 
 from __future__ import annotations
 
@@ -12,41 +18,49 @@ def _by_deployment(expr: str) -> str:
     return f"sum by (deployment) (label_replace({expr}, {_POD_TO_DEPLOYMENT}))"
 
 
-PRESETS: dict[str, str] = {
+def pods_behind(expr: str) -> str:
+    """The number of pods with a sample of `expr`, per Deployment, marked as the pod count."""
+    return ('label_replace(count by (deployment) (count by (deployment, pod) (label_replace('
+            f'{expr}, {_POD_TO_DEPLOYMENT}))), "devscale_series", "pods", "", "")')
+
+
+_CPU_USED = ('rate(container_cpu_usage_seconds_total{namespace="{namespace}", container!="", '
+             'container!="POD"}[{window}])')
+_MEMORY_USED = ('container_memory_working_set_bytes{namespace="{namespace}", container!="", '
+                'container!="POD"}')
+_REQUESTS = 'kube_pod_container_resource_requests{namespace="{namespace}", resource="%s"}'
+_RPS = 'rate(http_requests_total{namespace="{namespace}"}[{window}])'
+
+
+def _utilization(used: str, resource: str) -> str:
+    """Used over requested, in percent, over the pods that have a sample of `used` (the HPA's
+    GetResourceUtilizationRatio sums the requests of the pods it has metrics for)."""
+    requested = f"{_REQUESTS % resource} and on (namespace, pod) {used}"
+    return f"100 * {_by_deployment(used)} / {_by_deployment(requested)}"
+
+
+# The value alone, per preset (for dashboards); PRESETS adds the pod count where it applies.
+PRESET_VALUES: dict[str, str] = {
     # CPU used over CPU requested, in percent, as the HPA's Utilization target computes it.
-    "cpu_utilization": (
-        "100 * "
-        + _by_deployment(
-            'rate(container_cpu_usage_seconds_total{namespace="{namespace}", container!="", '
-            'container!="POD"}[{window}])'
-        )
-        + " / "
-        + _by_deployment(
-            'kube_pod_container_resource_requests{namespace="{namespace}", resource="cpu"}'
-        )
-    ),
+    "cpu_utilization": _utilization(_CPU_USED, "cpu"),
     # Working-set memory over memory requested, in percent.
-    "memory_utilization": (
-        "100 * "
-        + _by_deployment(
-            'container_memory_working_set_bytes{namespace="{namespace}", container!="", '
-            'container!="POD"}'
-        )
-        + " / "
-        + _by_deployment(
-            'kube_pod_container_resource_requests{namespace="{namespace}", resource="memory"}'
-        )
-    ),
+    "memory_utilization": _utilization(_MEMORY_USED, "memory"),
     # Requests per second served by all pods of the Deployment.
-    "http_requests_per_second": _by_deployment(
-        'rate(http_requests_total{namespace="{namespace}"}[{window}])'
-    ),
+    "http_requests_per_second": _by_deployment(_RPS),
     # 95th percentile response time in seconds over all pods of the Deployment.
     "http_p95_latency_seconds": (
         "histogram_quantile(0.95, sum by (deployment, le) (label_replace("
         'rate(http_request_duration_seconds_bucket{namespace="{namespace}"}[{window}]), '
         f"{_POD_TO_DEPLOYMENT})))"
     ),
+}
+
+PRESETS: dict[str, str] = {
+    **PRESET_VALUES,
+    "cpu_utilization": f"{PRESET_VALUES['cpu_utilization']} or {pods_behind(_CPU_USED)}",
+    "memory_utilization": f"{PRESET_VALUES['memory_utilization']} or {pods_behind(_MEMORY_USED)}",
+    "http_requests_per_second": f"{PRESET_VALUES['http_requests_per_second']} or "
+                                f"{pods_behind(_RPS)}",
 }
 
 PLACEHOLDERS = ("namespace", "window")

@@ -60,9 +60,13 @@ def push(url: str, report: CheckReport, timeout: float = TIMEOUT_SECONDS) -> str
 
     shown = redact_url(url)
     gateway = urlunsplit(parts._replace(netloc=_netloc(parts.hostname, parts.port)))
+    # The Pushgateway overwrites a pushed label with the grouping key's: a fleet's series keep
+    # their own namespaces under a `fleet` group instead.
+    fleet = any(r.namespace for r in report.results)
+    group = {"fleet": report.namespace} if fleet else {"namespace": report.namespace}
     try:
         pushadd_to_gateway(gateway, job=JOB, registry=telemetry.registry,
-                           grouping_key={"namespace": report.namespace}, timeout=timeout,
+                           grouping_key=group, timeout=timeout,
                            handler=handler)
     except (OSError, ValueError, http.client.HTTPException) as e:
         reason = e.reason if isinstance(e, URLError) and not isinstance(e, HTTPError) else e

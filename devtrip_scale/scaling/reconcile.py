@@ -12,7 +12,8 @@ from devtrip_scale.core.errors import KubeConflict, KubeError
 from devtrip_scale.core.trace import Trace
 from devtrip_scale.notify import Notice, Notifier, NotifyState, fan_out, select
 from devtrip_scale.scaling import policy
-from devtrip_scale.scaling.config import Settings, TargetModel
+from devtrip_scale.scaling.config import MetricModel, Settings, TargetModel
+from devtrip_scale.scaling.fleet import Joined, fleet_queries, join, key, policy_specs
 from devtrip_scale.scaling.models import (
     Decision,
     History,
@@ -23,6 +24,7 @@ from devtrip_scale.scaling.models import (
 )
 from devtrip_scale.scaling.ports import (
     EventSink,
+    FleetTarget,
     HistoryStore,
     MetricQuery,
     MetricResult,
@@ -35,6 +37,7 @@ from devtrip_scale.scaling.report import CheckReport, TargetResult
 from devtrip_scale.scaling.tell import notices_for
 
 WRITE_RETRIES = 3
+SAVERS = 8   # a fleet pass writes this many namespaces' history ConfigMaps at a time
 PAUSED = "devscale.devtrip.io/paused"
 ARGO_MARKS = ("argocd.argoproj.io/tracking-id", "app.kubernetes.io/instance")
 GITOPS_FIX = ("if a GitOps tool manages this Deployment, make it ignore /spec/replicas "
@@ -93,7 +96,7 @@ def observe(workload: Workload, settings: Settings, results: list[MetricResult],
     for metric, result in zip(settings.metrics, results, strict=True):
         value, why = result.reading_for(workload.name)
         readings.append(MetricReading(metric.name, metric.target.type, metric.target.value,
-                                      value, why))
+                                      value, why, result.pods.get(workload.name)))
     ready = workload.ready_replicas
     unready = max(workload.pods - ready, 0) if ready is not None and workload.pods else 0
     if stuck is not None:
@@ -312,3 +315,268 @@ def _event(run: _Run, workload: Workload, type_: Literal["Normal", "Warning"], r
         run.events.record(workload, type_, reason, message)
     except KubeError as e:
         run.report.warnings.append(f"event not recorded on deployment/{workload.name}: {e}")
+
+
+def run_fleet(
+    settings: Settings,
+    source: MetricsSource,
+    cluster: FleetTarget,
+    history_of: Callable[[str], HistoryStore],
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    only: Collection[str] = (),
+    in_namespaces: Collection[str] = (),
+    trace: Trace | None = None,
+    events_of: Callable[[str], EventSink] | None = None,
+    notifiers: Sequence[Notifier] = (),
+    route: Callable[[str], Sequence[Notifier]] | None = None,
+    recovered: Sequence[Notice] = (),
+    writable: Callable[[], str | None] = lambda: None,
+) -> CheckReport:
+    """One pass over a fleet config's namespaces: read → decide → act → tell, as run_check.
+
+    One cluster-wide list of Deployments (paginated), kept to the covered namespaces and to
+    those whose annotation joins a policy; one query per metric for all of them; a write only
+    where replicas change, at most `maxWritesPerPass` in all and `maxWritesPerNamespace` per
+    namespace (the rest computed, reported as deferred, left to the next pass); each
+    namespace's history in its own ConfigMap (`history_of(namespace)`) and Events beside its
+    Deployments. A bad annotation is an error naming the Deployment, its namespace and the
+    value; that Deployment is left alone and the pass goes on. `route(namespace)` gives the
+    channels of a namespace's notices (default: `notifiers`).
+    """
+    report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
+    fleet = settings.fleet
+    covered = covered_namespaces(settings, cluster)
+    everything = [w for w in cluster.list_all(fleet.deployment_selector, fleet.page_size)
+                  if covered is None or w.namespace in covered]
+    for ns in in_namespaces:
+        if covered is not None and ns not in covered:
+            report.warnings.append(f"-n {ns}: not a namespace this config covers; "
+                                   "nothing in it is scaled")
+    joined: list[tuple[Workload, Joined]] = []
+    specs = policy_specs(settings)
+    for w in everything:
+        if (in_namespaces and w.namespace not in in_namespaces) or (only and w.name not in only):
+            continue
+        chosen = join(settings, w.annotations, specs)
+        if isinstance(chosen, Joined):
+            joined.append((w, chosen))
+        elif chosen is not None:
+            report.results.append(TargetResult(w.name, namespace=w.namespace, error=(
+                f"deployment {w.namespace}/{w.name}: {chosen}; left alone")))
+            if events_of is not None and not dry_run:
+                _fleet_event(report, events_of, w, "Warning", "InvalidScalingPolicy", chosen)
+    for name in only:
+        if not any(w.name == name for w, _ in joined) and \
+                not any(r.deployment == name for r in report.results):
+            report.results.append(TargetResult(name, error=(
+                f"--deployment {name}: no Deployment of that name has joined a policy "
+                f"(annotation {fleet.policy_annotation}) in the namespaces this config covers")))
+    joined.sort(key=lambda pair: (pair[0].namespace, pair[0].name))
+    namespaces = sorted({w.namespace for w, _ in joined})
+    scalers = _fleet_scalers(cluster, report) if joined else {}
+    stuck = _fleet_unschedulable(cluster, report) if joined else {}
+    report.queries = fleet_queries(settings, namespaces) if joined else []
+    results = {r.name: r for r in source.fetch(report.queries)} if joined else {}
+    report.metric_errors = {r.name: r.error for r in results.values() if r.error is not None}
+    for r in results.values():
+        bad = [f"{k}: {r.invalid[k]}" for k in (key(w.namespace, w.name) for w, _ in joined)
+               if k in r.invalid]
+        if bad:
+            report.metric_errors[r.name] = "invalid readings, not used: " + "; ".join(bad)
+
+    stores: dict[str, HistoryStore] = {}
+    histories: dict[str, dict[str, History]] = {}
+
+    def store(ns: str) -> HistoryStore:
+        if ns not in stores:
+            stores[ns] = history_of(ns)
+            try:
+                histories[ns], problems = stores[ns].load()
+                report.warnings.extend(problems)
+            except KubeError as e:
+                histories[ns] = {}
+                report.warnings.append(f"history of namespace {ns} not read ({e}); its "
+                                       "Deployments are decided without it")
+        return stores[ns]
+
+    updated: dict[str, dict[str, History]] = {}
+    writes: dict[str, int] = {}
+    for workload, chosen in joined:
+        ns = workload.namespace
+        store(ns)
+        past = histories[ns].get(workload.uid, History())
+        result = TargetResult(workload.name, namespace=ns, policy=chosen.policy)
+        report.results.append(result)
+        events = events_of(ns) if events_of is not None else None
+        capped = _cap_reached(settings, writes, ns)
+        run = _Run(settings, cluster.in_namespace(ns), events, now, dry_run or capped is not None,
+                   report, writable)
+        scaler = scalers.get((ns, workload.name))
+        if _skip(workload, {workload.name: scaler} if scaler else {}, result):
+            if not dry_run:
+                _event(replace(run, dry_run=False), workload,
+                       "Warning" if scaler else "Normal", "ScalingSkipped", str(result.skipped))
+            continue
+        seen = partial(_observe_fleet, metrics=chosen.metrics, results=results,
+                       stuck=stuck.get((ns, workload.name)))
+        capacity = seen(workload).unschedulable
+        if capacity is not None:
+            result.capacity = capacity.text(now)
+            if not dry_run:
+                _event(replace(run, dry_run=False), workload, "Warning", "Unschedulable",
+                       result.capacity)
+        new_history = _one_target(run, workload, chosen.spec, seen, past, result)
+        d = result.decision
+        if capped is not None and not dry_run and d is not None and \
+                d.desired_replicas != d.current_replicas:
+            result.deferred = (f"not scaled to {d.desired_replicas} in this pass: {capped}; "
+                               "the next pass decides again")
+        if result.applied:
+            writes[ns] = writes.get(ns, 0) + 1
+        if new_history is not None:
+            updated.setdefault(ns, {})[workload.uid] = new_history
+    deferred = sum(r.deferred is not None for r in report.results)
+    if deferred:
+        report.warnings.append(f"{deferred} scaling change(s) deferred to the next pass by "
+                               f"the write caps ({fleet.max_writes_per_pass} per pass, "
+                               f"{fleet.max_writes_per_namespace} per namespace)")
+    if dry_run:
+        return report
+
+    state = _notify_state(report, store(settings.namespace).notes) if notifiers or route \
+        else None
+    send, notes = _plan(settings, report, state) if state is not None else ([], None)
+    if report.lock_lost is None:
+        report.lock_lost = writable()
+    if report.lock_lost is not None:
+        report.history_error = f"history not saved: {report.lock_lost}"
+    else:
+        uids: dict[str, dict[str, str]] = {}
+        for w in everything:
+            uids.setdefault(w.namespace, {})[w.uid] = w.name
+        jobs: list[tuple[str, Callable[[], None]]] = []
+        for ns in sorted(set(stores) | ({settings.namespace} if notes is not None else set())):
+            names = uids.get(ns, {})
+            mine = updated.get(ns, {})
+            gone = [k for k in histories.get(ns, {}) if k not in names]
+            own_notes = notes if ns == settings.namespace else None
+            if mine or gone or own_notes is not None:
+                jobs.append((ns, partial(store(ns).save,
+                                         {uid: (h, names[uid]) for uid, h in mine.items()},
+                                         own_notes, remove=gone)))
+        problems = [p for p in _each(jobs, SAVERS) if p is not None]
+        if problems:
+            report.history_error = ("history not saved: " + "; ".join(problems) +
+                                    "; the next run decides those without the memory that "
+                                    "holds back a scale-down")
+    if state is not None:
+        if report.history_error is not None:
+            send = _plan(settings, report, state)[0]
+        else:
+            send = [*recovered, *send]
+        report.notified = send
+        for ns, notices in _by_namespace(send, settings.namespace).items():
+            channels = notifiers
+            if route is not None:
+                try:
+                    channels = route(ns)
+                except KubeError as e:
+                    report.warnings.append(f"notices of namespace {ns} went to the default "
+                                           f"channels: its own could not be looked up: {e}")
+            report.notify_failures.extend(fan_out(ns, notices, channels))
+    return report
+
+
+def _each(jobs: Sequence[tuple[str, Callable[[], None]]], workers: int) -> list[str | None]:
+    """Run independent writes (each namespace's own ConfigMap) a few at a time; each one's
+    failure as a message naming its namespace, None for success."""
+    def one(job: tuple[str, Callable[[], None]]) -> str | None:
+        try:
+            job[1]()
+        except KubeError as e:
+            return f"namespace {job[0]}: {e}"
+        return None
+
+    if len(jobs) < 2:
+        return [one(job) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(jobs)), thread_name_prefix="devscale-history") \
+            as pool:
+        return list(pool.map(one, jobs))
+
+
+def covered_namespaces(settings: Settings, cluster: FleetTarget) -> set[str] | None:
+    """The namespaces a fleet config covers; None: all of them."""
+    if settings.namespaces is not None:
+        return set(settings.namespaces)
+    if settings.namespace_selector is not None:
+        return set(cluster.namespaces(settings.namespace_selector))
+    return None
+
+
+def _cap_reached(settings: Settings, writes: dict[str, int], namespace: str) -> str | None:
+    fleet = settings.fleet
+    if sum(writes.values()) >= fleet.max_writes_per_pass:
+        return f"the pass has made its {fleet.max_writes_per_pass} writes (maxWritesPerPass)"
+    if writes.get(namespace, 0) >= fleet.max_writes_per_namespace:
+        return (f"namespace {namespace} has had its {fleet.max_writes_per_namespace} writes "
+                "(maxWritesPerNamespace)")
+    return None
+
+
+def _observe_fleet(workload: Workload, *, metrics: Sequence[MetricModel],
+                   results: dict[str, MetricResult], stuck: Unschedulable | None
+                   ) -> Observation:
+    """One fleet Deployment's readings of its policy's metrics, by `namespace/name`."""
+    readings = []
+    name = key(workload.namespace, workload.name)
+    for metric in metrics:
+        got = results.get(metric.name)
+        value, why = got.reading_for(name) if got is not None else (None, "not read")
+        readings.append(MetricReading(metric.name, metric.target.type, metric.target.value,
+                                      value, why))
+    ready = workload.ready_replicas
+    unready = max(workload.pods - ready, 0) if ready is not None and workload.pods else 0
+    if stuck is not None:
+        stuck = replace(stuck, of=max(workload.pods or 0, workload.replicas, stuck.pods))
+    return Observation(workload.name, workload.replicas, tuple(readings), ready_pods=ready,
+                       unready_pods=unready, unschedulable=stuck)
+
+
+def _fleet_scalers(cluster: FleetTarget, report: CheckReport) -> dict[tuple[str, str], str]:
+    try:
+        return cluster.other_scalers()
+    except KubeError as e:
+        report.warnings.append(f"cannot tell whether an HPA also scales these Deployments: {e}")
+        return {}
+
+
+def _fleet_unschedulable(cluster: FleetTarget, report: CheckReport
+                         ) -> dict[tuple[str, str], Unschedulable]:
+    try:
+        return cluster.unschedulable()
+    except KubeError as e:
+        report.warnings.append(f"cannot tell whether pods wait for capacity: {e}")
+        return {}
+
+
+def _fleet_event(report: CheckReport, events_of: Callable[[str], EventSink], workload: Workload,
+                 type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+    try:
+        events_of(workload.namespace).record(workload, type_, reason, message)
+    except KubeError as e:
+        report.warnings.append(f"event not recorded on deployment/{workload.name} in "
+                               f"namespace {workload.namespace}: {e}")
+
+
+def _by_namespace(notices: Sequence[Notice], home: str) -> dict[str, list[Notice]]:
+    """A fleet's notices by the namespace they concern (`namespace/name`); the run's own
+    (a metric that failed, the history) go with the config's `namespace`."""
+    grouped: dict[str, list[Notice]] = {}
+    for n in notices:
+        ns = n.deployment.split("/", 1)[0] if n.deployment and "/" in n.deployment else home
+        grouped.setdefault(ns, []).append(n)
+    return grouped

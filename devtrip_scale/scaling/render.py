@@ -296,7 +296,8 @@ def to_dict(report: CheckReport) -> dict[str, Any]:
         "dryRun": report.dry_run,
         "time": report.started_at.isoformat(),
         "exitCode": int(report.exit_code),
-        "deployments": [_result_dict(r, report.dry_run) for r in report.results],
+        "deployments": [_result_dict(r, report.dry_run, report.namespace_of(r))
+                        for r in report.results],
         "metricErrors": report.metric_errors,
         "warnings": report.warnings,
         "queries": [{"metric": q.name, "promql": q.promql} if q.url is None
@@ -319,10 +320,13 @@ def to_json(report: CheckReport, *, debug: bool = False) -> str:
     return json.dumps(data, indent=2)
 
 
-def _result_dict(r: TargetResult, dry_run: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": r.deployment, "action": action_text(r, dry_run),
+def _result_dict(r: TargetResult, dry_run: bool, namespace: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": r.deployment, "namespace": namespace,
+                           "action": action_text(r, dry_run),
                            "applied": r.applied, "error": r.error, "skipped": r.skipped,
                            "warnings": r.warnings, "capacity": r.capacity}
+    if r.policy is not None or r.deferred is not None:
+        out.update(policy=r.policy, deferred=r.deferred)
     d = r.decision
     if d is not None:
         out.update(

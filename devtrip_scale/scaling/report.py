@@ -24,6 +24,8 @@ class TargetResult:
     warnings: list[str] = field(default_factory=list)
     capacity: str | None = None   # pods the scheduler cannot place: "capacity: 3 of 8 pods …"
     namespace: str = ""           # the Deployment's namespace; "" is the report's own
+    policy: str | None = None     # a fleet pass: the policy the Deployment joined
+    deferred: str | None = None   # a fleet pass: the write a cap held back to the next pass
 
 
 @dataclass

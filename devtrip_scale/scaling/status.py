@@ -16,7 +16,7 @@ stabilisation window, until when it holds (for a cooldown, until the cooldown en
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from devtrip_scale.core.errors import ExitCode, KubeError
 from devtrip_scale.scaling import policy
 from devtrip_scale.scaling.config import Settings
 from devtrip_scale.scaling.models import Decision, History, MetricReading, Observation, PolicySpec
-from devtrip_scale.scaling.ports import ReplicaTarget, Workload
+from devtrip_scale.scaling.ports import FleetTarget, ReplicaTarget, Workload
 
 SCHEMA_VERSION = 1
 STAND_IN = "the load"   # the name of the stand-in reading in a recomputed decision's message
@@ -76,7 +76,7 @@ class TargetStatus:
     last_event: DevscaleEvent | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
-    namespace: str = ""           # the Deployment's namespace; "" is the report's own
+    namespace: str = ""      # a fleet's: the Deployment's namespace; "" is the report's own
 
 
 @dataclass
@@ -132,31 +132,80 @@ def build(settings: Settings, deployments: ReplicaTarget, histories: Mapping[str
           only: Collection[str] = ()) -> StatusReport:
     """Put the cluster's and the history's views of each target together (no I/O but the
     target listing through `deployments`)."""
-    from devtrip_scale.scaling.reconcile import PAUSED, resolve_targets
+    from devtrip_scale.scaling.reconcile import resolve_targets
 
     report = StatusReport(settings.namespace, now)
     found, missing, _ = resolve_targets(settings, deployments, only)
     targets: list[tuple[str, str, float]] = [(m.name, m.target.type, m.target.value)
                                              for m in settings.metrics]
     for workload, target in found:
-        spec = settings.policy_for(target)
-        status = TargetStatus(workload.name, spec, targets, workload.replicas,
-                              workload.ready_replicas,
-                              workload.annotations.get(PAUSED, "").lower() == "true")
-        history = history_of(histories, workload) or History()
-        mine = events.get(workload.name, [])
-        status.last_event = mine[-1] if mine else None
-        if history.recommendations:
-            status.last_run, status.recommendation = history.recommendations[-1]
-        status.decision, status.held_until = last_decision(history, spec, workload.replicas)
-        status.last_written = history.last_written
-        status.last_scale = _last_scale(history, mine)
-        if history.last_written is not None and history.last_written != workload.replicas:
-            status.warnings.append(f"replicas are {workload.replicas}, but devscale last wrote "
-                                   f"{history.last_written}: something else changed them")
-        report.deployments.append(status)
+        report.deployments.append(_status_of(
+            workload, settings.policy_for(target), targets,
+            history_of(histories, workload) or History(), events.get(workload.name, [])))
     for result in missing:
         report.deployments.append(TargetStatus(result.deployment, error=result.error))
+    return report
+
+
+def _status_of(workload: Workload, spec: PolicySpec, targets: list[tuple[str, str, float]],
+               history: History, mine: list[DevscaleEvent]) -> TargetStatus:
+    """One Deployment's status from its history and its Events."""
+    from devtrip_scale.scaling.reconcile import PAUSED
+
+    status = TargetStatus(workload.name, spec, targets, workload.replicas,
+                          workload.ready_replicas,
+                          workload.annotations.get(PAUSED, "").lower() == "true",
+                          namespace=workload.namespace)
+    status.last_event = mine[-1] if mine else None
+    if history.recommendations:
+        status.last_run, status.recommendation = history.recommendations[-1]
+    status.decision, status.held_until = last_decision(history, spec, workload.replicas)
+    status.last_written = history.last_written
+    status.last_scale = _last_scale(history, mine)
+    if history.last_written is not None and history.last_written != workload.replicas:
+        status.warnings.append(f"replicas are {workload.replicas}, but devscale last wrote "
+                               f"{history.last_written}: something else changed them")
+    return status
+
+
+def build_fleet(settings: Settings, cluster: FleetTarget,
+                history_of_namespace: Callable[[str], tuple[dict[str, History], list[str]]],
+                events_of: Callable[[str], dict[str, list[DevscaleEvent]]], now: datetime,
+                only: Collection[str] = (), in_namespaces: Collection[str] = ()
+                ) -> StatusReport:
+    """A fleet config's status: every opted-in Deployment of its namespaces (one cluster-wide
+    list), each namespace's history and Events read once; a bad annotation is an error row."""
+    from devtrip_scale.scaling.fleet import Joined, join, policy_specs
+    from devtrip_scale.scaling.reconcile import covered_namespaces
+
+    report = StatusReport(settings.namespace, now)
+    covered = covered_namespaces(settings, cluster)
+    histories: dict[str, dict[str, History]] = {}
+    events: dict[str, dict[str, list[DevscaleEvent]]] = {}
+    listed = cluster.list_all(settings.fleet.deployment_selector, settings.fleet.page_size)
+    specs = policy_specs(settings)
+    for w in sorted(listed, key=lambda w: (w.namespace, w.name)):
+        if (covered is not None and w.namespace not in covered) or \
+                (in_namespaces and w.namespace not in in_namespaces) or \
+                (only and w.name not in only):
+            continue
+        chosen = join(settings, w.annotations, specs)
+        if chosen is None:
+            continue
+        if not isinstance(chosen, Joined):
+            report.deployments.append(TargetStatus(
+                w.name, namespace=w.namespace,
+                error=f"deployment {w.namespace}/{w.name}: {chosen}; left alone"))
+            continue
+        if w.namespace not in histories:
+            histories[w.namespace], problems = history_of_namespace(w.namespace)
+            report.warnings.extend(problems)
+            events[w.namespace] = events_of(w.namespace)
+        targets: list[tuple[str, str, float]] = [(m.name, m.target.type, m.target.value)
+                                                 for m in chosen.metrics]
+        report.deployments.append(_status_of(
+            w, chosen.spec, targets, histories[w.namespace].get(w.uid) or History(),
+            events[w.namespace].get(w.name, [])))
     return report
 
 
@@ -225,12 +274,38 @@ def collect(settings: Settings, api_client: Any, now: datetime, only: Collection
     from devtrip_scale.scaling.deployments import DeploymentTarget
     from devtrip_scale.scaling.history import ConfigMapHistory
 
+    if settings.is_fleet:
+        return collect_fleet(settings, api_client, now, only)
     ns = settings.namespace
     histories, problems = ConfigMapHistory(api_client, ns, settings.history_configmap).load()
     warnings = list(problems)
     events = read_events(api_client, ns, warnings)
     report = build(settings, DeploymentTarget(api_client, ns), histories, events, now, only)
     report.warnings[:0] = warnings
+    return report
+
+
+def collect_fleet(settings: Settings, api_client: Any, now: datetime,
+                  only: Collection[str] = (), in_namespaces: Collection[str] = ()
+                  ) -> StatusReport:
+    """A fleet config's status, read-only: one cluster-wide list, each namespace's history
+    ConfigMap and Events."""
+    from devtrip_scale.scaling.deployments import ClusterDeployments
+    from devtrip_scale.scaling.history import fleet_histories
+
+    warnings: list[str] = []
+    store_of = fleet_histories(api_client, settings.history_configmap)
+
+    def history(ns: str) -> tuple[dict[str, History], list[str]]:
+        try:
+            return store_of(ns).load()
+        except KubeError as e:
+            return {}, [f"history of namespace {ns} not read: {e}"]
+
+    report = build_fleet(settings, ClusterDeployments(api_client), history,
+                         lambda ns: read_events(api_client, ns, warnings), now, only,
+                         in_namespaces)
+    report.warnings.extend(warnings)
     return report
 
 
@@ -362,7 +437,7 @@ def _status_dict(s: TargetStatus) -> dict[str, Any]:
     scale = s.last_scale
     event = s.last_event
     return {
-        "name": s.deployment, "error": s.error,
+        "name": s.deployment, "namespace": s.namespace or None, "error": s.error,
         "targets": [{"metric": n, "type": k, "target": v} for n, k, v in s.targets],
         "minReplicas": s.spec.min_replicas if s.spec else None,
         "maxReplicas": s.spec.max_replicas if s.spec else None,

@@ -23,7 +23,8 @@ def notices_for(report: CheckReport) -> list[Notice]:
 
 
 def _for_target(r: TargetResult, dry_run: bool) -> Iterable[Notice]:
-    name, d = r.deployment, r.decision
+    # A fleet's Deployment is `namespace/name`: its own quiet period, its namespace's channel.
+    name, d = (f"{r.namespace}/{r.deployment}" if r.namespace else r.deployment), r.decision
     if r.error is not None:
         yield Notice("failed", "critical", f"failed:{name}", f"{name}: scaling failed", r.error,
                      name)

@@ -1,7 +1,9 @@
 """The ready-pod count and the cluster's capacity, on the whole cluster (controller-manager,
-scheduler, KWOK nodes): two checks back to back do not scale up twice on the old pods' readings
-(the HPA multiplies by ready pods and counts unready ones as idle on a scale-up), and pods the
-scheduler cannot place are said everywhere and hold further scale-ups."""
+scheduler, KWOK nodes): checks back to back do not scale up twice on the old pods' readings,
+whether the new pods are Ready at once or after a while (the HPA multiplies by ready pods, counts
+unready ones as idle on a scale-up, and ready pods without samples as missing: idle on a
+scale-up); a real increase of the load still scales up again; and pods the scheduler cannot place
+are said everywhere and hold further scale-ups."""
 
 from __future__ import annotations
 
@@ -80,6 +82,46 @@ def test_two_checks_back_to_back_scale_up_once(
     assert api["readyReplicas"] == 2
     assert cluster.replicas("api") == 5                    # not 10: 3 unready pods count as idle
     assert api["desiredReplicas"] == 5
+
+
+@pytest.mark.parametrize("ready_seconds", [None, "15"], ids=["ready-at-once", "ready-after-15s"])
+def test_checks_back_to_back_on_the_old_pods_readings_scale_once(
+        cluster: Cluster, exporter: SyntheticExporter, prometheus: Prometheus,
+        admin_kubeconfig: Path, tmp_path: Path, ready_seconds: str | None) -> None:
+    # Pods without a readiness probe are Ready at once (KWOK's default); Prometheus's aggregate
+    # still comes from the 2 pods that reported before the scale-up, and says so: the preset's
+    # pod count is 2. groupPods: the 3 Ready pods without samples count as 0 % on a scale-up.
+    annotations = {kwok.READY_SECONDS: ready_seconds} if ready_seconds else None
+    deployment(cluster, "api", 2, pod_annotations=annotations)
+    cluster.wait_ready("api", 2, timeout=90)
+    exporter.set_load(cluster.namespace, "api", pods=2, memory_percent=200)
+    settle()
+    cfg = write_config(tmp_path / "c.yaml", cluster.namespace, prometheus.url, [MEMORY],
+                       [{"deployment": "api"}], minReplicas=2, maxReplicas=20)
+    code, first = check(cfg, admin_kubeconfig)
+    assert code == 0, first
+    assert cluster.replicas("api") == 5                    # ceil(200 / 80 × 2)
+    if ready_seconds is None:
+        cluster.wait_ready("api", 5)                       # Ready before the next cron run
+    for _ in range(2):                                     # runs 2 and 3, back to back
+        code, later = check(cfg, admin_kubeconfig)
+        assert code == 0, later
+        [api] = later["deployments"]
+        assert (api["desiredReplicas"], cluster.replicas("api")) == (5, 5), api
+    if ready_seconds is not None:                          # and once the new pods are Ready
+        cluster.wait_ready("api", 5, timeout=90)
+        code, later = check(cfg, admin_kubeconfig)
+        [api] = later["deployments"]
+        assert (api["readyReplicas"], api["desiredReplicas"]) == (5, 5), api
+    # A real increase: all 5 pods report now, at 200 % each: 13 wanted (the rate policy may
+    # allow fewer at once)
+    exporter.set_load(cluster.namespace, "api", pods=5, memory_percent=200)
+    settle()
+    code, grown = check(cfg, admin_kubeconfig)
+    assert code == 0, grown
+    [api] = grown["deployments"]
+    assert api["recommendation"] == 13, api
+    assert cluster.replicas("api") > 5
 
 
 def test_pods_that_cannot_be_scheduled_are_said_and_hold_scale_ups(

@@ -1,8 +1,9 @@
 """A property test of the whole pass: random sequences of faults (Prometheus down, empty or NaN;
 negative readings; an unlabelled series among labelled ones; a Deployment someone scaled to 0;
-pods not ready; API conflicts and errors; readings up and down) through repeated checks never take
-a Deployment outside [min, max], never wake one at 0 that min > 0 leaves alone, and never shrink
-it on data that could not be read or made no sense."""
+pods not ready; API conflicts and errors; readings up and down; readings that still stand on the
+pods of before a scale-up, the new pods Ready at once) through repeated checks never take a
+Deployment outside [min, max], never wake one at 0 that min > 0 leaves alone, never shrink it on
+data that could not be read or made no sense, and never scale it up twice on the same readings."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def settings_for(low: int) -> Settings:
 
 SETTINGS = {low: settings_for(low) for low in (0, 2)}
 faults = st.sampled_from(["ok", "ok", "ok", "prometheus-down", "empty", "nan", "one-missing",
-                          "negative", "mixed-labels", "scaled-to-zero", "conflict", "api-error"])
+                          "negative", "mixed-labels", "scaled-to-zero", "conflict", "api-error",
+                          "old-pods", "old-pods"])
 step = st.tuples(faults, st.floats(0, 2000), st.floats(0, 400), st.integers(5, 120),
                  st.floats(0, 1))
 
@@ -75,6 +77,13 @@ def source_for(fault: str, users: float, cpu: float) -> StaticSource:
                          "cpu": MetricResult("cpu", values={"api": cpu})})
 
 
+def old_pods_source(users: float, cpu: float, pods: int) -> StaticSource:
+    """The readings of the step before, which `pods` pods stood behind."""
+    behind = {"api": pods} if pods else {}
+    return StaticSource({"users": MetricResult("users", values={"api": users}, pods=behind),
+                         "cpu": MetricResult("cpu", values={"api": cpu}, pods=behind)})
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from([0, 2]), st.integers(0, MAX), st.lists(step, min_size=1, max_size=25))
 def test_random_faults_never_leave_range_nor_shrink_on_bad_data(
@@ -82,6 +91,7 @@ def test_random_faults_never_leave_range_nor_shrink_on_bad_data(
     kube = FakeDeployments({"api": max(start, low)})
     history = MemoryHistory()
     at = NOW
+    last: tuple[float, float, int, int] | None = None   # the last "ok" step, right before
     for fault, users, cpu, gap, ready_share in steps:
         at += timedelta(seconds=gap)
         kube.conflicts = 1 if fault == "conflict" else 0
@@ -90,8 +100,26 @@ def test_random_faults_never_leave_range_nor_shrink_on_bad_data(
             kube.replicas["api"] = 0
         before = kube.replicas["api"]
         kube.ready["api"] = round(before * ready_share)
-        report = run_check(SETTINGS[low], source_for(fault, users, cpu), kube, history, at)
+        if fault == "old-pods" and last is not None:
+            # the same readings as the step before, on its ready pods; every pod Ready now
+            users, cpu, pods, asked = last
+            kube.ready["api"] = before
+            source = old_pods_source(users, cpu, pods)
+        else:
+            source = source_for("ok" if fault == "old-pods" else fault, users, cpu)
+        report = run_check(SETTINGS[low], source, kube, history, at)
         after = kube.replicas["api"]
+        if fault == "old-pods" and last is not None and before > 0:
+            # groupPods: the ready pods behind no sample count as idle; no second scale-up
+            assert after <= max(before, asked), (last, before, after)
+        [result] = report.results
+        decision = result.decision
+        last = None
+        if (fault == "ok" and decision is not None and decision.recommendation is not None
+                and kube.ready["api"] > 0):   # readings that stood on some ready pods
+            # whole units, so the ratio is the same before and after the HPA's truncation
+            last = (float(int(users)), float(int(cpu)), kube.ready["api"],
+                    decision.recommendation)
         if before == 0 and low > 0:
             assert after == 0        # the HPA: 0 replicas with min > 0 means scaling is off
             continue

@@ -319,6 +319,77 @@ def test_ready_pod_count(current: int, ready: int, unready: int,
     assert d.ready_pods == ready
 
 
+def sampled_obs(current: int, ready: int, unready: int, sampled: int,
+                *readings: tuple[str, float, float]) -> Observation:
+    """Readings that stand on `sampled` pods (the query's pod count), `ready` pods Ready."""
+    o = ready_obs(current, ready, unready, *readings)
+    return Observation(o.deployment, current, tuple(r._replace(pods=sampled) for r in o.readings),
+                       ready_pods=ready, unready_pods=unready)
+
+
+@pytest.mark.parametrize(
+    ("current", "ready", "unready", "sampled", "reading", "expected"),
+    [
+        # groupPods: Ready pods without a sample are missingPods; GetResourceReplicas, on a
+        # scale-up, counts them as 0 % and computes the ratio again: (2 × 200 + 3 × 0) / 5 =
+        # 80 % against 80 % is within tolerance, keep 5 (issue 23: run 2 asked for 13)
+        pytest.param(5, 5, 0, 2, ("u", 200, 80), 5, id="groupPods-missing-hold-a-second-scale-up"),
+        # the same load on all 5 pods is a real increase: ceil(2.5 × 5)
+        pytest.param(5, 5, 0, 5, ("u", 200, 80), 13, id="all-pods-sampled-scale-again"),
+        # GetResourceReplicas: a new ratio still above 1 scales on every pod counted:
+        # (2 × 300) / 4 = 150 % of 50 % → ceil(3 × 4)
+        pytest.param(4, 4, 0, 2, ("u", 300, 50), 12, id="GetResourceReplicas-recount-still-up"),
+        # GetResourceReplicas, on a scale-down, counts missing pods as 100 % of their requests:
+        # (2 × 20 + 4 × 100) / 6 = 73 % of 50 % crosses 1: the direction would reverse, keep 6
+        pytest.param(6, 6, 0, 2, ("u", 20, 50), 6,
+                     id="GetResourceReplicas-missing-100-percent-down"),
+        # ... and a ratio still below 1 after counting them: (8 × 10 + 2 × 100) / 10 = 28 % of 50
+        # → ceil(0.56 × 10) = 6, where the sampled pods alone would ask for 2
+        pytest.param(10, 10, 0, 8, ("u", 10, 50), 6, id="GetResourceReplicas-recount-still-down"),
+        # fallbackUtilization = max(100, target): against 150 %, (2 × 30 + 2 × 150) / 4 = 90 %
+        # → ceil(0.6 × 4) = 3 (100 % would give 2)
+        pytest.param(4, 4, 0, 2, ("u", 30, 150), 3,
+                     id="GetResourceReplicas-fallback-target-above-100"),
+        # a ratio of exactly 1 fills nothing: the ratio stays 1, within tolerance
+        pytest.param(5, 5, 0, 2, ("u", 80, 80), 5,
+                     id="GetResourceReplicas-ratio-one-fills-nothing"),
+        # missing and unready pods together on a scale-up, both as 0 %: (2 × 300) / 6 = 100 %
+        # of 60 % → ceil(1.666 × 6) = 10
+        pytest.param(6, 4, 2, 2, ("u", 300, 60), 10, id="GetResourceReplicas-missing-and-unready"),
+        # as many sampled pods as ready ones: no missing pod, the ready-pod product as before
+        pytest.param(5, 2, 3, 2, ("u", 175, 70), 5, id="no-missing-pods-unready-rebalanced"),
+        pytest.param(4, 2, 0, 3, ("u", 140, 70), 4, id="more-samples-than-ready-pods"),
+        # calcPlainMetricReplicas (a per-pod AverageValue): on a scale-up missing pods are 0:
+        # 500 over 5 pods is 100 per pod against 100, keep 5
+        pytest.param(5, 5, 0, 2, ("a", 500, 100), 5, id="calcPlainMetricReplicas-missing-zero-up"),
+        pytest.param(4, 4, 0, 2, ("a", 1000, 100), 10, id="calcPlainMetricReplicas-recount-up"),
+        # ... on a scale-down they use exactly the target: (100 + 3 × 100) / 5 = 80 per pod
+        # → ceil(0.8 × 5) = 4, where ceil(total / target) would give 1
+        pytest.param(5, 5, 0, 2, ("a", 100, 100), 4,
+                     id="calcPlainMetricReplicas-missing-target-down"),
+        # a Value (an object's or an external total) counts no pods: ceil(3 × 5 ready)
+        pytest.param(5, 5, 0, 2, ("v", 3, 1), 15, id="getUsageRatioReplicaCount-ignores-samples"),
+    ],
+)
+def test_missing_pods(current: int, ready: int, unready: int, sampled: int,
+                      reading: tuple[str, float, float], expected: int) -> None:
+    o = sampled_obs(current, ready, unready, sampled, reading)
+    assert decide(o, spec(), History(), NOW).proposals[0].replicas == expected
+
+
+def test_back_to_back_runs_on_the_old_pods_readings_scale_once() -> None:
+    # issue 23 on the policy alone: run 1 scales 2 → 5 on 200 % of 80 % over 2 pods; run 2 and
+    # run 3 see 5 Ready pods and the same aggregate over the same 2 pods: no second scale-up
+    reading = ("u", 200, 80)
+    first = decide(sampled_obs(2, 2, 0, 2, reading), spec(), History(), NOW)
+    assert first.desired_replicas == 5
+    past = remember(History(), first, spec(), NOW, written=5)
+    for later in (1, 4):
+        d = decide(sampled_obs(5, 5, 0, 2, reading), spec(), past, NOW + timedelta(seconds=later))
+        assert (d.desired_replicas, d.reason) == (5, "WithinTolerance")
+        past = remember(past, d, spec(), NOW + timedelta(seconds=later), written=None)
+
+
 @pytest.mark.parametrize("kind", ["u", "v"])
 def test_no_ready_pod_is_no_reading(kind: str) -> None:
     # GetResourceReplicas: "did not receive metrics for any ready pods" is an error, and an
@@ -386,8 +457,9 @@ def cases(draw: st.DrawFn) -> tuple[Observation, PolicySpec, History]:
     current = draw(st.integers(low, high))
     values = draw(st.lists(st.tuples(kinds, readings), min_size=1, max_size=5))
     ready = draw(st.integers(0, current + 2))
+    sampled = draw(st.one_of(st.none(), st.integers(0, current + 2)))
     o = Observation("api", current, tuple(
-        MetricReading(f"m{i}", kind, 10, v) for i, (kind, v) in enumerate(values)),
+        MetricReading(f"m{i}", kind, 10, v, None, sampled) for i, (kind, v) in enumerate(values)),
         ready_pods=ready, unready_pods=draw(st.integers(0, 3)))
     return o, s, draw(history)
 
@@ -418,3 +490,40 @@ def test_property_never_moves_further_than_the_policies_allow(
         assert d.desired_replicas >= min(scale_down_limit(o.current_replicas, s.scale_down,
                                                           h.scale_events, NOW),
                                          o.current_replicas)
+
+
+def reference_stabilize(current: int, wanted: int, up_window: int, down_window: int,
+                        recs: tuple[Recommendation, ...]) -> tuple[int, datetime | None]:
+    """`stabilizeRecommendationWithBehaviors` written plainly: both windows over every entry,
+    min(max(current, lowest of the up window), highest of the down window), `wanted` in both;
+    held until the newest entry that pins the result leaves its window."""
+    if not recs:
+        recs = (Recommendation(NOW, current),)
+    up_cut, down_cut = ago(up_window), ago(down_window)
+    up = min([wanted, *(r.replicas for r in recs if r.at > up_cut)])
+    down = max([wanted, *(r.replicas for r in recs if r.at > down_cut)])
+    result = min(max(current, up), down)
+    if result == wanted:
+        return result, None
+    if result < wanted:
+        pins = [r.at for r in recs if r.at > up_cut and r.replicas <= result]
+        return result, max(pins) + timedelta(seconds=up_window) if pins else None
+    pins = [r.at for r in recs if r.at > down_cut and r.replicas >= result]
+    return result, max(pins) + timedelta(seconds=down_window) if pins else None
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([0, 15, 60, 300]),
+       st.sampled_from([0, 15, 60, 300]),
+       st.lists(st.builds(Recommendation, st.integers(0, 400).map(ago), st.integers(1, 12)),
+                max_size=8))
+def test_property_stabilisation_reads_one_window_in_one_pass_and_agrees_with_both(
+        current: int, wanted: int, up: int, down: int, recs: list[Recommendation]) -> None:
+    # the policy reads only the window of its direction, once; in any order of the history it
+    # gives what the plain two-window formula gives, and the same time the hold ends
+    from devtrip_scale.scaling.policy import _stabilize
+
+    s = spec(scale_up=ScalingRules(up, "Max", (ScalingPolicy("Pods", 4, 15),)),
+             scale_down=ScalingRules(down, "Max", (ScalingPolicy("Percent", 100, 15),)))
+    assert _stabilize(current, wanted, s, tuple(recs), NOW) == reference_stabilize(
+        current, wanted, up, down, tuple(recs))

@@ -224,8 +224,9 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
 
 
 def full_report() -> CheckReport:
-    """A pass with every part a document can have: a decided, a failed and a skipped
-    Deployment, both kinds of query, a notice, a trace, a lost lock and an unsaved history."""
+    """A pass with every part a document can have: a decided, a failed, a skipped and a fleet's
+    deferred Deployment, both kinds of query, a notice, a trace, a lost lock and an unsaved
+    history."""
     at = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
     decision = Decision("api", 2, 4, 4, "scale_up", "DesiredWithinRange", "cpu asks for 4",
                         (Proposal("cpu", "Utilization", 70, 140, 4),
@@ -234,7 +235,9 @@ def full_report() -> CheckReport:
     report = CheckReport("devtrip", False, at, results=[
         TargetResult("api", decision, applied=True, warnings=["replicas reset by GitOps"],
                      capacity="capacity: 1 of 4 pods unschedulable for 6 min: 0/3 nodes"),
-        TargetResult("web", error="HTTP 403"), TargetResult("old", skipped="paused")],
+        TargetResult("web", error="HTTP 403"), TargetResult("old", skipped="paused"),
+        TargetResult("batch", namespace="team-a", policy="batch",   # a fleet pass's
+                     deferred="2 → 3 deferred: the cap of 1 write per namespace was reached")],
         queries=[MetricQuery("cpu", "sum(rate(x[2m]))"),
                  MetricQuery("jobs", url="http://q/metrics/waiting-jobs", field="waiting")],
         metric_errors={"rps": "no series"}, warnings=["a warning"],

@@ -176,7 +176,8 @@ def from_matrix(metric_results: dict[str, list[dict[str, object]]],
     """Build a recording from Prometheus range-query matrices, one per metric.
 
     Series carry a `deployment` label; a single series without one (a queue's depth) is shared
-    by every Deployment seen. Samples missing at a timestamp are missing readings.
+    by every Deployment seen; a preset's pod-count series (`devscale_series`) is left out.
+    Samples missing at a timestamp are missing readings.
     """
     per_deployment: dict[str, dict[str, dict[float, float | None]]] = {}
     shared: dict[str, dict[float, float | None]] = {}
@@ -185,6 +186,8 @@ def from_matrix(metric_results: dict[str, list[dict[str, object]]],
             labels = series.get("metric", {})
             samples = {float(ts): finite_number(v) for ts, v in series.get("values", [])}  # type: ignore[attr-defined]
             name = labels.get("deployment") if isinstance(labels, dict) else None
+            if isinstance(labels, dict) and "devscale_series" in labels:
+                continue   # the pods behind a value (a replay takes every replica as sampled)
             if name is None:
                 shared[metric] = samples
             else:

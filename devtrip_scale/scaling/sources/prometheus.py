@@ -13,6 +13,8 @@ from devtrip_scale.scaling.ports import MetricQuery, MetricResult
 
 # Prometheus answers a range query of more points per series with HTTP 400 (bad_data).
 MAX_RANGE_POINTS = 10_000
+# A series with this label, valued "pods", counts the pods behind its Deployment's reading.
+SERIES_LABEL = "devscale_series"
 
 
 class PrometheusSource:
@@ -107,7 +109,9 @@ def parse_result(name: str, raw: Any, promql: str = "") -> MetricResult:
 
     One series per Deployment (label `deployment`); a single series without that label stands
     for every target only when it is the whole result. NaN and ±Inf are missing readings, a
-    negative value is an invalid one; neither is ever zero.
+    negative value is an invalid one; neither is ever zero. A series labelled
+    `devscale_series="pods"` beside a Deployment's value is the count of pods behind it (the
+    presets add one with `or`): a whole number of at least 1, or it is left out.
     """
     if _is_scalar(raw):
         return _shared(name, raw[1])
@@ -119,12 +123,26 @@ def parse_result(name: str, raw: Any, promql: str = "") -> MetricResult:
     unusable: dict[str, str] = {}
     invalid: dict[str, str] = {}
     unlabelled: list[object] = []
+    pods: dict[str, int] = {}
     for series in raw:
         labels = series.get("metric", {}) if isinstance(series, dict) else {}
         sample = series.get("value") if isinstance(series, dict) else None
         if not isinstance(sample, list) or len(sample) != 2:
             return MetricResult(name, error="the query returned a series without a value")
         deployment = labels.get("deployment")
+        kind = labels.get(SERIES_LABEL)
+        if kind is not None:
+            if kind != "pods":
+                return MetricResult(name, error=f"unknown series {SERIES_LABEL}={kind!r}; "
+                                    "only \"pods\" (the count of pods behind a reading) is known")
+            if deployment in pods:
+                return MetricResult(name, error=f"several pod counts for deployment "
+                                    f"{deployment!r}; count by (deployment)")
+            count = finite_number(sample[1])
+            if deployment is not None and count is not None and count >= 1 \
+                    and count == int(count):
+                pods[deployment] = int(count)
+            continue
         if deployment is None:
             unlabelled.append(sample[1])
             continue
@@ -150,7 +168,8 @@ def parse_result(name: str, raw: Any, promql: str = "") -> MetricResult:
                             "aggregate with sum by (deployment)")
     if unlabelled:
         return _shared(name, unlabelled[0])
-    return MetricResult(name, values=values, unusable=unusable, invalid=invalid)
+    return MetricResult(name, values=values, unusable=unusable, invalid=invalid,
+                        pods={d: n for d, n in pods.items() if d in values})
 
 
 def _shared(name: str, text: object) -> MetricResult:
@@ -183,7 +202,8 @@ def finite_number(text: object) -> float | None:
 
 
 def _summary(result: MetricResult, most: int = 20) -> str:
-    parts = [f"{k}={v:g}" for k, v in list(result.values.items())[:most]]
+    parts = [f"{k}={v:g}" + (f" ({result.pods[k]} pods)" if k in result.pods else "")
+             for k, v in list(result.values.items())[:most]]
     parts += [f"{k}: {why}" for k, why in list(result.unusable.items())[:most]]
     if result.shared is not None:
         parts.append(f"(all)={result.shared:g}")

@@ -126,3 +126,14 @@ def test_from_prometheus_matrices() -> None:
     assert rec.series["api"].values == {"cpu": [140.0, None], "jobs": [3.0, 4.0]}
     assert rec.series["api"].replicas == [2, 3]
     assert rec.series["worker"].values["jobs"] == [3.0, 4.0]     # shared queue depth
+
+
+def test_a_presets_pod_count_is_not_a_reading() -> None:
+    # the presets join the pods behind each value with `or`: a range query returns both series
+    t0 = 1767225600.0
+    rec = from_matrix(
+        {"cpu": [{"metric": {"deployment": "api"}, "values": [[t0, "140"]]},
+                 {"metric": {"deployment": "api", "devscale_series": "pods"},
+                  "values": [[t0, "2"]]}]},
+        [], ["cpu"])
+    assert rec.series["api"].values == {"cpu": [140.0]}

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from devtrip_scale.cli import app
@@ -300,3 +302,24 @@ def test_cli_reads_spreadsheet_exports_and_refuses_bad_cells(tmp_path: Path, tex
                                  "--csv", str(csv), "--interval", "1m"])
     assert result.exit_code == code, result.output
     assert (f"{csv}{message}" if code else message) in result.output
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 500), st.integers(0, 6), st.floats(1, 400)), min_size=1,
+                max_size=30),
+       st.sampled_from(["Utilization", "Value", "AverageValue"]), st.floats(0.5, 120),
+       st.integers(0, 8), st.booleans())
+def test_a_stretch_at_once_measures_what_a_sample_at_a_time_does(
+        samples: list[tuple[float, int, float]], kind: str, target: float, ready: int,
+        rescale: bool) -> None:
+    # the measure of a stretch of constant replicas, a column at once, against the same
+    # arithmetic a sample at a time (the path taken where a reading or replica count is missing)
+    from devtrip_scale.scaling.replay.simulate import _fit, _fit_each
+
+    values: list[float | None] = [v for v, _, _ in samples]
+    made: list[int | None] | None = [m for _, m, _ in samples] if rescale else None
+    dts = [d for _, _, d in samples]
+    wanted, seconds = _fit(values, dts, made, kind, target, ready)
+    each, each_seconds = _fit_each(values, dts, made, kind, target, ready)
+    assert wanted == each
+    assert seconds == pytest.approx(each_seconds, rel=1e-12, abs=1e-9)

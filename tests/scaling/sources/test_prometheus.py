@@ -80,6 +80,24 @@ def test_a_negative_reading_is_invalid_for_its_deployment_only() -> None:
     assert dict(result.invalid) == {"a": "negative reading -4 is not a load"}
 
 
+def test_the_pod_count_beside_a_reading() -> None:
+    # the presets' `or label_replace(count by (deployment) (...), "devscale_series", "pods",
+    # "", "")`: one more series per Deployment, the pods behind its value
+    result = parse_result("m", [series("200", deployment="a"), series("3", deployment="b"),
+                                series("2", deployment="a", devscale_series="pods"),
+                                series("7", deployment="c", devscale_series="pods"),
+                                series("0.5", deployment="b", devscale_series="pods")])
+    assert result.error is None
+    assert dict(result.values) == {"a": 200.0, "b": 3.0}
+    assert dict(result.pods) == {"a": 2}    # c has no value; half a pod is no count
+
+
+def test_an_unknown_series_kind_is_an_error() -> None:
+    result = parse_result("m", [series("1", deployment="a"),
+                                series("2", deployment="a", devscale_series="requests")])
+    assert result.error is not None and "devscale_series='requests'" in result.error
+
+
 def test_a_mixed_result_names_the_query() -> None:
     result = parse_result("m", [series("3", deployment="a"), series("50")],
                           'label_replace(q, "deployment", "$1", "pod", "(.*)-[^-]+")')
@@ -112,6 +130,10 @@ def test_every_preset_and_example_query_runs_on_real_prometheus(
     assert results["http_requests_per_second"].values["api"] == pytest.approx(50, rel=0.05)
     assert results["http_p95_latency_seconds"].values["api"] == pytest.approx(1.5, rel=0.01)
     assert results["devtrip.yaml:active_users"].values["api"] == pytest.approx(70)
+    # the pods behind each per-pod preset's value, from the same query
+    for name in ("cpu_utilization", "memory_utilization", "http_requests_per_second"):
+        assert dict(results[name].pods) == {"api": 2}, name
+    assert dict(results["http_p95_latency_seconds"].pods) == {}
     assert results["queue-workers.yaml:waiting_jobs"].shared == 4
 
 
