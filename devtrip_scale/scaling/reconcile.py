@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Literal
+from typing import Literal, TypeVar
 
 from devtrip_scale.core.errors import KubeConflict, KubeError
 from devtrip_scale.core.trace import Trace
@@ -43,6 +43,11 @@ ARGO_MARKS = ("argocd.argoproj.io/tracking-id", "app.kubernetes.io/instance")
 GITOPS_FIX = ("if a GitOps tool manages this Deployment, make it ignore /spec/replicas "
               "(Argo CD: ignoreDifferences with jsonPointers [/spec/replicas] and the sync "
               "option RespectIgnoreDifferences=true), or leave replicas out of the manifest")
+
+K = TypeVar("K")
+V = TypeVar("V")
+OTHER_SCALERS = "an HPA also scales these Deployments"   # what a failed read leaves unknown
+WAITING_PODS = "pods wait for capacity"
 
 
 def metric_queries(settings: Settings) -> list[MetricQuery]:
@@ -159,8 +164,8 @@ def run_check(
     """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
     targets, missing, everything = resolve_targets(settings, deployments, only)
-    scalers = _other_scalers(deployments, report) if targets else {}
-    stuck = _unschedulable(deployments, report) if targets else {}
+    scalers = _or_warn(deployments.other_scalers, report, OTHER_SCALERS) if targets else {}
+    stuck = _or_warn(deployments.unschedulable, report, WAITING_PODS) if targets else {}
     report.queries = metric_queries(settings)
     results = source.fetch(report.queries)
     report.metric_errors = {r.name: r.error for r in results if r.error is not None}
@@ -230,20 +235,13 @@ def _plan(settings: Settings, report: CheckReport, state: NotifyState
     return send, new_state.encode()
 
 
-def _other_scalers(deployments: ReplicaTarget, report: CheckReport) -> dict[str, str]:
+def _or_warn(read: Callable[[], dict[K, V]], report: CheckReport, what: str) -> dict[K, V]:
+    """A read that only refines the pass (other scalers, pods waiting for capacity): on a
+    Kubernetes error the pass goes on without it and says so."""
     try:
-        return deployments.other_scalers()
+        return read()
     except KubeError as e:
-        report.warnings.append(f"cannot tell whether an HPA also scales these Deployments: {e}")
-        return {}
-
-
-def _unschedulable(deployments: ReplicaTarget, report: CheckReport
-                   ) -> dict[str, Unschedulable]:
-    try:
-        return deployments.unschedulable()
-    except KubeError as e:
-        report.warnings.append(f"cannot tell whether pods wait for capacity: {e}")
+        report.warnings.append(f"cannot tell whether {what}: {e}")
         return {}
 
 
@@ -375,8 +373,8 @@ def run_fleet(
                 f"(annotation {fleet.policy_annotation}) in the namespaces this config covers")))
     joined.sort(key=lambda pair: (pair[0].namespace, pair[0].name))
     namespaces = sorted({w.namespace for w, _ in joined})
-    scalers = _fleet_scalers(cluster, report) if joined else {}
-    stuck = _fleet_unschedulable(cluster, report) if joined else {}
+    scalers = _or_warn(cluster.other_scalers, report, OTHER_SCALERS) if joined else {}
+    stuck = _or_warn(cluster.unschedulable, report, WAITING_PODS) if joined else {}
     report.queries = fleet_queries(settings, namespaces) if joined else []
     results = {r.name: r for r in source.fetch(report.queries)} if joined else {}
     report.metric_errors = {r.name: r.error for r in results.values() if r.error is not None}
@@ -544,23 +542,6 @@ def _observe_fleet(workload: Workload, *, metrics: Sequence[MetricModel],
         stuck = replace(stuck, of=max(workload.pods or 0, workload.replicas, stuck.pods))
     return Observation(workload.name, workload.replicas, tuple(readings), ready_pods=ready,
                        unready_pods=unready, unschedulable=stuck)
-
-
-def _fleet_scalers(cluster: FleetTarget, report: CheckReport) -> dict[tuple[str, str], str]:
-    try:
-        return cluster.other_scalers()
-    except KubeError as e:
-        report.warnings.append(f"cannot tell whether an HPA also scales these Deployments: {e}")
-        return {}
-
-
-def _fleet_unschedulable(cluster: FleetTarget, report: CheckReport
-                         ) -> dict[tuple[str, str], Unschedulable]:
-    try:
-        return cluster.unschedulable()
-    except KubeError as e:
-        report.warnings.append(f"cannot tell whether pods wait for capacity: {e}")
-        return {}
 
 
 def _fleet_event(report: CheckReport, events_of: Callable[[str], EventSink], workload: Workload,
