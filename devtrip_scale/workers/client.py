@@ -60,6 +60,19 @@ def status_state(s: pb.PipelineStatus) -> LiveState:
 # ---------------------------------------------------------------- the client
 
 
+# gRPC's words for a call that never reached a server (no connection, no TLS session)
+_TRANSPORT = ("failed to connect", "connection refused", "socket closed", "handshake",
+              "certificate_verify_failed", "wrong_version_number", "dns resolution failed",
+              "not in peer certificate", "hostname verification")
+
+
+def _answered(e: grpc.RpcError) -> bool:
+    """Whether a failed call was ended by a server (its own status), not by the transport."""
+    details = (e.details() or "").lower()
+    return e.code() is grpc.StatusCode.UNAVAILABLE and bool(details) and \
+        not any(words in details for words in _TRANSPORT)
+
+
 class Stream(Generic[T]):
     """A server stream that resumes after a break; iterate it once. `cancel()` (from any
     thread) ends the iteration quietly."""
@@ -108,7 +121,7 @@ class Stream(Generic[T]):
         last: T | None = None
         # a call that fails before its first message is no break to resume, unless another
         # address is left to try: once every address has failed so, the failure is the answer
-        received, unanswered = False, 0
+        received, unanswered = False, set[str]()
         while True:
             with self._lock:
                 if self._cancelled:
@@ -120,7 +133,8 @@ class Stream(Generic[T]):
                 for message in call:
                     item = self._convert(message)
                     keep, warning = self.continuity.accept(item.sequence, item.missed)
-                    received, unanswered = True, 0
+                    received = True
+                    unanswered.clear()
                     if not keep:
                         continue
                     failures = 0
@@ -135,10 +149,12 @@ class Stream(Generic[T]):
             except grpc.RpcError as e:
                 if self._cancelled:
                     return
-                if not received:
-                    unanswered += 1
+                if not received and _answered(e):
+                    received = True   # the server itself ended the call (e.g. shutting down)
+                elif not received:
+                    unanswered.add(client.server)
                 if e.code() not in RESUMABLE or not self.key or \
-                        (not received and unanswered >= len(client.servers)):
+                        (not received and unanswered >= set(client.servers)):
                     raise client.error(e, self._what, bad_input=self._bad_input) from None
                 cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
                 clean = False
