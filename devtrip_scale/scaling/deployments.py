@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -12,24 +13,48 @@ from devtrip_scale.kube import FIELD_MANAGER, TIMEOUT, request
 from devtrip_scale.scaling.models import Unschedulable
 from devtrip_scale.scaling.ports import Workload
 
+PAGE_SIZE = 500   # Deployments per list request (limit/continue)
+
+
+def list_pages(trace: Trace, scope: str, page_size: int, list_call: Callable[..., Any],
+               detail: str) -> list[Workload]:
+    """Every Deployment `list_call` lists, `page_size` at a time (limit/continue): no response
+    of tens of MB. Each page is read as JSON straight into Workloads: the client's models cost
+    about a millisecond per Deployment to build, seconds for 10,000."""
+    workloads: list[Workload] = []
+    token: str | None = None
+    while True:
+        response = request(
+            trace, "list", "deployments", scope, None,
+            partial(list_call, limit=page_size, _continue=token, _request_timeout=TIMEOUT,
+                    _preload_content=False),
+            detail=f"{detail} --limit {page_size}" + (" --continue" if token else ""))
+        page = json.loads(response.data)
+        workloads.extend(_workload_of(d) for d in page.get("items") or ())
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return workloads
+
 
 class DeploymentTarget:
-    """The Deployments of one namespace, read with one list call and scaled one PATCH each."""
+    """The Deployments of one namespace, read with paged list calls and scaled one PATCH each."""
 
-    def __init__(self, api_client: Any, namespace: str, trace: Trace | None = None) -> None:
+    def __init__(self, api_client: Any, namespace: str, trace: Trace | None = None,
+                 page_size: int = PAGE_SIZE) -> None:
         from kubernetes import client
 
         self._apps = client.AppsV1Api(api_client)
         self._ns = namespace
         self._trace = trace or Trace()
+        self._page_size = page_size
 
     def list(self, selector: str | None) -> list[Workload]:
-        detail = f"list deployments -n {self._ns}" + (f" -l {selector}" if selector else "")
-        result = request(self._trace, "list", "deployments", self._ns, None,
-                         lambda: self._apps.list_namespaced_deployment(
-                             self._ns, label_selector=selector or "", _request_timeout=TIMEOUT),
-                         detail=detail)
-        return [_workload(d) for d in result.items]
+        """The namespace's Deployments, `page_size` at a time, each page read as JSON."""
+        return list_pages(
+            self._trace, self._ns, self._page_size,
+            partial(self._apps.list_namespaced_deployment, self._ns,
+                    label_selector=selector or ""),
+            f"list deployments -n {self._ns}" + (f" -l {selector}" if selector else ""))
 
     def get(self, name: str) -> Workload:
         return _workload(request(
@@ -97,25 +122,11 @@ class ClusterDeployments:
         return sorted(n.metadata.name for n in found.items)
 
     def list_all(self, selector: str | None, page_size: int) -> list[Workload]:
-        """All Deployments, `page_size` at a time (limit/continue): no response of tens of MB.
-
-        Each page is read as JSON straight into Workloads: the client's models cost about a
-        millisecond per Deployment to build, seconds for a cluster of 10,000."""
-        workloads: list[Workload] = []
-        token: str | None = None
-        while True:
-            response = request(
-                self._trace, "list", "deployments", ALL, None,
-                partial(self._apps.list_deployment_for_all_namespaces,
-                        label_selector=selector or "", limit=page_size, _continue=token,
-                        _request_timeout=TIMEOUT, _preload_content=False),
-                detail="list deployments -A" + (f" -l {selector}" if selector else "")
-                       + f" --limit {page_size}" + (" --continue" if token else ""))
-            page = json.loads(response.data)
-            workloads.extend(_workload_of(d) for d in page.get("items") or ())
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return workloads
+        """All Deployments of the cluster, paged as `list_pages` reads them."""
+        return list_pages(
+            self._trace, ALL, page_size,
+            partial(self._apps.list_deployment_for_all_namespaces, label_selector=selector or ""),
+            "list deployments -A" + (f" -l {selector}" if selector else ""))
 
     def in_namespace(self, namespace: str) -> DeploymentTarget:
         if namespace not in self._views:
