@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bed import create_ready, stop_controller_manager  # noqa: E402
 
 from devtrip_scale.cli._wiring import metrics_source  # noqa: E402
 from devtrip_scale.core.trace import Trace  # noqa: E402
@@ -155,31 +156,17 @@ def populate(api: Any, namespaces: int, per: int, exporter: Any) -> None:
     """N namespaces of M Deployments at their target load, each with a written status."""
     from kubernetes import client
 
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    core = client.CoreV1Api(api)
     for i in range(namespaces):
         core.create_namespace({"metadata": {"name": namespace_name(i),
                                             "labels": {"devscale": "on"}}})
     core.create_namespace({"metadata": {"name": "platform"}})
-
-    def one(i: int) -> None:
-        ns = namespace_name(i)
-        for j in range(per):
-            name = f"svc-{j:03d}"
-            labels = {"app": name, "tier": "bench"}
-            apps.create_namespaced_deployment(ns, {
-                "metadata": {"name": name, "labels": labels,
-                             "annotations": {POLICY: policy_of(j)}},
-                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                         "template": {"metadata": {"labels": labels}, "spec": {
-                             "containers": [{"name": "app", "image": "x.invalid/a:1"}]}}}})
-            apps.patch_namespaced_deployment_status(name, ns, {"status": {
-                "replicas": 2, "readyReplicas": 2, "availableReplicas": 2,
-                "updatedReplicas": 2, "observedGeneration": 1}})
-            exporter.set_gauge("bench_cpu_percent", 70, namespace=ns, deployment=name)
-            exporter.set_gauge("bench_active_users", 200, namespace=ns, deployment=name)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(namespaces)))
+    deployments = [(namespace_name(i), f"svc-{j:03d}", {POLICY: policy_of(j)})
+                   for i in range(namespaces) for j in range(per)]
+    create_ready(api, deployments)
+    for ns, name, _ in deployments:
+        exporter.set_gauge("bench_cpu_percent", 70, namespace=ns, deployment=name)
+        exporter.set_gauge("bench_active_users", 200, namespace=ns, deployment=name)
 
 
 def main() -> None:
@@ -213,9 +200,7 @@ def main() -> None:
     n = args.namespaces * args.per
     try:
         # No ReplicaSets and no pods for 10,000 Deployments: the status is written instead.
-        for component in cp.components:
-            if component.name == "controller-manager":
-                component.stop()
+        stop_controller_manager(cp)
         kubeconfig = cp.kubeconfig(workdir / "kubeconfig")
         api = connect(str(kubeconfig))
         started = time.perf_counter()
