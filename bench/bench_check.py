@@ -121,8 +121,11 @@ def worker(args: argparse.Namespace) -> None:
                        trace=trace)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert len(report.results) == args.n and not report.metric_errors, report.metric_errors
+    waited = {kind: sum(e.millis for e in trace.entries if e.kind == kind) / 1000
+              for kind in ("promql", "kube")}   # seconds spent waiting on each peer
     print(json.dumps({"seconds": seconds, "cpu": cpu, "queries": trace.count("promql"),
                       "kube": trace.count("kube"), "load": os.getloadavg()[0],
+                      "promql_seconds": waited["promql"], "kube_seconds": waited["kube"],
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
