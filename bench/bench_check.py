@@ -17,8 +17,10 @@ How each size gets Ready pods:
 Each size gets its own exporter and Prometheus, scraping every 3 s up to 100 Deployments and
 every 10 s above (a scrape of 34,000 series takes the exporter 1-3 s on the loaded machine), and
 the rate windows span four scrapes. The pass starts only once every query returns a value for
-every Deployment. Each case runs in a fresh process (for a clean peak RSS), devscale's best of
---repeat, the naive way once: wall and CPU time of the pass, PromQL queries, API requests, peak
+every Deployment. devscale reads the metrics as `check` does (`metrics_source`: the queries at
+once); the naive way one after another. Each case runs in a fresh process (its own peak RSS,
+VmHWM), devscale's best of --repeat, the naive way once: wall and CPU time of the pass, the
+seconds spent waiting on Prometheus and on the API server, PromQL queries, API requests, peak
 RSS, the load average, and the ratio of the naive way to devscale's.
 
     python bench/bench_check.py [--sizes 100,1000,10000] [--naive-at 1000] [--repeat 3]
@@ -30,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from bed import create_ready, deployment, stop_controller_manager  # noqa: E402
 
+from devtrip_scale.cli._wiring import metrics_source  # noqa: E402
 from devtrip_scale.core.trace import Trace  # noqa: E402
 from devtrip_scale.kube import connect  # noqa: E402
 from devtrip_scale.scaling.config import Settings, load_config  # noqa: E402
@@ -108,13 +110,13 @@ def worker(args: argparse.Namespace) -> None:
     names = [name_of(i) for i in range(args.n)]
     trace = Trace()
     api = connect(args.kubeconfig)
-    source = PrometheusSource(settings.prometheus.url, timeout=60, trace=trace)
     if args.mode == "batched":
         target = DeploymentTarget(api, settings.namespace, trace)
-        metrics: Any = source
+        metrics: Any = metrics_source(settings, trace)   # as `check` reads: all at once
     else:
         target = PerDeploymentTarget(api, settings.namespace, trace, names)
-        metrics = PerDeploymentSource(source, names)
+        metrics = PerDeploymentSource(PrometheusSource(settings.prometheus.url, timeout=60,
+                                                       trace=trace), names)
     history = ConfigMapHistory(api, settings.namespace, settings.history_configmap, trace)
     cpu, start = time.process_time(), time.perf_counter()
     report = run_check(settings, metrics, target, history, datetime.now(UTC), dry_run=True,
@@ -126,7 +128,16 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": seconds, "cpu": cpu, "queries": trace.count("promql"),
                       "kube": trace.count("kube"), "load": os.getloadavg()[0],
                       "promql_seconds": waited["promql"], "kube_seconds": waited["kube"],
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries the
+    parent's RSS at the fork into it, and the parent holds the exporter's series."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def pods_config(workdir: Path, namespace: str, prometheus_url: str, window: str) -> Path:
