@@ -47,3 +47,18 @@ def test_bench_durable_runs() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "progress_latency:" in proc.stdout and "lease taken, s:" in proc.stdout
     assert "succeeded: 10" in proc.stdout and "distinct: 10" in proc.stdout
+
+
+@pytest.mark.integration
+def test_bench_check_runs() -> None:
+    """Its own test bed; 20 Deployments with KWOK pods against the naive way, and 50 with their
+    status written (controller-manager stopped) prove both ways of being Ready are measured."""
+    proc = subprocess.run([sys.executable, "bench/bench_check.py", "--sizes", "20,50",
+                           "--naive-at", "20", "--repeat", "1", "--pods-up-to", "20"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "N=20: 20 Deployments Ready (KWOK pods)" in proc.stdout
+    assert "N=50: 50 Deployments Ready (status subresource)" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines() if line.lstrip()[:2].isdigit()]
+    assert [(r[0], r[1], r[4]) for r in rows] == [
+        ("20", "batched", "5"), ("20", "naive", "100"), ("50", "batched", "5")]
