@@ -161,6 +161,17 @@ def test_one_fleet_pass_over_three_namespaces_with_the_printed_cluster_role(
     assert not [e for e in core.list_namespaced_event(unlisted.namespace).items
                 if e.source.component == "devscale"]
 
+    # `status` with the same token reads each namespace's Events back: no warning, the why
+    shown = run_cli(["status", "-c", str(cfg), "--kubeconfig", str(kubeconfig), "-o", "json"])
+    assert shown.stdout, shown.stderr   # exit 5: the broken annotation is an error row
+    doc = json.loads(shown.stdout)
+    assert not [w for w in doc["warnings"] if "Events not read" in w], doc["warnings"]
+    rows = {(d["namespace"], d["name"]): d for d in doc["deployments"]}
+    for team, name in ((a, "api"), (b, "worker"), (c, "front")):
+        row = rows[(team.namespace, name)]
+        assert row["lastEvent"] is not None and row["lastEvent"]["reason"] == "Scaled", row
+        assert row["lastScale"]["why"].startswith("Scaled from"), row
+
 
 def readme_fleet_config() -> str:
     """The README's fleet config: the `yaml` block of the Deploy section that has policies."""

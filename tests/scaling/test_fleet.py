@@ -265,6 +265,9 @@ def test_fleet_rbac_reads_cluster_wide_and_writes_only_where_listed() -> None:
                and o["kind"] == "ClusterRole"]
     assert all("create" not in r["verbs"] or r["resources"] == ["events"]
                for r in write["rules"])
+    # Events: created by the pass, listed by `devscale status` (no other verb on them)
+    assert [r["verbs"] for r in write["rules"] if r["resources"] == ["events"]] == [
+        ["create", "list"]]
     assert {(o["metadata"]["namespace"], o["kind"]) for o in fleet_state(fleet())} >= {
         ("platform", "Lease"), ("team-a", "ConfigMap"), ("team-b", "ConfigMap")}
     by_label = fleet(FLEET.replace("namespaces: [team-a, team-b]", "namespaceSelector: team"))
