@@ -27,7 +27,9 @@ Both are measured as a dry run (read and decide) and as a real pass (history wri
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -107,7 +109,11 @@ def worker(args: argparse.Namespace) -> None:
     trace = Trace()
     api = connect(args.kubeconfig)
     now = datetime.now(UTC)
-    start = time.perf_counter()
+    profile = os.environ.get("BENCH_FLEET_PROFILE")   # a directory: cProfile + trace there
+    profiler = cProfile.Profile() if profile else None
+    cpu, start = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     if args.mode == "fleet":
         settings = load_config(Path(args.config), env={})
         source = metrics_source(settings, trace)   # as `check` reads: all queries at once
@@ -130,9 +136,16 @@ def worker(args: argparse.Namespace) -> None:
             results += len(report.results)
             errors.update(report.metric_errors)
             assert report.history_error is None, report.history_error
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        case = f"{args.mode}-{'dry' if args.dry_run else 'real'}-{os.getpid()}"
+        profiler.dump_stats(Path(profile) / f"{case}.prof")
+        (Path(profile) / f"{case}.trace").write_text("".join(
+            f"{e.millis:9.1f} {e.kind} {e.outcome} {e.detail}\n" for e in trace.entries))
     assert results == args.n and not errors, (results, errors)
-    print(json.dumps({"seconds": seconds, "queries": trace.count("promql"),
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu,
+                      "load": os.getloadavg()[0], "queries": trace.count("promql"),
                       "kube": trace.count("kube"), "deployments": results,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -248,11 +261,13 @@ def main() -> None:
 def print_row(row: dict[str, Any]) -> None:
     print(f"\n{'dry run' if row['dryRun'] else 'real pass'}: {row['deployments']} Deployments "
           f"in {row['namespaces']} namespaces")
-    print(f"{'way':<32} {'seconds':>8} {'queries':>8} {'API req':>8} {'peak RSS':>9}")
+    print(f"{'way':<32} {'seconds':>8} {'CPU s':>6} {'load':>5} {'queries':>8} {'API req':>8} "
+          f"{'peak RSS':>9}")
     for way, label in (("fleet", "one fleet pass"),
                        ("single", f"{row['namespaces']} single-namespace passes")):
         r = row[way]
-        print(f"{label:<32} {r['seconds']:>8.3f} {r['queries']:>8} {r['kube']:>8} "
+        print(f"{label:<32} {r['seconds']:>8.3f} {r['cpu_seconds']:>6.2f} {r['load']:>5.1f} "
+              f"{r['queries']:>8} {r['kube']:>8} "
               f"{r['rss_mb']:>7.0f}MB")
     print(f"single ÷ fleet: {row['speedup']:.1f}×", flush=True)
 
