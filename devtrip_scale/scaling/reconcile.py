@@ -433,7 +433,7 @@ def run_fleet(
                                "the next pass decides again")
         if result.applied:
             writes[ns] = writes.get(ns, 0) + 1
-        if new_history is not None:
+        if new_history is not None and new_history != past:   # unchanged: nothing to write
             updated.setdefault(ns, {})[workload.uid] = new_history
     deferred = sum(r.deferred is not None for r in report.results)
     if deferred:

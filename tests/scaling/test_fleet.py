@@ -6,6 +6,7 @@ namespace's own history, and the plan of a dry run carrying every target's names
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,24 @@ def test_one_pass_scales_the_opted_in_names_the_broken_and_leaves_the_rest() -> 
         "team-a/api", "team-a/queue", "team-b/web"}
 
 
+def test_a_namespace_whose_histories_did_not_change_is_not_written() -> None:
+    """No reading, no recommendation: each history is what the ConfigMap holds already, so the
+    pass writes none of them (and keeps them as they are for the next pass)."""
+    kube, stores = cluster(), dict[str, MemoryHistory]()
+    run_fleet(fleet(), readings(), kube, lambda ns: stores.setdefault(ns, MemoryHistory()), NOW)
+    kept = {ns: dict(s.stored) for ns, s in stores.items()}
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 1, "team-b": 1}
+    later = NOW + timedelta(seconds=1)   # within every window: nothing ages out
+    report = run_fleet(fleet(), StaticSource({}), kube, lambda ns: stores[ns], later)
+    assert report.metric_errors and report.history_error is None
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 1, "team-b": 1}
+    assert {ns: s.stored for ns, s in stores.items()} == kept
+    # a reading in team-a only: team-a's ConfigMap is written, team-b's is not
+    run_fleet(fleet(), StaticSource({"cpu": MetricResult("cpu", values={"team-a/api": 70})}),
+              kube, lambda ns: stores[ns], later)
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 2, "team-b": 1}
+
+
 def test_write_caps_defer_the_rest_and_say_so() -> None:
     settings = fleet(FLEET.replace("maxWritesPerNamespace: 10", "maxWritesPerNamespace: 1"))
     kube = cluster()
@@ -198,7 +217,7 @@ def test_write_caps_defer_the_rest_and_say_so() -> None:
 
 
 def test_dry_run_plan_is_json_with_the_namespace_on_every_target() -> None:
-    kube, stores = cluster(), {}
+    kube, stores = cluster(), dict[str, MemoryHistory]()
     report = run_fleet(fleet(), readings(), kube, lambda ns: stores.setdefault(
         ns, MemoryHistory()), NOW, dry_run=True, in_namespaces=("team-a",))
     assert kube.writes == [] and all(s.saves == 0 for s in stores.values())
