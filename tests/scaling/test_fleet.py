@@ -202,6 +202,25 @@ def test_a_namespace_whose_histories_did_not_change_is_not_written() -> None:
     assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 2, "team-b": 1}
 
 
+def test_each_namespace_is_written_once_decided_and_none_after_the_lease_is_lost() -> None:
+    """The Lease is asked before every write: team-a's scalings and its history go while it
+    is held; lost before team-b's scaling, neither that nor team-b's history is written."""
+    kube, stores = cluster(), dict[str, MemoryHistory]()
+    asked: list[int] = []
+
+    def writable() -> str | None:
+        asked.append(len(asked))
+        return None if len(asked) <= 3 else "the Lease went to another runner"
+
+    report = run_fleet(fleet(), readings(), kube,
+                       lambda ns: stores.setdefault(ns, MemoryHistory()), NOW,
+                       writable=writable)
+    assert dict(kube.writes) == {"team-a/api": 4, "team-a/queue": 3}
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 1, "team-b": 0}
+    assert report.history_error == ("history not saved: the Lease went to another runner "
+                                    "(1 namespace(s) written before it was lost)")
+
+
 def test_write_caps_defer_the_rest_and_say_so() -> None:
     settings = fleet(FLEET.replace("maxWritesPerNamespace: 10", "maxWritesPerNamespace: 1"))
     kube = cluster()
