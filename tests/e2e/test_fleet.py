@@ -4,7 +4,9 @@ annotation broken, one Deployment not opted in, one opted-in Deployment in a nam
 does not list. The dry run's JSON is the plan (a namespace on every target, nothing changed);
 the real pass, authenticated with a ServiceAccount token bound to exactly what `devscale
 manifests cronjob` prints, scales the right ones, names the broken one, leaves the rest alone,
-and writes each namespace's history ConfigMap and Events."""
+and writes each namespace's history ConfigMap and Events; `devscale status` with the same token
+reads those Events back. Also: the README's platform-team recipe, per-team Slack routing, and
+`config validate --online` running the fleet's own queries on the bed's Prometheus."""
 
 from __future__ import annotations
 
