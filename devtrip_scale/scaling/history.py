@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,27 +56,51 @@ def _when(text: str) -> datetime:
 
 
 UNREAD: Any = object()   # ConfigMapHistory(listed=…) not given: `load` reads it itself
-PAGE = 100               # history ConfigMaps per page of the cluster-wide list
+PAGE = 250               # history ConfigMaps per page of the cluster-wide list
 
 
-def list_histories(api_client: Any, name: str, trace: Trace | None = None) -> dict[str, Any]:
-    """Every namespace's history ConfigMap `name`, namespace → object, from one cluster-wide
-    list by `metadata.name` (RBAC's resourceNames allow exactly that list), page by page."""
+@dataclass(frozen=True)
+class Stored:
+    """What a pass needs of a history ConfigMap: its resourceVersion and its data."""
+
+    resource_version: str
+    data: dict[str, str]
+
+
+def _stored(obj: Mapping[str, Any]) -> Stored:
+    """A ConfigMap as JSON (a list item or a GET's body) reduced to what the pass keeps."""
+    return Stored(str((obj.get("metadata") or {}).get("resourceVersion") or ""),
+                  dict(obj.get("data") or {}))
+
+
+def _json(response: Any) -> Any:
+    """The body of a raw (`_preload_content=False`) response: read as JSON, not as models
+    (the client's models cost a millisecond or more per ConfigMap to build)."""
+    return json.loads(response.data)
+
+
+def list_histories(api_client: Any, name: str, trace: Trace | None = None
+                   ) -> dict[str, Stored]:
+    """Every namespace's history ConfigMap `name`, namespace → what is stored, from one
+    cluster-wide list by `metadata.name` (RBAC's resourceNames allow exactly that list), page
+    by page."""
     from functools import partial
 
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
-    found: dict[str, Any] = {}
+    found: dict[str, Stored] = {}
     token: str | None = None
     while True:
-        page = request(trace or Trace(), "list", "configmaps", "(all namespaces)", None,
-                       partial(core.list_config_map_for_all_namespaces,
-                               field_selector=f"metadata.name={name}", limit=PAGE,
-                               _continue=token, _request_timeout=TIMEOUT),
-                       detail=f"list configmaps -A --field-selector metadata.name={name}")
-        found.update({cm.metadata.namespace: cm for cm in page.items})
-        token = page.metadata._continue
+        page = _json(request(
+            trace or Trace(), "list", "configmaps", "(all namespaces)", None,
+            partial(core.list_config_map_for_all_namespaces,
+                    field_selector=f"metadata.name={name}", limit=PAGE, _continue=token,
+                    _request_timeout=TIMEOUT, _preload_content=False),
+            detail=f"list configmaps -A --field-selector metadata.name={name}"))
+        for item in page.get("items") or ():
+            found[str(item["metadata"]["namespace"])] = _stored(item)
+        token = (page.get("metadata") or {}).get("continue")
         if not token:
             return found
 
@@ -84,7 +109,7 @@ def fleet_histories(api_client: Any, name: str, trace: Trace | None = None
                     ) -> Callable[[str], ConfigMapHistory]:
     """Each namespace's history store for a fleet pass, all read by one list on first use;
     if that list is refused, each store reads its own ConfigMap (one GET per namespace)."""
-    read: list[dict[str, Any] | None] = []   # [the list's ConfigMaps], [None]: refused
+    read: list[dict[str, Stored] | None] = []   # [the list's ConfigMaps], [None]: refused
 
     def history_of(namespace: str) -> ConfigMapHistory:
         if not read:
@@ -158,45 +183,53 @@ class ConfigMapHistory:
         self._write(encoded)
 
     def _read(self) -> dict[str, str]:
+        stored: Stored | None
         if self._listed is not UNREAD:   # read once by the list; a conflict reads again
-            cm, self._listed = self._listed, UNREAD
+            stored, self._listed = self._listed, UNREAD
         else:
             try:
-                cm = request(self._trace, "get", "configmaps", self._ns, self._name,
-                             lambda: self._core.read_namespaced_config_map(
-                                 self._name, self._ns, _request_timeout=TIMEOUT))
+                stored = _stored(_json(request(
+                    self._trace, "get", "configmaps", self._ns, self._name,
+                    lambda: self._core.read_namespaced_config_map(
+                        self._name, self._ns, _request_timeout=TIMEOUT,
+                        _preload_content=False))))
             except KubeNotFound:
-                cm = None
-        if cm is None:
+                stored = None
+        if stored is None:
             self._exists, self._resource_version = False, None
             return {}
         self._exists = True
-        self._resource_version = cm.metadata.resource_version
-        return dict(cm.data or {})
+        self._resource_version = stored.resource_version
+        return dict(stored.data)
 
     def _write(self, encoded: Mapping[str, str | None]) -> None:
-        from kubernetes import client
-
         if not self._exists:
-            body = client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(
-                    name=self._name,
-                    labels={"app.kubernetes.io/managed-by": "devscale"},
-                ),
-                data={k: v for k, v in encoded.items() if v is not None},
-            )
+            body = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": self._name,
+                                 "labels": {"app.kubernetes.io/managed-by": "devscale"}},
+                    "data": {k: v for k, v in encoded.items() if v is not None}}
             try:
-                request(self._trace, "create", "configmaps", self._ns, self._name,
-                        lambda: self._core.create_namespaced_config_map(
-                            self._ns, body, field_manager=FIELD_MANAGER,
-                            _request_timeout=TIMEOUT))
+                answer = _json(request(
+                    self._trace, "create", "configmaps", self._ns, self._name,
+                    lambda: self._core.create_namespaced_config_map(
+                        self._ns, body, field_manager=FIELD_MANAGER,
+                        _request_timeout=TIMEOUT, _preload_content=False)))
             except KubeConflict:  # AlreadyExists: someone else created it
                 raise KubeConflict("history ConfigMap created concurrently") from None
             self._exists = True
+            self._resource_version = _stored(answer).resource_version
             return
+        # A JSON merge patch (null deletes a key), the resourceVersion read as its precondition;
+        # the answer read as JSON for its new resourceVersion only.
         patch = {"metadata": {"resourceVersion": self._resource_version}, "data": dict(encoded)}
-        cm = request(self._trace, "patch", "configmaps", self._ns, self._name,
-                     lambda: self._core.patch_namespaced_config_map(
-                         self._name, self._ns, patch, field_manager=FIELD_MANAGER,
-                         _request_timeout=TIMEOUT))
-        self._resource_version = cm.metadata.resource_version
+        answer = _json(request(
+            self._trace, "patch", "configmaps", self._ns, self._name,
+            lambda: self._core.api_client.call_api(
+                "/api/v1/namespaces/{namespace}/configmaps/{name}", "PATCH",
+                path_params={"namespace": self._ns, "name": self._name},
+                query_params=[("fieldManager", FIELD_MANAGER)],
+                header_params={"Accept": "application/json",
+                               "Content-Type": "application/merge-patch+json"},
+                body=patch, auth_settings=["BearerToken"], _return_http_data_only=True,
+                _preload_content=False, _request_timeout=TIMEOUT)))
+        self._resource_version = _stored(answer).resource_version

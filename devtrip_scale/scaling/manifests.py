@@ -93,7 +93,8 @@ def fleet_rules(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str
         {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [history],
          "verbs": ["get", "patch"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        # create: the pass's Events; list: `devscale status` reads them back (the last why)
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
     ]
     if settings.namespaces is None:   # namespaces not known up front: the pass creates each
         write.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]})

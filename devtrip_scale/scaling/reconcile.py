@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from devtrip_scale.core.errors import KubeConflict, KubeError
 from devtrip_scale.core.trace import Trace
@@ -43,6 +43,9 @@ ARGO_MARKS = ("argocd.argoproj.io/tracking-id", "app.kubernetes.io/instance")
 GITOPS_FIX = ("if a GitOps tool manages this Deployment, make it ignore /spec/replicas "
               "(Argo CD: ignoreDifferences with jsonPointers [/spec/replicas] and the sync "
               "option RespectIgnoreDifferences=true), or leave replicas out of the manifest")
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -401,8 +404,27 @@ def run_fleet(
 
     updated: dict[str, dict[str, History]] = {}
     writes: dict[str, int] = {}
-    for workload, chosen in joined:
+    uids: dict[str, dict[str, str]] = {}
+    for w in everything:
+        uids.setdefault(w.namespace, {})[w.uid] = w.name
+    saving = _Saving(report, writable, dry_run)
+
+    def save_job(ns: str, notes: str | None = None) -> Callable[[], None] | None:
+        """The write of a namespace's history ConfigMap, None when nothing in it changed."""
+        names = uids.get(ns, {})
+        mine = updated.get(ns, {})
+        gone = [k for k in histories.get(ns, {}) if k not in names]
+        if not (mine or gone or notes is not None):
+            return None
+        return partial(store(ns).save, {uid: (h, names[uid]) for uid, h in mine.items()},
+                       notes, remove=gone)
+
+    for i, (workload, chosen) in enumerate(joined):
         ns = workload.namespace
+        if i and joined[i - 1][0].namespace not in (ns, settings.namespace):
+            # joined is sorted by namespace: the one before is decided; its write can go
+            # while this one is decided (the home namespace's waits for the notes)
+            saving.start(joined[i - 1][0].namespace, save_job)
         store(ns)
         past = histories[ns].get(workload.uid, History())
         result = TargetResult(workload.name, namespace=ns, policy=chosen.policy)
@@ -433,7 +455,7 @@ def run_fleet(
                                "the next pass decides again")
         if result.applied:
             writes[ns] = writes.get(ns, 0) + 1
-        if new_history is not None:
+        if new_history is not None and new_history != past:   # unchanged: nothing to write
             updated.setdefault(ns, {})[workload.uid] = new_history
     deferred = sum(r.deferred is not None for r in report.results)
     if deferred:
@@ -446,29 +468,9 @@ def run_fleet(
     state = _notify_state(report, store(settings.namespace).notes) if notifiers or route \
         else None
     send, notes = _plan(settings, report, state) if state is not None else ([], None)
-    if report.lock_lost is None:
-        report.lock_lost = writable()
-    if report.lock_lost is not None:
-        report.history_error = f"history not saved: {report.lock_lost}"
-    else:
-        uids: dict[str, dict[str, str]] = {}
-        for w in everything:
-            uids.setdefault(w.namespace, {})[w.uid] = w.name
-        jobs: list[tuple[str, Callable[[], None]]] = []
-        for ns in sorted(set(stores) | ({settings.namespace} if notes is not None else set())):
-            names = uids.get(ns, {})
-            mine = updated.get(ns, {})
-            gone = [k for k in histories.get(ns, {}) if k not in names]
-            own_notes = notes if ns == settings.namespace else None
-            if mine or gone or own_notes is not None:
-                jobs.append((ns, partial(store(ns).save,
-                                         {uid: (h, names[uid]) for uid, h in mine.items()},
-                                         own_notes, remove=gone)))
-        problems = [p for p in _each(jobs, SAVERS) if p is not None]
-        if problems:
-            report.history_error = ("history not saved: " + "; ".join(problems) +
-                                    "; the next run decides those without the memory that "
-                                    "holds back a scale-down")
+    for ns in sorted(set(stores) | ({settings.namespace} if notes is not None else set())):
+        saving.start(ns, partial(save_job, notes=notes if ns == settings.namespace else None))
+    saving.finish()
     if state is not None:
         if report.history_error is not None:
             send = _plan(settings, report, state)[0]
@@ -487,23 +489,63 @@ def run_fleet(
     return report
 
 
-def _each(jobs: Sequence[tuple[str, Callable[[], None]]], workers: int) -> list[str | None]:
-    """Run independent writes (each namespace's own ConfigMap) a few at a time; each one's
-    failure as a message naming its namespace, None for success."""
-    def one(job: tuple[str, Callable[[], None]]) -> str | None:
-        try:
-            job[1]()
-        except KubeError as e:
-            return f"namespace {job[0]}: {e}"
-        return None
+class _Saving:
+    """A fleet pass's history writes, each namespace's own ConfigMap, SAVERS at a time on
+    threads while the pass decides the next namespaces; the Lease is asked before each one.
+    A failure is kept as a message naming its namespace; `finish` waits for them all and
+    sets the report's history error."""
 
-    if len(jobs) < 2:
-        return [one(job) for job in jobs]
-    from concurrent.futures import ThreadPoolExecutor
+    def __init__(self, report: CheckReport, writable: Callable[[], str | None],
+                 dry_run: bool) -> None:
+        self._report, self._writable, self._dry_run = report, writable, dry_run
+        self._started: set[str] = set()
+        self._futures: list[Future[str | None]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
-    with ThreadPoolExecutor(min(workers, len(jobs)), thread_name_prefix="devscale-history") \
-            as pool:
-        return list(pool.map(one, jobs))
+    def start(self, namespace: str, job_of: Callable[[str], Callable[[], None] | None]
+              ) -> None:
+        """Write `namespace`'s history (once), if anything in it changed."""
+        if self._dry_run or namespace in self._started:
+            return
+        self._started.add(namespace)
+        job = job_of(namespace)
+        if job is None:
+            return
+        report = self._report
+        if report.lock_lost is None:
+            report.lock_lost = self._writable()
+        if report.lock_lost is not None:   # `finish` says so
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(SAVERS, thread_name_prefix="devscale-history")
+        self._futures.append(self._pool.submit(_one_save, namespace, job))
+
+    def finish(self) -> None:
+        """Wait for every write; the failures (and what the lost Lease left) as the report's
+        history error."""
+        problems = [p for p in (f.result() for f in self._futures) if p is not None]
+        if self._pool is not None:
+            self._pool.shutdown()
+        report = self._report
+        if report.lock_lost is not None:
+            written = len(self._futures)
+            report.history_error = (f"history not saved: {report.lock_lost}" + (
+                f" ({written} namespace(s) written before it was lost)" if written else ""))
+        elif problems:
+            report.history_error = ("history not saved: " + "; ".join(problems) +
+                                    "; the next run decides those without the memory that "
+                                    "holds back a scale-down")
+
+
+def _one_save(namespace: str, job: Callable[[], None]) -> str | None:
+    """One namespace's history write; its failure as a message naming the namespace."""
+    try:
+        job()
+    except KubeError as e:
+        return f"namespace {namespace}: {e}"
+    return None
 
 
 def covered_namespaces(settings: Settings, cluster: FleetTarget) -> set[str] | None:

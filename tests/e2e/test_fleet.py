@@ -4,7 +4,9 @@ annotation broken, one Deployment not opted in, one opted-in Deployment in a nam
 does not list. The dry run's JSON is the plan (a namespace on every target, nothing changed);
 the real pass, authenticated with a ServiceAccount token bound to exactly what `devscale
 manifests cronjob` prints, scales the right ones, names the broken one, leaves the rest alone,
-and writes each namespace's history ConfigMap and Events."""
+and writes each namespace's history ConfigMap and Events; `devscale status` with the same token
+reads those Events back. Also: the README's platform-team recipe, per-team Slack routing, and
+`config validate --online` running the fleet's own queries on the bed's Prometheus."""
 
 from __future__ import annotations
 
@@ -161,6 +163,17 @@ def test_one_fleet_pass_over_three_namespaces_with_the_printed_cluster_role(
     assert not [e for e in core.list_namespaced_event(unlisted.namespace).items
                 if e.source.component == "devscale"]
 
+    # `status` with the same token reads each namespace's Events back: no warning, the why
+    shown = run_cli(["status", "-c", str(cfg), "--kubeconfig", str(kubeconfig), "-o", "json"])
+    assert shown.stdout, shown.stderr   # exit 5: the broken annotation is an error row
+    doc = json.loads(shown.stdout)
+    assert not [w for w in doc["warnings"] if "Events not read" in w], doc["warnings"]
+    rows = {(d["namespace"], d["name"]): d for d in doc["deployments"]}
+    for team, name in ((a, "api"), (b, "worker"), (c, "front")):
+        row = rows[(team.namespace, name)]
+        assert row["lastEvent"] is not None and row["lastEvent"]["reason"] == "Scaled", row
+        assert row["lastScale"]["why"].startswith("Scaled from"), row
+
 
 def readme_fleet_config() -> str:
     """The README's fleet config: the `yaml` block of the Deploy section that has policies."""
@@ -253,3 +266,49 @@ def test_notices_go_to_each_teams_own_slack_channel(
     finally:
         alpha.stop()
         shared.stop()
+
+
+def test_config_validate_online_runs_the_fleet_queries_and_names_a_refused_one(
+        exporter: SyntheticExporter, prometheus: Prometheus, tmp_path: Path) -> None:
+    """`config validate --online` on a fleet config runs the fleet's own queries (one per
+    metric, grouped by namespace and Deployment) on a real Prometheus: accepted with data;
+    refused, named by file, line and the policy's field; accepted without data, a warning."""
+    tag = uuid.uuid4().hex[:6]
+    namespaces = [f"team-a-{tag}", f"team-b-{tag}"]
+    for ns in namespaces:
+        exporter.set_load(ns, "api", pods=2, cpu_percent=140, memory_percent=50)
+    cfg = fleet_config(tmp_path / "fleet.yaml", "platform", namespaces, prometheus.url)
+    doc = yaml.safe_load(cfg.read_text())
+    memory = {"name": "memory", "preset": "memory_utilization",
+              "target": {"type": "Utilization", "value": 80}}
+    doc["policies"]["worker"]["metrics"].append(memory)
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    settle()
+
+    proc = run_cli(["config", "validate", "--online", "-c", str(cfg), "-o", "json"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = json.loads(proc.stdout)
+    assert (shown["fleet"], shown["online"], shown["metrics"], shown["warnings"]) == (
+        True, True, 2, []), shown
+
+    # Valid PromQL offline, a function this Prometheus does not know; and a series nobody has.
+    doc["policies"]["worker"]["metrics"] = [
+        doc["policies"]["worker"]["metrics"][0],
+        {"name": "broken", "query": 'sum by (deployment) (mad_over_time(x{namespace='
+                                    '"{namespace}"}[5m]))',
+         "target": {"type": "Value", "value": 1}},
+        {"name": "quiet", "query": 'sum by (deployment) (nobody_has_this{namespace='
+                                   '"{namespace}"})',
+         "target": {"type": "Value", "value": 1}}]
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    lines = cfg.read_text().splitlines()
+    broken = next(i for i, t in enumerate(lines, 1) if "mad_over_time" in t)
+    quiet = next(i for i, t in enumerate(lines, 1) if "nobody_has_this" in t)
+    proc = run_cli(["config", "validate", "--online", "-c", str(cfg)])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert f"{cfg}:{broken}: policies.worker.metrics[1].query: Prometheus refused the query" \
+        in text, text
+    assert f"{cfg}:{quiet}: policies.worker.metrics[2].query: accepted, but no data yet" \
+        in text, text
+    assert run_cli(["config", "validate", "-c", str(cfg)]).returncode == 0   # offline: fine

@@ -6,6 +6,7 @@ namespace's own history, and the plan of a dry run carrying every target's names
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,43 @@ def test_one_pass_scales_the_opted_in_names_the_broken_and_leaves_the_rest() -> 
         "team-a/api", "team-a/queue", "team-b/web"}
 
 
+def test_a_namespace_whose_histories_did_not_change_is_not_written() -> None:
+    """No reading, no recommendation: each history is what the ConfigMap holds already, so the
+    pass writes none of them (and keeps them as they are for the next pass)."""
+    kube, stores = cluster(), dict[str, MemoryHistory]()
+    run_fleet(fleet(), readings(), kube, lambda ns: stores.setdefault(ns, MemoryHistory()), NOW)
+    kept = {ns: dict(s.stored) for ns, s in stores.items()}
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 1, "team-b": 1}
+    later = NOW + timedelta(seconds=1)   # within every window: nothing ages out
+    report = run_fleet(fleet(), StaticSource({}), kube, lambda ns: stores[ns], later)
+    assert report.metric_errors and report.history_error is None
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 1, "team-b": 1}
+    assert {ns: s.stored for ns, s in stores.items()} == kept
+    # a reading in team-a only: team-a's ConfigMap is written, team-b's is not
+    run_fleet(fleet(), StaticSource({"cpu": MetricResult("cpu", values={"team-a/api": 70})}),
+              kube, lambda ns: stores[ns], later)
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 2, "team-b": 1}
+
+
+def test_each_namespace_is_written_once_decided_and_none_after_the_lease_is_lost() -> None:
+    """The Lease is asked before every write: team-a's scalings and its history go while it
+    is held; lost before team-b's scaling, neither that nor team-b's history is written."""
+    kube, stores = cluster(), dict[str, MemoryHistory]()
+    asked: list[int] = []
+
+    def writable() -> str | None:
+        asked.append(len(asked))
+        return None if len(asked) <= 3 else "the Lease went to another runner"
+
+    report = run_fleet(fleet(), readings(), kube,
+                       lambda ns: stores.setdefault(ns, MemoryHistory()), NOW,
+                       writable=writable)
+    assert dict(kube.writes) == {"team-a/api": 4, "team-a/queue": 3}
+    assert {ns: s.saves for ns, s in stores.items()} == {"team-a": 1, "team-b": 0}
+    assert report.history_error == ("history not saved: the Lease went to another runner "
+                                    "(1 namespace(s) written before it was lost)")
+
+
 def test_write_caps_defer_the_rest_and_say_so() -> None:
     settings = fleet(FLEET.replace("maxWritesPerNamespace: 10", "maxWritesPerNamespace: 1"))
     kube = cluster()
@@ -198,7 +236,7 @@ def test_write_caps_defer_the_rest_and_say_so() -> None:
 
 
 def test_dry_run_plan_is_json_with_the_namespace_on_every_target() -> None:
-    kube, stores = cluster(), {}
+    kube, stores = cluster(), dict[str, MemoryHistory]()
     report = run_fleet(fleet(), readings(), kube, lambda ns: stores.setdefault(
         ns, MemoryHistory()), NOW, dry_run=True, in_namespaces=("team-a",))
     assert kube.writes == [] and all(s.saves == 0 for s in stores.values())
@@ -265,6 +303,9 @@ def test_fleet_rbac_reads_cluster_wide_and_writes_only_where_listed() -> None:
                and o["kind"] == "ClusterRole"]
     assert all("create" not in r["verbs"] or r["resources"] == ["events"]
                for r in write["rules"])
+    # Events: created by the pass, listed by `devscale status` (no other verb on them)
+    assert [r["verbs"] for r in write["rules"] if r["resources"] == ["events"]] == [
+        ["create", "list"]]
     assert {(o["metadata"]["namespace"], o["kind"]) for o in fleet_state(fleet())} >= {
         ("platform", "Lease"), ("team-a", "ConfigMap"), ("team-b", "ConfigMap")}
     by_label = fleet(FLEET.replace("namespaces: [team-a, team-b]", "namespaceSelector: team"))

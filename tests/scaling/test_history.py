@@ -66,3 +66,32 @@ def test_concurrent_writers_keep_each_others_entries(cluster: Cluster) -> None:
     second.save({"web": (SAMPLE, "web")})          # stale resourceVersion: 409, re-read, retried
     histories, _ = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history").load()
     assert set(histories) == {"seed", "api", "web"}
+
+
+@pytest.mark.integration
+def test_a_fleet_pass_reads_every_history_by_one_list_and_writes_each_with_its_version(
+        cluster: Cluster) -> None:
+    """fleet_histories: one cluster-wide list (no GET per namespace) gives each store what it
+    holds and its resourceVersion; a write under that version that another writer beat is a
+    conflict, read again and retried, keeping both writers' entries."""
+    from devtrip_scale.core.trace import Trace
+    from devtrip_scale.scaling.history import fleet_histories
+
+    ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history").save(
+        {"uid-api": (SAMPLE, "api"), "uid-old": (SAMPLE, "old")})
+    trace = Trace()
+    store = fleet_histories(cluster.api, "devscale-history", trace)(cluster.namespace)
+    assert store.load() == ({"uid-api": SAMPLE, "uid-old": SAMPLE}, [])
+    assert [e.detail.split()[:2] for e in trace.entries] == [["list", "configmaps"]]
+    other = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history")
+    other.load()
+    other.save({"uid-web": (SAMPLE, "web")})           # the listed version is stale now
+    later = SAMPLE._replace(last_written=5)
+    store.save({"uid-api": (later, "api")}, remove=["uid-old"])
+    verbs = [e.detail.split()[0] for e in trace.entries]
+    assert verbs == ["list", "patch", "get", "patch"], verbs   # 409, read again, retried
+    histories, _ = ConfigMapHistory(cluster.api, cluster.namespace, "devscale-history").load()
+    assert histories == {"uid-api": later, "uid-web": SAMPLE}
+    # a namespace without the ConfigMap: the list says so, the first save creates it
+    assert fleet_histories(cluster.api, "devscale-other", trace)(cluster.namespace).load() \
+        == ({}, [])
