@@ -79,11 +79,13 @@ class Fleet:
         return pb_grpc.LogStreamingServiceStub(self.channel(name))
 
     def run(self, path: Path, build_id: str, *servers: str) -> subprocess.Popen[str]:
-        """`devscale pipeline run FILE --build-id ID -o json --server a,b,…` as the CI job."""
+        """`devscale pipeline run FILE --build-id ID -o json --server a --server b …` as the CI
+        job (each replica its own `--server`, the repeated form; test_client pins `a,b`)."""
+        servers_given = [word for s in servers for word in ("--server", self.address(s))]
         return subprocess.Popen(
-            [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(path), "--server",
-             ",".join(self.address(s) for s in servers), "--ca", str(self.ca), "--build-id",
-             build_id, "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(path), *servers_given,
+             "--ca", str(self.ca), "--build-id", build_id, "-o", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=ROOT, env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN})
 
     def owner(self, build_id: str) -> str | None:
