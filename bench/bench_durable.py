@@ -15,9 +15,10 @@ from the same run:
    Baseline: the same build run alone. Where the time goes: the CPU seconds (user + system,
    from /proc) each process of the run spent in it — the replicas, the control plane, KWOK,
    Redis, this benchmark's clients — beside the whole machine's busy CPU seconds (the rest is
-   other work on the machine) and the wall time.
+   other work on the machine) and the wall time. With --profile DIR the replicas run under
+   cProfile ($DEVSCALE_PROFILE) and their internal time is summed by library.
 
-    python bench/bench_durable.py [--quick] [--json FILE]
+    python bench/bench_durable.py [--quick] [--concurrent-only] [--profile DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -226,7 +227,8 @@ def wait_pod(b: Bed, build: str) -> str:
 
 
 @contextmanager
-def replicas(b: Bed, names: list[str], lease: float) -> Iterator[dict[str, tuple[Any, int]]]:
+def replicas(b: Bed, names: list[str], lease: float, profile: Path | None = None
+             ) -> Iterator[dict[str, tuple[Any, int]]]:
     cfg = settings(b.namespace, b.redis_url, b.work).model_dump(mode="json")
     cfg["pipelines"] = {"lease_seconds": lease, "adopt_seconds": 0.5}
     path = b.work / f"workers-{lease:g}.yaml"
@@ -237,6 +239,8 @@ def replicas(b: Bed, names: list[str], lease: float) -> Iterator[dict[str, tuple
         for name in names:
             port, http = free_port(), free_port()
             log = (b.work / f"serve-{name}.log").open("w")
+            if profile is not None:
+                env = {**env, "DEVSCALE_PROFILE": str(profile / f"{name}.pstats")}
             proc = subprocess.Popen(
                 [sys.executable, "-m", "devtrip_scale", "workers", "serve", "-c", str(path),
                  "--kubeconfig", str(b.kubeconfig), "--listen", f"127.0.0.1:{http}",
@@ -388,9 +392,38 @@ def adoption(b: Bed, lease: float, samples: int) -> dict[str, Any]:
             "first progress from the adopter, s": [round(y, 2) for _, y in took]}
 
 
-def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
+def by_library(files: list[Path], top: int = 15) -> dict[str, Any]:
+    """The profiles' internal time (tottime) summed by library (the path's package below
+    site-packages or the standard library; devscale's own modules by module), and the
+    functions that took the most."""
+    import pstats
+
+    stats = pstats.Stats(*(str(f) for f in files))
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    libraries: dict[str, float] = {}
+    functions: list[tuple[float, str]] = []
+    total = 0.0
+    for (path, line, name), (_, _, tottime, _, _) in raw.items():
+        total += tottime
+        functions.append((tottime, f"{Path(path).name}:{line} {name}"))
+        if "devtrip_scale/" in path:
+            library = "devscale " + path.split("devtrip_scale/", 1)[1]
+        elif "site-packages/" in path:
+            library = path.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif path.startswith("~") or path == "":
+            library = f"built-in: {name.split(' ')[-1].strip('<>')}"[:60]
+        else:
+            library = "stdlib " + Path(path).parent.name + "/" + Path(path).name
+        libraries[library] = libraries.get(library, 0.0) + tottime
+    ranked = sorted(libraries.items(), key=lambda x: -x[1])[:top]
+    return {"profiled_cpu_s": round(total, 2),
+            "by_library_pct": {k: round(100 * v / total, 1) for k, v in ranked},
+            "top_functions_s": {f: round(t, 3) for t, f in sorted(functions, reverse=True)[:top]}}
+
+
+def concurrent(b: Bed, per_replica: int, profile: Path | None = None) -> dict[str, Any]:
     text = pipeline("pair", [("one", 1, 1), ("two", 1, 1)])
-    with replicas(b, ["r1", "r2"], 10) as procs:
+    with replicas(b, ["r1", "r2"], 10, profile) as procs:
         ports = [procs["r1"][1], procs["r2"][1]]
         channels = [channel(b.work, p) for p in ports]
 
@@ -437,7 +470,8 @@ def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
             "succeeded": sum(s == pb.PIPELINE_STATE_SUCCEEDED for _, s in results.values()),
             "results_entries": len(entries), "distinct": len(set(entries)),
             "duration": summary(durations), "alone_s": round(alone["pair-10000"][0], 2),
-            "cpu": cpu}
+            "cpu": cpu, **({"profile": by_library(sorted(profile.glob("*.pstats")))}
+                           if profile is not None else {})}
 
 
 def main() -> None:
@@ -446,10 +480,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--concurrent-only", action="store_true",
                         help="only figure 4 (2 replicas × 20 builds, and where the CPU went)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="figure 4's replicas under cProfile, their profiles in DIR")
     args = parser.parse_args()
     if args.concurrent_only:
         with bed("durable") as b:
-            figures = {"concurrent": concurrent(b, 5 if args.quick else 20)}
+            figures = {"concurrent": concurrent(b, 5 if args.quick else 20, args.profile)}
         write_json(args.json, figures)
         print(yaml.safe_dump(figures, sort_keys=False))
         return
@@ -461,7 +497,7 @@ def main() -> None:
         if not args.quick:
             figures["adopt"].append(adoption(b, 10, 1))
         say(f"adopt: {figures['adopt']}")
-        figures["concurrent"] = concurrent(b, 5 if args.quick else 20)
+        figures["concurrent"] = concurrent(b, 5 if args.quick else 20, args.profile)
         say(f"2 replicas × builds: {figures['concurrent']}")
     write_json(args.json, figures)
     print(yaml.safe_dump(figures, sort_keys=False))
