@@ -5,10 +5,11 @@ Every call goes over TLS (the system's trust store unless a CA file is given; mT
 certificate and key) with `authorization: Bearer <token>` metadata when a token is set. The
 server may be several addresses (`--server a:50051 --server b:50051` or `a:50051,b:50051`,
 see server_addresses; a DNS name with several addresses is gRPC's resolver's to spread): any
-replica serves any build, so a call that finds one UNAVAILABLE goes to the next. A stream that breaks mid-build (UNAVAILABLE, a reset connection,
-an early end) is called again on the next address with the build id and the last sequence seen,
-a bounded number of times with backoff; sequences are checked by live.Continuity, so nothing is
-lost or repeated without the user being told.
+replica serves any build, so a call that finds one UNAVAILABLE goes to the next. A stream that
+breaks mid-build (UNAVAILABLE, a reset connection, an early end) is called again on the next
+address with the build id and the last sequence seen, a bounded number of times with backoff;
+sequences are checked by live.Continuity, so nothing is lost or repeated without the user being
+told.
 """
 
 from __future__ import annotations
