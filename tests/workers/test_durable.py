@@ -415,8 +415,9 @@ def test_through_sentinel_a_build_outlives_a_redis_restart_with_aof(
 def test_through_sentinel_a_build_outlives_its_masters_sigkill_and_a_failover(
         workers: Workers, tmp_path: Path) -> None:
     """A master with AOF, its replica, a Sentinel (quorum 1): the master is SIGKILLed while
-    stage 2 runs, Sentinel promotes the replica, the build completes on it, every stage once,
-    reported once, the client's sequence contiguous."""
+    stage 2 runs and a scale request's pod runs, Sentinel promotes the replica; the build
+    completes on it, every stage once, the client's sequence contiguous; the request in flight
+    and one submitted after the failover are each handled once; one result each."""
     import redis as redis_py
 
     from testbed.redis import Redis, Sentinel
@@ -442,20 +443,34 @@ def test_through_sentinel_a_build_outlives_its_masters_sigkill_and_a_failover(
         watcher.start()
         client = fleet.run(path, "failover-1", "a", "b")
         wait_stage_running(fleet, "failover-1", "s2")
+        with redis_py.Redis(port=master.port, decode_responses=True) as r:
+            r.xadd(workers.stream, {"type": "scale_up", "pod_count": "1",
+                                    "task_id": "before-failover"})
+        workers.wait_pods(1, "before-failover", phase="Running")
         master.kill()                  # no shutdown: what it had not sent its replica is gone
         killed = time.monotonic()
         wait_until(lambda: sentinel.master_port() == replica.port, "Sentinel promotes the replica",
                    timeout=30)
         promoted = time.monotonic() - killed
         assert replica.role() == "master"
+        with redis_py.Redis(port=replica.port, decode_responses=True) as r:
+            r.xadd(workers.stream, {"type": "scale_up", "pod_count": "1",
+                                    "task_id": "after-failover"})
         code, lines, err = finished(client)
         stop.set()
         watcher.join()
         assert code == 0, err
         assert_each_stage_ran_once(lines, seen)
-        with redis_py.Redis(port=replica.port, decode_responses=True) as r:
-            results = [f for _, f in r.xrange(f"{workers.tag}:results")]
-        assert [x["build_id"] for x in results] == ["failover-1"], "reported once"
+
+        def results() -> list[dict[str, str]]:
+            with redis_py.Redis(port=replica.port, decode_responses=True) as r:
+                return [f for _, f in r.xrange(f"{workers.tag}:results")]
+
+        wait_until(lambda: len(results()) >= 3, "3 results", timeout=60)
+        time.sleep(1)                  # and no second entry comes late
+        assert sorted(x.get("build_id") or x["task_id"] for x in results()) == [
+            "after-failover", "before-failover", "failover-1"], "each reported once"
+        assert all(x["outcome"] == "succeeded" for x in results() if "build_id" not in x)
         print(f"replica promoted {promoted:.1f}s after the master's SIGKILL")
     finally:
         workers.stop_all()
