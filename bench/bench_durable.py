@@ -12,9 +12,13 @@ from the same run:
    message. Baseline: the lease TTL (the least any lease-based takeover can take);
 4. 2 replicas × 20 concurrent builds (2-stage chains of 1 s pods, 20 submitted to each replica
    at once): wall time, build duration p50/p99, every build succeeded, one result each.
-   Baseline: the same build run alone.
+   Baseline: the same build run alone. Where the time goes: the CPU seconds (user + system,
+   from /proc) each process of the run spent in it — the replicas, the control plane, KWOK,
+   Redis, this benchmark's clients — beside the whole machine's busy CPU seconds (the rest is
+   other work on the machine) and the wall time. With --profile DIR the replicas run under
+   cProfile ($DEVSCALE_PROFILE) and their internal time is summed by library.
 
-    python bench/bench_durable.py [--quick] [--json FILE]
+    python bench/bench_durable.py [--quick] [--concurrent-only] [--profile DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -223,7 +227,8 @@ def wait_pod(b: Bed, build: str) -> str:
 
 
 @contextmanager
-def replicas(b: Bed, names: list[str], lease: float) -> Iterator[dict[str, tuple[Any, int]]]:
+def replicas(b: Bed, names: list[str], lease: float, profile: Path | None = None
+             ) -> Iterator[dict[str, tuple[Any, int]]]:
     cfg = settings(b.namespace, b.redis_url, b.work).model_dump(mode="json")
     cfg["pipelines"] = {"lease_seconds": lease, "adopt_seconds": 0.5}
     path = b.work / f"workers-{lease:g}.yaml"
@@ -234,6 +239,8 @@ def replicas(b: Bed, names: list[str], lease: float) -> Iterator[dict[str, tuple
         for name in names:
             port, http = free_port(), free_port()
             log = (b.work / f"serve-{name}.log").open("w")
+            if profile is not None:
+                env = {**env, "DEVSCALE_PROFILE": str(profile / f"{name}.pstats")}
             proc = subprocess.Popen(
                 [sys.executable, "-m", "devtrip_scale", "workers", "serve", "-c", str(path),
                  "--kubeconfig", str(b.kubeconfig), "--listen", f"127.0.0.1:{http}",
@@ -251,6 +258,73 @@ def replicas(b: Bed, names: list[str], lease: float) -> Iterator[dict[str, tuple
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) spent so far by `root` and each of its descendants, by
+    process (its command's first words), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    spent: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        spent[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    ours: dict[str, float] = {}
+    for pid in spent:
+        up = pid
+        while up not in (root, 0, 1) and up in parent:
+            up = parent[up]
+        if up != root:
+            continue
+        try:
+            words = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = process_name([w.decode(errors="replace") for w in words if w])
+        ours[f"{name} [{pid}]"] = spent[pid]
+    return ours
+
+
+def process_name(argv: list[str]) -> str:
+    """A short name for a process of the run from its command line."""
+    if not argv:
+        return "?"
+    base = Path(argv[0]).name
+    if "devtrip_scale" in argv and "--consumer" in argv:
+        return f"devscale replica {argv[argv.index('--consumer') + 1]}"
+    if base.startswith("python"):
+        return "this benchmark (clients)"
+    if len(argv) > 1 and not argv[1].startswith("-") and base not in ("redis-server",):
+        return f"{base} {argv[1]}"
+    return base
+
+
+def machine_busy_seconds() -> float:
+    """The whole machine's busy CPU seconds so far (every core; /proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    words = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(w) for w in words]
+    idle = values[3] + values[4]                    # idle, iowait
+    return (sum(values[:8]) - idle) / tick          # without guest time (counted in user)
+
+
+def where_cpu_went(before: dict[str, float], after: dict[str, float], busy: float,
+                   wall: float) -> dict[str, Any]:
+    """Each process's CPU seconds between two cpu_seconds() readings (a process that ended
+    in between is left out), the machine's, and the wall time."""
+    per = {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
+    per = dict(sorted(((n, v) for n, v in per.items() if v >= 0.01), key=lambda x: -x[1]))
+    ours = sum(per.values())
+    return {"wall_s": round(wall, 2), "machine_busy_cpu_s": round(busy, 2),
+            "cores": os.cpu_count(), "this_run_cpu_s": round(ours, 2),
+            "other_work_on_the_machine_cpu_s": round(busy - ours, 2), "by_process": per,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def healthy(port: int) -> bool:
@@ -318,9 +392,38 @@ def adoption(b: Bed, lease: float, samples: int) -> dict[str, Any]:
             "first progress from the adopter, s": [round(y, 2) for _, y in took]}
 
 
-def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
+def by_library(files: list[Path], top: int = 15) -> dict[str, Any]:
+    """The profiles' internal time (tottime) summed by library (the path's package below
+    site-packages or the standard library; devscale's own modules by module), and the
+    functions that took the most."""
+    import pstats
+
+    stats = pstats.Stats(*(str(f) for f in files))
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
+    libraries: dict[str, float] = {}
+    functions: list[tuple[float, str]] = []
+    total = 0.0
+    for (path, line, name), (_, _, tottime, _, _) in raw.items():
+        total += tottime
+        functions.append((tottime, f"{Path(path).name}:{line} {name}"))
+        if "devtrip_scale/" in path:
+            library = "devscale " + path.split("devtrip_scale/", 1)[1]
+        elif "site-packages/" in path:
+            library = path.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif path.startswith("~") or path == "":
+            library = f"built-in: {name.split(' ')[-1].strip('<>')}"[:60]
+        else:
+            library = "stdlib " + Path(path).parent.name + "/" + Path(path).name
+        libraries[library] = libraries.get(library, 0.0) + tottime
+    ranked = sorted(libraries.items(), key=lambda x: -x[1])[:top]
+    return {"profiled_cpu_s": round(total, 2),
+            "by_library_pct": {k: round(100 * v / total, 1) for k, v in ranked},
+            "top_functions_s": {f: round(t, 3) for t, f in sorted(functions, reverse=True)[:top]}}
+
+
+def concurrent(b: Bed, per_replica: int, profile: Path | None = None) -> dict[str, Any]:
     text = pipeline("pair", [("one", 1, 1), ("two", 1, 1)])
-    with replicas(b, ["r1", "r2"], 10) as procs:
+    with replicas(b, ["r1", "r2"], 10, profile) as procs:
         ports = [procs["r1"][1], procs["r2"][1]]
         channels = [channel(b.work, p) for p in ports]
 
@@ -339,12 +442,15 @@ def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
         results: dict[str, tuple[float, int]] = {}
         threads = [threading.Thread(target=run, args=(i, results)) for i in
                    range(2 * per_replica)]
+        cpu_before, busy_before = cpu_seconds(os.getpid()), machine_busy_seconds()
         began = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join(300)
         wall = time.monotonic() - began
+        cpu = where_cpu_went(cpu_before, cpu_seconds(os.getpid()),
+                             machine_busy_seconds() - busy_before, wall)
         for ch in channels:
             ch.close()
     r = redis.Redis.from_url(b.redis_url, decode_responses=True)
@@ -363,14 +469,26 @@ def concurrent(b: Bed, per_replica: int) -> dict[str, Any]:
     return {"builds": 2 * per_replica, "wall_s": round(wall, 2),
             "succeeded": sum(s == pb.PIPELINE_STATE_SUCCEEDED for _, s in results.values()),
             "results_entries": len(entries), "distinct": len(set(entries)),
-            "duration": summary(durations), "alone_s": round(alone["pair-10000"][0], 2)}
+            "duration": summary(durations), "alone_s": round(alone["pair-10000"][0], 2),
+            "cpu": cpu, **({"profile": by_library(sorted(profile.glob("*.pstats")))}
+                           if profile is not None else {})}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--concurrent-only", action="store_true",
+                        help="only figure 4 (2 replicas × 20 builds, and where the CPU went)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="figure 4's replicas under cProfile, their profiles in DIR")
     args = parser.parse_args()
+    if args.concurrent_only:
+        with bed("durable") as b:
+            figures = {"concurrent": concurrent(b, 5 if args.quick else 20, args.profile)}
+        write_json(args.json, figures)
+        print(yaml.safe_dump(figures, sort_keys=False))
+        return
     with bed("durable") as b:
         figures = in_process(b, args.quick)
         say(f"progress latency: {figures['progress_latency']}")
@@ -379,7 +497,7 @@ def main() -> None:
         if not args.quick:
             figures["adopt"].append(adoption(b, 10, 1))
         say(f"adopt: {figures['adopt']}")
-        figures["concurrent"] = concurrent(b, 5 if args.quick else 20)
+        figures["concurrent"] = concurrent(b, 5 if args.quick else 20, args.profile)
         say(f"2 replicas × builds: {figures['concurrent']}")
     write_json(args.json, figures)
     print(yaml.safe_dump(figures, sort_keys=False))

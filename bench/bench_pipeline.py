@@ -9,8 +9,11 @@ baseline measured in the same run by the same observer — a pod watch of its ow
 2. log latency, pod file → gRPC client: lines appended to a running stage pod's KWOK log file,
    timed from the write to their arrival on a StreamBuildLogs(follow) client over TLS. Baseline:
    a bare pods/log?follow of the same pod from the API server, reading the same lines.
+   With --hops, each line is also timed at every hop on its way (the server runs in this
+   process): relayed from pods/log, in the build's merged journal, handed to the Lua script
+   that writes it to Redis, the script's answer, read back by the serving XREAD, and the client.
 
-    python bench/bench_pipeline.py [--quick] [--stages K] [--lines N] [--json FILE]
+    python bench/bench_pipeline.py [--quick] [--stages K] [--lines N] [--hops] [--json FILE]
 """
 
 from __future__ import annotations
@@ -63,6 +66,79 @@ class Observer:
             self.succeeded[name] = now
             for hook in self.on_succeeded:
                 hook(name)
+
+
+class Hops:
+    """Where a log line is on its way through the server, by its text (monotonic seconds):
+    wraps the journal's append, the store's add_lines and its log reader, in this process."""
+
+    def __init__(self) -> None:
+        self.appended: dict[str, list[float]] = {}   # the pod's journal, then the build's
+        self.script_start: dict[str, float] = {}
+        self.script_end: dict[str, float] = {}
+        self.read: dict[str, float] = {}
+        self.figures: dict[str, dict[str, dict[str, float]]] = {}   # by "N pod(s)"
+
+    def reset(self) -> None:
+        """Forget the lines timed so far (each run writes the same texts)."""
+        for timed in (self.appended, self.script_start, self.script_end, self.read):
+            timed.clear()
+
+    def install(self) -> None:
+        from devtrip_scale.workers.builds import BuildStore
+        from devtrip_scale.workers.journal import Journal
+        from devtrip_scale.workers.progress import LogLine
+
+        hops = self
+        append, add_lines, logs = Journal.append, BuildStore.add_lines, BuildStore.logs
+
+        def timed_append(journal: Any, item: Any) -> int:
+            if isinstance(item, LogLine):
+                hops.appended.setdefault(item.text, []).append(time.monotonic())
+            return append(journal, item)
+
+        async def timed_add_lines(store: Any, build_id: str, token: str, lines: Any) -> int:
+            now = time.monotonic()
+            for _, line in lines:
+                hops.script_start.setdefault(line.text, now)
+            added = await add_lines(store, build_id, token, lines)
+            now = time.monotonic()
+            for _, line in lines:
+                hops.script_end.setdefault(line.text, now)
+            return added
+
+        async def timed_logs(store: Any, *args: Any, **kwargs: Any) -> Any:
+            async for item in logs(store, *args, **kwargs):
+                if isinstance(item, tuple):
+                    hops.read.setdefault(item[1].text, time.monotonic())
+                yield item
+
+        Journal.append = timed_append  # type: ignore[method-assign]
+        BuildStore.add_lines = timed_add_lines  # type: ignore[method-assign]
+        BuildStore.logs = timed_logs  # type: ignore[method-assign]
+
+    def table(self, written: dict[str, float], arrived: dict[str, float]
+              ) -> dict[str, dict[str, float]]:
+        """Each hop's share of a line's latency, for the lines seen at every hop."""
+        steps: dict[str, list[float]] = {k: [] for k in (
+            "pod file → relayed (pods/log follow)", "relayed → build journal (merge)",
+            "build journal → Lua script sent", "Lua script round trip (add_lines)",
+            "script answered → serving XREAD returns", "XREAD → gRPC client (TLS)",
+            "whole way")}
+        for text, w in written.items():
+            times = self.appended.get(text, [])
+            marks = [w, times[0] if times else None, times[-1] if times else None,
+                     self.script_start.get(text), self.script_end.get(text),
+                     self.read.get(text), arrived.get(text)]
+            if any(m is None for m in marks):
+                continue
+            for name, a, b in zip(steps, marks, marks[1:], strict=False):
+                steps[name].append(b - a)  # type: ignore[operator]
+            steps["whole way"].append(marks[-1] - w)  # type: ignore[operator]
+        return {name: summary(values) for name, values in steps.items() if values}
+
+
+HOPS: Hops | None = None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -184,6 +260,8 @@ async def log_latency(otto: Any, logs: Any, kube: AsyncKube, observer: Observer,
             break
         await asyncio.sleep(0.1)
     files = [work / f"{pod}.log" for pod in pods]
+    if HOPS is not None:
+        HOPS.reset()
     for pod, path in zip(pods, files, strict=True):
         await asyncio.to_thread(open_log, kubeconfig, namespace, pod, path)
     arrived_grpc: dict[str, float] = {}
@@ -223,6 +301,11 @@ async def log_latency(otto: Any, logs: Any, kube: AsyncKube, observer: Observer,
         for task in bare:
             task.cancel()
     await asyncio.to_thread(otto.CancelPipeline, pb.CancelPipelineRequest(build_id=build))
+    if HOPS is not None:
+        hops = HOPS.figures[f"{workers} pod(s)"] = HOPS.table(written, arrived_grpc)
+        print(f"hops of a line, {workers} pod(s) (p50 / p99 ms):")
+        for name, row in hops.items():
+            print(f"  {name:42} {row['p50_ms']:7.2f} / {row['p99_ms']:7.2f}")
     return {"devscale (StreamBuildLogs over TLS)": summary(
                 [arrived_grpc[t] - w for t, w in written.items() if t in arrived_grpc]),
             "baseline (bare pods/log follow)": summary(
@@ -266,7 +349,13 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=11, help="stages of the chain")
     parser.add_argument("--lines", type=int, default=50, help="log lines written")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--hops", action="store_true",
+                        help="also time each log line at every hop inside the server")
     args = parser.parse_args()
+    if args.hops:
+        global HOPS
+        HOPS = Hops()
+        HOPS.install()
     k, lines = (4, 10) if args.quick else (args.stages, args.lines)
     with bed("pipeline") as b, \
             Served(settings(b.namespace, b.redis_url, b.work), b.kubeconfig) as served:
@@ -274,6 +363,8 @@ def main() -> None:
     show("stage-to-stage transition", figures["stage_to_stage"])
     for pods, rows in figures["log_latency"].items():
         show(f"log latency, pod file → client, {pods}", rows)
+    if HOPS is not None:
+        figures["log_hops"] = HOPS.figures
     write_json(args.json, figures)
 
 

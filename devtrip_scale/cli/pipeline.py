@@ -44,9 +44,11 @@ class PipelineOutput(StrEnum):
     json = "json"
 
 
-ServerOption = Annotated[str, typer.Option(
+ServerOption = Annotated[list[str], typer.Option(
     "--server", envvar="DEVSCALE_SERVER", metavar="<host:port>",
-    help="The gRPC API of `devscale workers serve` (TLS).")]
+    help="The gRPC API of `devscale workers serve` (TLS). Several replicas: repeat it "
+    "(--server a:50051 --server b:50051) or separate them with commas (a:50051,b:50051); a "
+    "call or stream that finds one gone goes on on the next.")]
 CaOption = Annotated[Path | None, typer.Option(
     "--ca", metavar="<file>", dir_okay=False,
     help="PEM file of the CA that signed the server's certificate (default: the system's "
@@ -79,7 +81,7 @@ def _quiet_grpc(debug: bool) -> None:
     os.environ.pop("GRPC_TRACE", None)
 
 
-def _connect(server: str, ca: Path | None, cert: Path | None, key: Path | None,
+def _connect(server: list[str], ca: Path | None, cert: Path | None, key: Path | None,
              token_env: str, timeout: float, debug: bool = False) -> ApiClient:
     _quiet_grpc(debug)
     from devtrip_scale.workers.client import ApiClient
@@ -302,12 +304,14 @@ def _result(state: LiveState, output: PipelineOutput, repeat_warnings: bool) -> 
     raise PipelineFailed(state.outcome())
 
 
-def _connection_args(server: str, ca: Path | None, cert: Path | None, key: Path | None,
-                     token_env: str) -> list[str]:
-    """The options that reach the server again as the user reached it: the address, the CA,
-    the client certificate, and where the token comes from (its variable's name, never the
-    token)."""
-    args = ["--server", server]
+def _connection_args(server: list[str], ca: Path | None, cert: Path | None,
+                     key: Path | None, token_env: str) -> list[str]:
+    """The options that reach the server again as the user reached it: the addresses (one
+    `--server` each), the CA, the client certificate, and where the token comes from (its
+    variable's name, never the token)."""
+    from devtrip_scale.workers.client import server_addresses
+
+    args = [word for address in server_addresses(server) for word in ("--server", address)]
     for option, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
         if path is not None:
             args += [option, str(path)]

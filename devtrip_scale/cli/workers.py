@@ -154,7 +154,9 @@ def workers_serve(
                 await redis.aclose()
             return 0
 
-        return int(run_async(main))
+        from devtrip_scale.workers.profiling import profiled
+
+        return profiled(lambda: int(run_async(main)))
 
     guard(debug, body)
 

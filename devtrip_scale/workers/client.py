@@ -3,19 +3,20 @@ exit codes, and progress and log streams that resume where they broke.
 
 Every call goes over TLS (the system's trust store unless a CA file is given; mTLS with a client
 certificate and key) with `authorization: Bearer <token>` metadata when a token is set. The
-server may be several addresses (`a:50051,b:50051`; a DNS name with several addresses is
-gRPC's resolver's to spread): any replica serves any build, so a call that finds one
-UNAVAILABLE goes to the next. A stream that breaks mid-build (UNAVAILABLE, a reset connection,
-an early end) is called again on the next address with the build id and the last sequence seen,
-a bounded number of times with backoff; sequences are checked by live.Continuity, so nothing is
-lost or repeated without the user being told.
+server may be several addresses (`--server a:50051 --server b:50051` or `a:50051,b:50051`,
+see server_addresses; a DNS name with several addresses is gRPC's resolver's to spread): any
+replica serves any build, so a call that finds one UNAVAILABLE goes to the next. A stream that
+breaks mid-build (UNAVAILABLE, a reset connection, an early end) is called again on the next
+address with the build id and the last sequence seen, a bounded number of times with backoff;
+sequences are checked by live.Continuity, so nothing is lost or repeated without the user being
+told.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -171,17 +172,34 @@ class Stream(Generic[T]):
             self.resumed += 1
 
 
+def server_addresses(given: str | Sequence[str]) -> list[str]:
+    """The API's addresses, in the order given, from `--server` values: each value one address
+    or several separated by commas (`--server a:1 --server b:1` is `--server a:1,b:1`); blanks
+    around them are dropped, and so is an address given twice (it would only be tried twice).
+    None at all is a ConfigError."""
+    values = [given] if isinstance(given, str) else list(given)
+    addresses: list[str] = []
+    for value in values:
+        for address in value.split(","):
+            address = address.strip()
+            if address and address not in addresses:
+                addresses.append(address)
+    if not addresses:
+        raise ConfigError("--server: give the API's host:port (or set $DEVSCALE_SERVER); "
+                          "several replicas as --server host:port --server host:port "
+                          "or host:port,host:port")
+    return addresses
+
+
 class ApiClient:
     """One TLS channel to `devscale workers serve`'s gRPC API."""
 
-    def __init__(self, server: str, *, ca_file: Path | None = None, token: str | None = None,
-                 cert_file: Path | None = None, key_file: Path | None = None,
-                 timeout: float = 30.0, token_env: str = TOKEN_ENV, retries: int = 5,
+    def __init__(self, server: str | Sequence[str], *, ca_file: Path | None = None,
+                 token: str | None = None, cert_file: Path | None = None,
+                 key_file: Path | None = None, timeout: float = 30.0,
+                 token_env: str = TOKEN_ENV, retries: int = 5,
                  backoff: float = 0.5, max_backoff: float = 5.0) -> None:
-        self.servers = [a.strip() for a in server.split(",") if a.strip()]
-        if not self.servers:
-            raise ConfigError("--server: give the API's host:port (or set $DEVSCALE_SERVER); "
-                              "several replicas as host:port,host:port")
+        self.servers = server_addresses(server)
         if (cert_file is None) != (key_file is None):
             raise ConfigError("--cert and --key go together (mTLS needs both)")
         self.ca_file = ca_file

@@ -1,14 +1,21 @@
 """Redis in the test bed (Debian's redis-server, no persistence): a stream round-trip with a
-consumer group, as the worker system will use it, with the blocking and the asyncio client."""
+consumer group, as the worker system will use it, with the blocking and the asyncio client; and
+a master with AOF, its replica and a Sentinel: Sentinel promotes the replica when the master is
+SIGKILLed, and a write the master acknowledged but had not sent its replica is lost by that
+failover (replication is asynchronous; WAIT tells the writer, it does not undo the write)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from testbed.redis import Redis
+from testbed.net import wait_until
+from testbed.redis import Redis, Sentinel
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +68,43 @@ def test_nothing_is_persisted(redis_server: Redis) -> None:
         assert r.config_get("appendonly") == {"appendonly": "no"}
     finally:
         r.close()
+
+
+def test_sentinel_promotes_the_replica_and_an_unreplicated_write_is_lost(tmp_path: Path) -> None:
+    import redis
+
+    master = Redis(tmp_path / "master", appendonly=True).start()
+    replica = Redis(tmp_path / "replica", appendonly=True, replica_of=master).start()
+    sentinel = Sentinel(tmp_path / "sentinel", master, down_after_ms=1000,
+                        failover_timeout_ms=3000).start()
+    assert replica.process is not None
+    try:
+        wait_until(lambda: sentinel.replicas_known() == 1, "Sentinel knows the replica")
+        assert (master.role(), replica.role()) == ("master", "slave")
+        with redis.Redis(port=master.port, decode_responses=True) as r:
+            r.set("kept", "1")
+            assert r.execute_command("WAIT", 1, 2000) == 1      # on the replica: kept
+            # the replica's link breaks (as in a partition): what the master writes now stays
+            # in its backlog (a write sent already would wait in the replica's socket buffer
+            # and survive: a SIGSTOPped replica alone loses nothing)
+            replica.process.send_signal(signal.SIGSTOP)
+            try:
+                assert r.execute_command("CLIENT", "KILL", "TYPE", "replica") == 1
+                assert r.set("acknowledged", "1")               # the master says OK …
+                assert r.execute_command("WAIT", 1, 200) == 0   # … on no replica
+            finally:
+                master.kill()
+                replica.process.send_signal(signal.SIGCONT)
+        killed = time.monotonic()
+        wait_until(lambda: sentinel.master_port() == replica.port,
+                   "Sentinel promotes the replica", timeout=30)
+        assert time.monotonic() - killed < 10
+        assert replica.role() == "master"
+        with redis.Redis(port=replica.port, decode_responses=True) as r:
+            assert r.get("kept") == "1"
+            assert r.get("acknowledged") is None      # acknowledged, then lost by the failover
+            assert r.set("after", "1")                # the new master takes writes
+    finally:
+        sentinel.stop()
+        replica.stop()
+        master.stop()

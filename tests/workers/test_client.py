@@ -33,7 +33,7 @@ from devtrip_scale.cli.pipeline import app as pipeline_app
 from devtrip_scale.core.errors import ApiError, ConfigError
 from devtrip_scale.workers.api.v1 import devscale_pb2 as pb
 from devtrip_scale.workers.api.v1 import devscale_pb2_grpc as pb_grpc
-from devtrip_scale.workers.client import ApiClient
+from devtrip_scale.workers.client import ApiClient, server_addresses
 
 pytestmark = pytest.mark.integration
 
@@ -306,6 +306,51 @@ def test_bad_connection_options_are_config_errors(options: dict[str, Any], messa
                                                   ) -> None:
     with pytest.raises(ConfigError, match=message):
         ApiClient("localhost:1", token=TOKEN, **options)
+
+
+@pytest.mark.parametrize(("given", "addresses"), [
+    ("a:1", ["a:1"]),
+    ("a:1,b:1", ["a:1", "b:1"]),
+    (["a:1", "b:1"], ["a:1", "b:1"]),                       # --server a:1 --server b:1
+    (["a:1,b:1", "c:1"], ["a:1", "b:1", "c:1"]),            # both forms at once
+    ([" a:1 , b:1,", "b:1", "a:1"], ["a:1", "b:1"]),        # blanks and repeats dropped
+    ("dns:///ci.example.com:50051", ["dns:///ci.example.com:50051"]),
+], ids=["one", "commas", "repeated", "mixed", "blanks-and-twice", "dns-name"])
+def test_server_addresses_from_repeated_and_comma_separated_values(
+        given: str | list[str], addresses: list[str]) -> None:
+    assert server_addresses(given) == addresses
+
+
+@pytest.mark.parametrize("given", ["", " , ", [], ["", ","]],
+                         ids=["empty", "commas-only", "none", "blank-values"])
+def test_no_server_address_is_a_config_error(given: str | list[str]) -> None:
+    with pytest.raises(ConfigError, match=r"--server: give the API's host:port .*"
+                                          r"--server host:port --server host:port"):
+        server_addresses(given)
+
+
+def test_the_ctrl_c_hints_give_one_server_option_per_address() -> None:
+    from devtrip_scale.cli.pipeline import _connection_args
+
+    assert _connection_args(["a:1,b:1", "c:1"], Path("ca.pem"), None, None, "TOKEN_VAR") == [
+        "--server", "a:1", "--server", "b:1", "--server", "c:1", "--ca", "ca.pem",
+        "--token-env", "TOKEN_VAR"]
+
+
+def test_pipeline_status_with_server_repeated_skips_a_dead_replica(
+        server: Loopback, servicer: Scripted) -> None:
+    """`--server DEAD --server LIVE`: the call that finds the first refused goes to the second."""
+    servicer.status = pb.PipelineStatus(build_id=BUILD, state=OK)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"localhost:{s.getsockname()[1]}"      # bound, never listening: refused
+        result = CliRunner().invoke(
+            pipeline_app, ["status", BUILD, "--server", dead, "--server", server.address,
+                           "--ca", str(server.tls.ca_file), "-o", "json"],
+            env={"DEVSCALE_API_TOKEN": TOKEN, "DEVSCALE_SERVER": None})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["buildId"] == BUILD
+    assert [m for m, _, _ in servicer.requests] == ["GetPipelineStatus"]
 
 
 # ---------------------------------------------------------------- resuming and continuity

@@ -11,7 +11,7 @@ attaches; a stage that ended (or whose pod vanished) while no replica watched fi
 with a named reason) within seconds; `pipeline run --build-id` shows every log line in 20 of 20
 runs; a finished build's logs (and its stages' worker logs) are served by a replica that never
 ran it, after its pods are gone; one results entry per build; through Redis Sentinel, a build
-outlives a Redis restart with AOF."""
+outlives a Redis restart with AOF, and its master's SIGKILL with a failover to its replica."""
 
 from __future__ import annotations
 
@@ -79,11 +79,13 @@ class Fleet:
         return pb_grpc.LogStreamingServiceStub(self.channel(name))
 
     def run(self, path: Path, build_id: str, *servers: str) -> subprocess.Popen[str]:
-        """`devscale pipeline run FILE --build-id ID -o json --server a,b,…` as the CI job."""
+        """`devscale pipeline run FILE --build-id ID -o json --server a --server b …` as the CI
+        job (each replica its own `--server`, the repeated form; test_client pins `a,b`)."""
+        servers_given = [word for s in servers for word in ("--server", self.address(s))]
         return subprocess.Popen(
-            [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(path), "--server",
-             ",".join(self.address(s) for s in servers), "--ca", str(self.ca), "--build-id",
-             build_id, "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "devtrip_scale", "pipeline", "run", str(path), *servers_given,
+             "--ca", str(self.ca), "--build-id", build_id, "-o", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=ROOT, env={**os.environ, "DEVSCALE_API_TOKEN": TOKEN})
 
     def owner(self, build_id: str) -> str | None:
@@ -408,3 +410,70 @@ def test_through_sentinel_a_build_outlives_a_redis_restart_with_aof(
         workers.stop_all()
         sentinel.stop()
         store.stop()
+
+
+def test_through_sentinel_a_build_outlives_its_masters_sigkill_and_a_failover(
+        workers: Workers, tmp_path: Path) -> None:
+    """A master with AOF, its replica, a Sentinel (quorum 1): the master is SIGKILLed while
+    stage 2 runs and a scale request's pod runs, Sentinel promotes the replica; the build
+    completes on it, every stage once, the client's sequence contiguous; the request in flight
+    and one submitted after the failover are each handled once; one result each."""
+    import redis as redis_py
+
+    from testbed.redis import Redis, Sentinel
+
+    master = Redis(tmp_path / "master", appendonly=True).start()
+    replica = Redis(tmp_path / "replica", appendonly=True, replica_of=master).start()
+    sentinel = Sentinel(tmp_path / "sentinel", master, down_after_ms=1000,
+                        failover_timeout_ms=3000).start()
+    try:
+        wait_until(lambda: sentinel.replicas_known() == 1, "Sentinel knows the replica")
+        tls = tls_files(tmp_path)
+        workers.configure(run_seconds=2, redis={"url": sentinel.url},
+                          api={"enabled": True, "tls": tls},
+                          pipelines={"lease_seconds": LEASE, "adopt_seconds": 0.5})
+        fleet = Fleet(workers, tmp_path / "ca.pem")
+        fleet.start("a")
+        fleet.start("b")
+        path = three_stages(tmp_path, "failover")
+        seen: set[str] = set()
+        stop = threading.Event()
+        watcher = threading.Thread(target=stage_pods_seen,
+                                   args=(fleet, "failover-1", seen, stop), daemon=True)
+        watcher.start()
+        client = fleet.run(path, "failover-1", "a", "b")
+        wait_stage_running(fleet, "failover-1", "s2")
+        with redis_py.Redis(port=master.port, decode_responses=True) as r:
+            r.xadd(workers.stream, {"type": "scale_up", "pod_count": "1",
+                                    "task_id": "before-failover"})
+        workers.wait_pods(1, "before-failover", phase="Running")
+        master.kill()                  # no shutdown: what it had not sent its replica is gone
+        killed = time.monotonic()
+        wait_until(lambda: sentinel.master_port() == replica.port, "Sentinel promotes the replica",
+                   timeout=30)
+        promoted = time.monotonic() - killed
+        assert replica.role() == "master"
+        with redis_py.Redis(port=replica.port, decode_responses=True) as r:
+            r.xadd(workers.stream, {"type": "scale_up", "pod_count": "1",
+                                    "task_id": "after-failover"})
+        code, lines, err = finished(client)
+        stop.set()
+        watcher.join()
+        assert code == 0, err
+        assert_each_stage_ran_once(lines, seen)
+
+        def results() -> list[dict[str, str]]:
+            with redis_py.Redis(port=replica.port, decode_responses=True) as r:
+                return [f for _, f in r.xrange(f"{workers.tag}:results")]
+
+        wait_until(lambda: len(results()) >= 3, "3 results", timeout=60)
+        time.sleep(1)                  # and no second entry comes late
+        assert sorted(x.get("build_id") or x["task_id"] for x in results()) == [
+            "after-failover", "before-failover", "failover-1"], "each reported once"
+        assert all(x["outcome"] == "succeeded" for x in results() if "build_id" not in x)
+        print(f"replica promoted {promoted:.1f}s after the master's SIGKILL")
+    finally:
+        workers.stop_all()
+        sentinel.stop()
+        replica.stop()
+        master.stop()
