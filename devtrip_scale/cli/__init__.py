@@ -25,7 +25,7 @@ from devtrip_scale.cli import (
     status,
     workers,
 )
-from devtrip_scale.cli._common import example, set_root_debug
+from devtrip_scale.cli._common import Group, example, set_root_debug
 
 app = typer.Typer(
     help="Size Kubernetes Deployments to their Prometheus load with the HPA's algorithm.",
@@ -33,6 +33,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=True,
+    cls=Group,
 )
 
 
@@ -61,12 +62,12 @@ app.command(epilog=run.EPILOG)(run.run)
 app.command(epilog=simulate.EPILOG)(simulate.simulate)
 app.command(epilog=status.EPILOG)(status.status)
 # Command groups, one module each, listed after the single commands.
-app.add_typer(config.app, name="config")
-app.add_typer(notify.app, name="notify")
-app.add_typer(cron.app, name="cron")
-app.add_typer(manifests.app, name="manifests")
-app.add_typer(workers.app, name="workers")
-app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(config.app, name="config", cls=Group)
+app.add_typer(notify.app, name="notify", cls=Group)
+app.add_typer(cron.app, name="cron", cls=Group)
+app.add_typer(manifests.app, name="manifests", cls=Group)
+app.add_typer(workers.app, name="workers", cls=Group)
+app.add_typer(pipeline.app, name="pipeline", cls=Group)
 
 
 def main() -> None:
