@@ -53,7 +53,7 @@ class Group(TyperGroup):
     value reaches their callback alone, and each callback reads None and False alike.
     """
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:  # ctx: Typer 0.29's own click Context
         params: list[Any] = super().get_params(ctx)
         for param in params:
             if not param.expose_value and getattr(param, "is_flag", False) \
