@@ -3,7 +3,7 @@
 runs; goals ≤ 3×, ≤ 4× and ≤ 4×. Wall time, and the CPU time the process used (on a machine
 shared with other work, the CPU time is what the command itself costs).
 
-    python bench/bench_startup.py [--repeat 15] [--no-bytecode] [--before DIR]
+    python bench/bench_startup.py [--repeat 15] [--no-bytecode] [--before DIR] [--steps]
 
 Bytecode is cached as an installed package has it (pip compiles it at install time): each
 command runs once untimed first, with PYTHONDONTWRITEBYTECODE taken out of its environment.
@@ -14,6 +14,9 @@ on the first subcommand, whatever the command does), and the same with devscale'
 class (`cli._common.Group`, whose unset `--help` and completion flags need no pydantic). One
 more is the floor of `config validate`: a minimal Typer command that reads a one-key YAML file
 into a one-field pydantic model — Typer, PyYAML and pydantic's first model, and nothing else.
+
+`--steps` adds the floor's parts one by one (`python -c`: import typer; then pydantic's
+BaseModel and TypeAdapter; then yaml; then one model defined and validated).
 
 `--before DIR` adds the three devscale commands run from another tree (a checkout of an earlier
 commit, `git archive COMMIT | tar -x -C DIR`) with PYTHONPATH=DIR, in the same rounds: the
@@ -76,7 +79,18 @@ DEVSCALE = {
 }
 
 
-def cases(scripts: Path, before: Path | None) -> dict[str, tuple[list[str], dict[str, str]]]:
+STEPS = {
+    "step: import typer": "import typer",
+    "step: + pydantic BaseModel, TypeAdapter": "import typer\nfrom pydantic import BaseModel, "
+                                               "TypeAdapter",
+    "step: + yaml": "import typer, yaml\nfrom pydantic import BaseModel, TypeAdapter",
+    "step: + one model validated": "import typer, yaml\nfrom pydantic import BaseModel, "
+                                   "TypeAdapter\nclass M(BaseModel):\n    a: int = 1\nM(a=2)",
+}
+
+
+def cases(scripts: Path, before: Path | None, steps: bool = False
+          ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Each row: its command line and what it adds to the environment (CWD: where it runs)."""
     python = sys.executable
     rows: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -95,6 +109,8 @@ def cases(scripts: Path, before: Path | None) -> dict[str, tuple[list[str], dict
         "floor: Typer+YAML+1 model": ([python, str(scripts / "minimal_load.py"), "validate",
                                        "--config", str(scripts / "minimal.yaml")], {}),
     }
+    if steps:
+        rows |= {label: ([python, "-c", code], {}) for label, code in STEPS.items()}
     return rows
 
 
@@ -132,6 +148,8 @@ def main() -> None:
                         help="compile from source on every run (PYTHONDONTWRITEBYTECODE=1)")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="also run the devscale commands from this tree (PYTHONPATH=DIR)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also the floor's parts: typer, pydantic, yaml, one model")
     args = parser.parse_args()
     if args.before is not None and not (args.before / "devtrip_scale" / "cli").is_dir():
         parser.error(f"--before {args.before}: no devtrip_scale/cli in it")
@@ -146,11 +164,11 @@ def main() -> None:
         (scripts / "minimal_group.py").write_text(MINIMAL_GROUP)
         (scripts / "minimal_load.py").write_text(MINIMAL_LOAD)
         (scripts / "minimal.yaml").write_text("namespace: devtrip\n")
-        found = medians(cases(scripts, args.before), args.repeat, env)
+        found = medians(cases(scripts, args.before, args.steps), args.repeat, env)
     wall0, cpu0 = found["python -c pass (baseline)"]
-    print(f"{'command':<37} {'wall s':>7} {'× pass':>7} {'CPU s':>7} {'× pass':>7}")
+    print(f"{'command':<40} {'wall s':>7} {'× pass':>7} {'CPU s':>7} {'× pass':>7}")
     for label, (wall, cpu) in found.items():
-        print(f"{label:<37} {wall:>7.3f} {wall / wall0:>7.1f} {cpu:>7.3f} {cpu / cpu0:>7.2f}")
+        print(f"{label:<40} {wall:>7.3f} {wall / wall0:>7.1f} {cpu:>7.3f} {cpu / cpu0:>7.2f}")
     print("load average (1, 5, 15 min) at the end: "
           + " ".join(f"{x:.1f}" for x in os.getloadavg()))
 
