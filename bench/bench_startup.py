@@ -3,14 +3,24 @@
 runs; goals ≤ 3×, ≤ 4× and ≤ 4×. Wall time, and the CPU time the process used (on a machine
 shared with other work, the CPU time is what the command itself costs).
 
-    python bench/bench_startup.py [--repeat 15] [--no-bytecode]
+    python bench/bench_startup.py [--repeat 15] [--no-bytecode] [--before DIR] [--steps]
 
 Bytecode is cached as an installed package has it (pip compiles it at install time): each
 command runs once untimed first, with PYTHONDONTWRITEBYTECODE taken out of its environment.
 `--no-bytecode` keeps it, so every run compiles devtrip_scale from source. Two more rows show
 Typer's own floor: a minimal Typer app of one command with one option, `--help` on the app and
 on its command (Typer 0.29 coerces the group's unset options through pydantic, which it imports
-on the first subcommand, whatever the command does).
+on the first subcommand, whatever the command does), and the same with devscale's own group
+class (`cli._common.Group`, whose unset `--help` and completion flags need no pydantic). One
+more is the floor of `config validate`: a minimal Typer command that reads a one-key YAML file
+into a one-field pydantic model — Typer, PyYAML and pydantic's first model, and nothing else.
+
+`--steps` adds the floor's parts one by one (`python -c`: import typer; then pydantic's
+BaseModel and TypeAdapter; then yaml; then one model defined and validated).
+
+`--before DIR` adds the three devscale commands run from another tree (a checkout of an earlier
+commit, `git archive COMMIT | tar -x -C DIR`) with PYTHONPATH=DIR, in the same rounds: the
+"before" column measured under the same load as the "after".
 """
 
 from __future__ import annotations
@@ -37,33 +47,93 @@ def sub(name: str = "x") -> None:
 app(prog_name="minimal")
 '''
 
+# The same app, its groups made by devscale's Group (imported from the tree under test).
+MINIMAL_GROUP = MINIMAL_TYPER.replace(
+    "import typer\n", "import typer\nfrom devtrip_scale.cli._common import Group\n").replace(
+    "add_completion=True)", "add_completion=True, cls=Group)")
 
-def cases(minimal: Path) -> dict[str, list[str]]:
-    return {
-        "python -c pass (baseline)": [sys.executable, "-c", "pass"],
-        "devscale --help": [sys.executable, "-m", "devtrip_scale", "--help"],
-        "devscale check --help": [sys.executable, "-m", "devtrip_scale", "check", "--help"],
-        "devscale config validate": [sys.executable, "-m", "devtrip_scale", "config",
-                                     "validate", "-c", "config/devtrip.yaml"],
-        "minimal Typer app --help": [sys.executable, str(minimal), "--help"],
-        "minimal Typer sub --help": [sys.executable, str(minimal), "sub", "--help"],
+# The floor of `config validate`: Typer, a YAML file, one pydantic model validated.
+MINIMAL_LOAD = '''
+from pathlib import Path
+import typer
+import yaml
+from pydantic import BaseModel
+app = typer.Typer(rich_markup_mode=None, add_completion=True)
+class Config(BaseModel):
+    namespace: str
+@app.callback()
+def root(debug: bool = False) -> None:
+    """Root."""
+@app.command()
+def validate(config: Path = Path("minimal.yaml")) -> None:
+    """Validate."""
+    print(Config.model_validate(yaml.safe_load(config.read_text())))
+app(prog_name="minimal")
+'''
+
+
+DEVSCALE = {
+    "devscale --help": ["--help"],
+    "devscale check --help": ["check", "--help"],
+    "devscale config validate": ["config", "validate", "-c", "config/devtrip.yaml"],
+}
+
+
+STEPS = {
+    "step: import typer": "import typer",
+    "step: + pydantic BaseModel, TypeAdapter": "import typer\nfrom pydantic import BaseModel, "
+                                               "TypeAdapter",
+    "step: + yaml": "import typer, yaml\nfrom pydantic import BaseModel, TypeAdapter",
+    "step: + one model validated": "import typer, yaml\nfrom pydantic import BaseModel, "
+                                   "TypeAdapter\nclass M(BaseModel):\n    a: int = 1\nM(a=2)",
+}
+
+
+def cases(scripts: Path, before: Path | None, steps: bool = False
+          ) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each row: its command line and what it adds to the environment (CWD: where it runs)."""
+    python = sys.executable
+    rows: dict[str, tuple[list[str], dict[str, str]]] = {
+        "python -c pass (baseline)": ([python, "-c", "pass"], {})}
+    for label, args in DEVSCALE.items():
+        rows[label] = ([python, "-m", "devtrip_scale", *args], {})
+        if before is not None:
+            # `python -m` puts the working directory first on sys.path: run it in DIR.
+            rows[f"{label} (before)"] = ([python, "-m", "devtrip_scale", *args],
+                                         {"PYTHONPATH": str(before), "CWD": str(before)})
+    typer_app, group_app = str(scripts / "minimal_typer.py"), str(scripts / "minimal_group.py")
+    rows |= {
+        "minimal Typer app --help": ([python, typer_app, "--help"], {}),
+        "minimal Typer sub --help": ([python, typer_app, "sub", "--help"], {}),
+        "same, devscale's Group": ([python, group_app, "sub", "--help"], {}),
+        "floor: Typer+YAML+1 model": ([python, str(scripts / "minimal_load.py"), "validate",
+                                       "--config", str(scripts / "minimal.yaml")], {}),
     }
+    if steps:
+        rows |= {label: ([python, "-c", code], {}) for label, code in STEPS.items()}
+    return rows
 
 
-def medians(commands: dict[str, list[str]], repeat: int, env: dict[str, str]
-            ) -> dict[str, tuple[float, float]]:
+def run(command: list[str], env: dict[str, str], extra: dict[str, str]) -> None:
+    extra = dict(extra)
+    cwd = extra.pop("CWD", None)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env | extra, cwd=cwd)
+
+
+def medians(commands: dict[str, tuple[list[str], dict[str, str]]], repeat: int,
+            env: dict[str, str]) -> dict[str, tuple[float, float]]:
     """Each command once untimed, then `repeat` rounds of every command in turn: a load that
     comes and goes on a shared machine falls on every command alike. Per command, the median
     wall time and the median CPU time (user + system) the process used."""
-    for command in commands.values():
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    for command, extra in commands.values():
+        run(command, env, extra)
     wall: dict[str, list[float]] = {label: [] for label in commands}
     cpu: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(repeat):
-        for label, command in commands.items():
+        for label, (command, extra) in commands.items():
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+            run(command, env, extra)
             wall[label].append(time.perf_counter() - start)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu[label].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -76,20 +146,31 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-bytecode", action="store_true",
                         help="compile from source on every run (PYTHONDONTWRITEBYTECODE=1)")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also run the devscale commands from this tree (PYTHONPATH=DIR)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also the floor's parts: typer, pydantic, yaml, one model")
     args = parser.parse_args()
+    if args.before is not None and not (args.before / "devtrip_scale" / "cli").is_dir():
+        parser.error(f"--before {args.before}: no devtrip_scale/cli in it")
     env = dict(os.environ)
     if args.no_bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     else:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory() as tmp:
-        minimal = Path(tmp) / "minimal_typer.py"
-        minimal.write_text(MINIMAL_TYPER)
-        found = medians(cases(minimal), args.repeat, env)
+        scripts = Path(tmp)
+        (scripts / "minimal_typer.py").write_text(MINIMAL_TYPER)
+        (scripts / "minimal_group.py").write_text(MINIMAL_GROUP)
+        (scripts / "minimal_load.py").write_text(MINIMAL_LOAD)
+        (scripts / "minimal.yaml").write_text("namespace: devtrip\n")
+        found = medians(cases(scripts, args.before, args.steps), args.repeat, env)
     wall0, cpu0 = found["python -c pass (baseline)"]
-    print(f"{'command':<28} {'wall s':>7} {'× pass':>7} {'CPU s':>7} {'× pass':>7}")
+    print(f"{'command':<40} {'wall s':>7} {'× pass':>7} {'CPU s':>7} {'× pass':>7}")
     for label, (wall, cpu) in found.items():
-        print(f"{label:<28} {wall:>7.3f} {wall / wall0:>7.1f} {cpu:>7.3f} {cpu / cpu0:>7.1f}")
+        print(f"{label:<40} {wall:>7.3f} {wall / wall0:>7.1f} {cpu:>7.3f} {cpu / cpu0:>7.2f}")
+    print("load average (1, 5, 15 min) at the end: "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Each command parses its flags, loads the config, builds adapters (`_wiring`), runs, renders and
 maps errors to an exit code (`_common.guard`). Commands import their adapters inside their
-bodies, so `devscale --help` does not load Kubernetes, Redis or httpx.
+bodies, so `devscale --help` does not load Kubernetes, Redis or httpx. `main()` builds only the
+command it is asked to run (`devscale config validate …` imports and builds the `config` group
+alone); `app`, every command, is built on first use.
 """
 
 from __future__ import annotations
@@ -13,27 +15,11 @@ from typing import Annotated
 import typer
 
 from devtrip_scale import __version__
-from devtrip_scale.cli import (
-    check,
-    config,
-    cron,
-    manifests,
-    notify,
-    pipeline,
-    run,
-    simulate,
-    status,
-    workers,
-)
-from devtrip_scale.cli._common import example, set_root_debug
+from devtrip_scale.cli._common import Group, example, set_root_debug
 
-app = typer.Typer(
-    help="Size Kubernetes Deployments to their Prometheus load with the HPA's algorithm.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-)
+# The single commands, then the command groups, in the order `devscale --help` lists them.
+NAMES = ("check", "run", "simulate", "status",
+         "config", "notify", "cron", "manifests", "workers", "pipeline")
 
 
 def _version(value: bool) -> None:
@@ -42,8 +28,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(epilog=example("devscale config init devscale.yaml && devscale check -c "
-              "devscale.yaml --dry-run"))
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
@@ -55,21 +39,69 @@ def _root(
     set_root_debug(debug)
 
 
-# Single commands, in the order `devscale --help` lists them.
-app.command(epilog=check.EPILOG)(check.check)
-app.command(epilog=run.EPILOG)(run.run)
-app.command(epilog=simulate.EPILOG)(simulate.simulate)
-app.command(epilog=status.EPILOG)(status.status)
-# Command groups, one module each, listed after the single commands.
-app.add_typer(config.app, name="config")
-app.add_typer(notify.app, name="notify")
-app.add_typer(cron.app, name="cron")
-app.add_typer(manifests.app, name="manifests")
-app.add_typer(workers.app, name="workers")
-app.add_typer(pipeline.app, name="pipeline")
+def build_app(only: str | None = None) -> typer.Typer:
+    """The devscale app: every command, or the one of NAMES that `only` names (with the same
+    root options and callback, so that command runs and prints its help exactly as in the whole
+    app). Typer turns every registered function into a click command before it parses a flag;
+    a command's module is imported only when the command is registered."""
+    app = typer.Typer(
+        help="Size Kubernetes Deployments to their Prometheus load with the HPA's algorithm.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+        cls=Group,
+    )
+    app.callback(epilog=example("devscale config init devscale.yaml && devscale check -c "
+                                "devscale.yaml --dry-run"))(_root)
+    for name in NAMES if only is None else (only,):
+        if name == "check":
+            from devtrip_scale.cli import check
+            app.command(epilog=check.EPILOG)(check.check)
+        elif name == "run":
+            from devtrip_scale.cli import run
+            app.command(epilog=run.EPILOG)(run.run)
+        elif name == "simulate":
+            from devtrip_scale.cli import simulate
+            app.command(epilog=simulate.EPILOG)(simulate.simulate)
+        elif name == "status":
+            from devtrip_scale.cli import status
+            app.command(epilog=status.EPILOG)(status.status)
+        elif name == "config":
+            from devtrip_scale.cli import config
+            app.add_typer(config.app, name=name, cls=Group)
+        elif name == "notify":
+            from devtrip_scale.cli import notify
+            app.add_typer(notify.app, name=name, cls=Group)
+        elif name == "cron":
+            from devtrip_scale.cli import cron
+            app.add_typer(cron.app, name=name, cls=Group)
+        elif name == "manifests":
+            from devtrip_scale.cli import manifests
+            app.add_typer(manifests.app, name=name, cls=Group)
+        elif name == "workers":
+            from devtrip_scale.cli import workers
+            app.add_typer(workers.app, name=name, cls=Group)
+        elif name == "pipeline":
+            from devtrip_scale.cli import pipeline
+            app.add_typer(pipeline.app, name=name, cls=Group)
+        else:
+            raise ValueError(f"devscale has no command {name!r}")
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`devtrip_scale.cli.app`: the whole app, built on first use."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()["app"] = build_app()
+    return app
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="devscale")
+    """Console-script entry point: a command line that starts with a command's name builds
+    that command alone; anything else (options first, `--help`, a mistyped name that wants
+    suggestions, shell completion) builds them all."""
+    args = sys.argv[1:]
+    build_app(args[0] if args and args[0] in NAMES else None)(prog_name="devscale")
     sys.exit(0)  # pragma: no cover - typer exits first

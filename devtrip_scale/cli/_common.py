@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from devtrip_scale.core.errors import ConfigError, DevscaleError, ExitCode
 
@@ -39,6 +40,26 @@ class _Stderr:
 
 
 err: Console = _Stderr()  # type: ignore[assignment]
+
+
+class Group(TyperGroup):
+    """A command group whose `--help`, `--install-completion` and `--show-completion` read
+    False, not None, when the command line does not give them.
+
+    Typer 0.29 coerces every parameter's value through a pydantic TypeAdapter unless it already
+    is a bool, and those three flags default to None: every `devscale COMMAND …` imported
+    pydantic and built three adapters only to learn that the group's `--help` was not given.
+    Only options that pass nothing to the command (`expose_value=False`) are touched: their
+    value reaches their callback alone, and each callback reads None and False alike.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:  # ctx: Typer 0.29's own click Context
+        params: list[Any] = super().get_params(ctx)
+        for param in params:
+            if not param.expose_value and getattr(param, "is_flag", False) \
+                    and param.default is None:
+                param.default = False
+        return params
 
 
 class Output(StrEnum):

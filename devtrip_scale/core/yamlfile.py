@@ -7,7 +7,6 @@ and duplicate keys the same way and points at the line of every bad field.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +41,8 @@ class Model(BaseModel):
 
 def config_id(path: Path) -> str:
     """A short id of a config file, stable across runs: the crontab tag, the run memory's name."""
+    import hashlib  # here: OpenSSL's load is a share of `config validate`, which needs no id
+
     return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
 
 

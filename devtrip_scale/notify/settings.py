@@ -1,7 +1,7 @@
 """The `notify:` block of a config file: quiet period, Slack and email (shared by both wings)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic would evaluate every field's
+# annotation from a string when it builds these models, a share of `config validate`'s start.
 from typing import Literal
 
 from pydantic import Field, field_validator

@@ -1,13 +1,13 @@
 """The typed config: YAML plus environment, validated once; errors name file, line, field."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic would evaluate every field's
+# annotation from a string when it builds these models, a share of `config validate`'s start.
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -208,7 +208,7 @@ class ScalingModel(Model):
     scale_down_cooldown_seconds: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
-    def _min_not_above_max(self) -> ScalingModel:
+    def _min_not_above_max(self) -> Self:
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})"
@@ -273,7 +273,7 @@ class MetricModel(Model):
         return window
 
     @model_validator(mode="after")
-    def _one_source(self) -> MetricModel:
+    def _one_source(self) -> Self:
         if sum(x is not None for x in (self.preset, self.query, self.http)) != 1:
             raise ValueError("give exactly one of `preset`, `query` or `http`")
         return self
@@ -293,7 +293,7 @@ class TargetModel(Model):
     max_replicas: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _one_way(self) -> TargetModel:
+    def _one_way(self) -> Self:
         if (self.deployment is None) == (self.selector is None):
             raise ValueError("give exactly one of `deployment` or `selector`")
         if self.deployment is not None and not DNS_LABEL.match(self.deployment):
@@ -331,7 +331,7 @@ class BoundsModel(Model):
     max: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> BoundsModel:
+    def _ordered(self) -> Self:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
         return self
@@ -360,7 +360,7 @@ class PolicyModel(Model):
         return metrics
 
     @model_validator(mode="after")
-    def _bounds_within_limits(self) -> PolicyModel:
+    def _bounds_within_limits(self) -> Self:
         for name, bounds in (("minReplicas", self.overrides.min_replicas),
                              ("maxReplicas", self.overrides.max_replicas)):
             if bounds is not None and name == "maxReplicas" and bounds.min < 1:
@@ -448,7 +448,7 @@ class Settings(Model):
         return policies
 
     @model_validator(mode="after")
-    def _one_form(self) -> Settings:
+    def _one_form(self) -> Self:
         chosen = [key for key, on in (("namespaces", self.namespaces is not None),
                                       ("namespaceSelector", self.namespace_selector is not None),
                                       ("allNamespaces", self.all_namespaces)) if on]
@@ -488,7 +488,7 @@ class Settings(Model):
                 seen.setdefault(m.name, m)
         return list(seen.values())
 
-    def for_policy(self, name: str, namespace: str | None = None) -> Settings:
+    def for_policy(self, name: str, namespace: str | None = None) -> "Settings":
         """One policy of a fleet config as a one-namespace config of the Deployments that
         joined it (what `simulate` replays); KeyError for a name that is no policy."""
         policy = (self.policies or {})[name]
@@ -516,7 +516,7 @@ class Settings(Model):
         return targets
 
     @model_validator(mode="after")
-    def _target_ranges(self) -> Settings:
+    def _target_ranges(self) -> Self:
         for i, t in enumerate(self.targets):
             spec = self.policy_for(t)
             if spec.min_replicas > spec.max_replicas:

@@ -1,16 +1,20 @@
 """What the command modules share (cli/_common.py): the duration and host:port flag parsers,
 valid and refused values and the flag each error names; and the package's promise that
-`devscale --help` imports no adapter library (Kubernetes, Redis, httpx, gRPC, pydantic)."""
+`devscale --help` imports no adapter library (Kubernetes, Redis, httpx, gRPC, pydantic); the
+command groups' unexposed flags read False when not given."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from datetime import timedelta
+from typing import Annotated
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
-from devtrip_scale.cli._common import parse_duration, parse_listen
+from devtrip_scale.cli._common import Group, parse_duration, parse_listen
 from devtrip_scale.core.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -78,3 +82,29 @@ def test_help_imports_no_adapter_library() -> None:
                           cwd=ROOT, timeout=60)
     assert "Usage: devscale" in proc.stdout
     assert proc.stderr.strip() == ""
+
+
+def test_group_flags_that_reach_only_callbacks_read_false_and_the_rest_keep_none() -> None:
+    """Group: the group's own `--help` and completion flags (expose_value=False) read False
+    when not given, so Typer need not coerce None through pydantic; a command's tri-state
+    `bool | None` option still reaches it as None."""
+    seen: dict[str, bool | None] = {}
+    demo = typer.Typer(cls=Group, add_completion=True)
+
+    @demo.callback()
+    def root(switch: Annotated[bool | None, typer.Option("--switch/--no-switch")] = None
+             ) -> None:
+        seen["switch"] = switch
+
+    @demo.command()
+    def sub() -> None:
+        """Sub."""
+
+    result = CliRunner().invoke(demo, ["sub"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"switch": None}
+    group = typer.main.get_command(demo)
+    defaults = {p.name: p.default for p in group.get_params(group.make_context("demo", ["sub"]))}
+    assert defaults["help"] is False
+    assert defaults["install_completion"] is False and defaults["show_completion"] is False
+    assert defaults["switch"] is None
