@@ -182,21 +182,22 @@ def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
     reading (the largest reading × replicas read on, for a rescaled Utilization), and only a
     stretch that sets a new largest gap is walked a sample at a time, to find where. A column
     with a hole (or a replica count missing where it is rescaled) is measured by `_fit`. Sums
-    run in the order the sample-at-a-time measure takes, so the figures are the same to the bit.
+    run in the order the sample-at-a-time measure takes, so the figures are the same to the bit;
+    a stretch whose largest reading is not over target adds nothing, without a pass.
     """
     times = series.times
     n = len(times)
     longest = options.max_gap.total_seconds()
     dts = list(map(timedelta.total_seconds, map(sub, times[1:], times)))  # C all the way
-    outcome.gaps = [(times[k], times[k + 1])
-                    for k in compress(range(n - 1), map(gt, dts, repeat(longest)))]
     dts.append(dts[-1] if dts else options.interval.total_seconds())
     unmeasured = 0.0
-    if outcome.gaps or dts[-1] > longest:
+    if max(dts) > longest:
+        outcome.gaps = [(times[k], times[k + 1])
+                        for k in compress(range(n - 1), map(gt, dts, repeat(longest)))]
         unmeasured = sum(dt - longest for dt in dts if dt > longest)
         dts = [longest if dt > longest else dt for dt in dts]
     made_with = series.replicas
-    steady = made_with is not None and None not in made_with and 0 not in made_with
+    steady = made_with is not None and all(made_with)   # no count missing, none 0
     over = dict.fromkeys((m.name for m in metrics), 0.0)
     columns: list[_Column] = []
     for m in metrics:
@@ -226,18 +227,24 @@ def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
                 high = max(wanted)
             elif kind == "AverageValue":
                 values = flat[a:b]
-                over[name] += sum(compress(span, map(gt, map(truediv, values,
-                                                             repeat(ready or 1)), repeat(target))))
-                high = ceil(max(values) / target)
+                top_value = max(values)
+                if top_value / (ready or 1) > target:   # else no sample's share is over target
+                    over[name] += sum(compress(span, map(gt, map(
+                        truediv, values, repeat(ready or 1)), repeat(target))))
+                high = ceil(top_value / target)
             elif rescale and ready:   # v × made / ready, the largest need of the largest v × made
                 products = flat[a:b]
-                share = map(truediv, products, repeat(ready))
-                over[name] += sum(compress(span, map(gt, share, repeat(target))))
-                high = ceil(max(products) / ready / target * ready)
+                top_value = max(products) / ready
+                if top_value > target:
+                    share = map(truediv, products, repeat(ready))
+                    over[name] += sum(compress(span, map(gt, share, repeat(target))))
+                high = ceil(top_value / target * ready)
             else:   # Value, Utilization as read (no replicas recorded, or no pod ready)
                 values = cast("list[float]", column)[a:b] if rescale else flat[a:b]
-                over[name] += sum(compress(span, map(gt, values, repeat(target))))
-                high = ceil(max(values) / target * ready)
+                top_value = max(values)
+                if top_value > target:
+                    over[name] += sum(compress(span, map(gt, values, repeat(target))))
+                high = ceil(top_value / target * ready)
             if high > most:
                 most = high
         if columns and most - ready > gap:
