@@ -226,11 +226,14 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
                         f"no reading for {', '.join(missing)}: not scaling down on partial "
                         "data", deciding_metric=best.name)
 
-    limits: list[str] = []
-    recs = history.recommendations
-    events = history.scale_events
-    stabilized, held_until = _stabilize(current, wanted, spec, recs, now)
-    reason: Reason = "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
+    limits: tuple[str, ...] = ()   # grown only when a rule limits: most decisions have none
+    recs, events, _ = history
+    if wanted == current:   # nothing for a window to hold
+        stabilized, held_until = wanted, None
+    else:
+        stabilized, held_until = _stabilize(current, wanted, spec, recs, now)
+    name = best[0]
+    reason: Reason = "WithinTolerance" if best[5] else "DesiredWithinRange"
     value, message = stabilized, ""
     if stabilized != wanted:
         up = wanted >= current
@@ -239,13 +242,13 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         message = (f"{window.stabilization_window_seconds}s "
                    f"{'scale-up' if up else 'scale-down'} "
                    f"stabilization window holds {stabilized}")
-        limits.append(reason)
+        limits = (reason,)
 
     if events and value != current:
         value, cooled = _cooldown(current, value, spec, events, now)
         if cooled:
             reason, message = cooled
-            limits.append(reason)
+            limits += (reason,)
             held_until = None
 
     if value > current and unschedulable is not None:
@@ -253,7 +256,7 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         value, reason = current, "ScaleUpUnschedulable"
         message = (f"{unschedulable.text(now)}; not scaling up into a cluster that cannot "
                    "place the pods it already has")
-        limits.append(reason)
+        limits += (reason,)
         held_until = None
 
     final = value
@@ -261,12 +264,13 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         final, rate_reason, rate_message = _rate_limit(current, value, spec, events, now)
         if final != value:
             reason, message = rate_reason, rate_message
-            limits.append(rate_reason)
+            limits += (rate_reason,)
     if not message:
-        message = (f"{best.name} is within the tolerance of its target"
-                   if reason == "WithinTolerance" else f"{best.name} asks for {wanted}")
-    return _verdict(obs, proposals, final, reason, message, wanted, best.name,
-                    held_until if reason.endswith("Stabilized") else None, tuple(limits))
+        message = (f"{name} is within the tolerance of its target"
+                   if reason == "WithinTolerance" else f"{name} asks for {wanted}")
+    return _verdict(obs, proposals, final, reason, message, wanted, name,
+                    held_until if held_until is not None and reason.endswith("Stabilized")
+                    else None, limits)
 
 
 def _verdict(obs: Observation, proposals: tuple[Proposal, ...], desired: int, reason: Reason,
