@@ -113,9 +113,15 @@ def replay(name: str, series: Series, settings: Settings, options: Options) -> O
                                        "no sample within 5 minutes", None)) for m in metrics)
     at, end, interval, i, n = times[0], times[-1], options.interval, 0, len(times)
     ups = downs = 0
+    advance = 1   # samples per decision last time: right again for a regular recording
     while at <= end:
         if i + 1 < n and times[i + 1] <= at:   # the last sample at or before `at`
-            i = bisect_right(times, at, i + 1) - 1
+            j = i + advance
+            if j < n and times[j] <= at and (j + 1 == n or times[j + 1] > at):
+                i = j
+            else:
+                j = bisect_right(times, at, i + 1) - 1
+                advance, i = j - i, j
         load = need = None
         if at - times[i] <= LOOKBACK:
             made = recorded[i] if recorded is not None else None
