@@ -2,9 +2,11 @@
 
 Baseline, in the same process: one pass over the recording touching every value, the floor any
 replay pays. Reported: wall time and the ratio to that baseline, with a decision every 15 s
-(every sample) and every 2 min (the cron schedule).
+(every sample) and every 2 min (the cron schedule). With --against COMMIT the replay and policy
+of that commit (read with `git show`) are timed too, in the same process, turn about with
+today's, and the speed-up over them is reported.
 
-    python bench/bench_simulate.py [--days 30] [--repeat 3] [--cpu]
+    python bench/bench_simulate.py [--days 30] [--repeat 3] [--cpu] [--against e6d31ba]
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import subprocess
+import sys
 import time
+import types
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from devtrip_scale.scaling.config import load_config
+from devtrip_scale.scaling.replay import simulate as today
 from devtrip_scale.scaling.replay.recording import Recording, Series
-from devtrip_scale.scaling.replay.simulate import Options, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP = timedelta(seconds=15)
@@ -47,13 +52,10 @@ def recording(days: float) -> Recording:
 CLOCK: Callable[[], float] = time.perf_counter
 
 
-def best_of(repeat: int, work: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = CLOCK()
-        work()
-        times.append(CLOCK() - start)
-    return min(times)
+def timed(work: Callable[[], object]) -> float:
+    start = CLOCK()
+    work()
+    return CLOCK() - start
 
 
 def touch_every_value(rec: Recording) -> float:
@@ -65,12 +67,31 @@ def touch_every_value(rec: Recording) -> float:
     return total
 
 
+def at_commit(commit: str, path: str, name: str) -> types.ModuleType:
+    """The module at `path` as it was at `commit`, imported under `name`."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{path}"], check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def replay_at(commit: str) -> types.ModuleType:
+    """`commit`'s replay, deciding with `commit`'s policy."""
+    module = at_commit(commit, "devtrip_scale/scaling/replay/simulate.py", "bench_old_simulate")
+    module.policy = at_commit(commit, "devtrip_scale/scaling/policy.py", "bench_old_policy")
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=30)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cpu", action="store_true",
                         help="time with the process's CPU clock instead of the wall clock")
+    parser.add_argument("--against", metavar="COMMIT",
+                        help="also time the replay and policy of this commit, turn about")
     args = parser.parse_args()
     global CLOCK
     if args.cpu:
@@ -78,16 +99,30 @@ def main() -> None:
     settings = load_config(ROOT / "config" / "devtrip.yaml", env={})
     rec = recording(args.days)
     steps = len(rec.series["api"].times)
-    baseline = best_of(args.repeat, lambda: touch_every_value(rec))
+    replays = [("", today)] + ([(f"{args.against}: ", replay_at(args.against))]
+                               if args.against else [])
+    cases = [(label, interval, prefix, module)
+             for label, interval in (("decide every 15 s (every sample)", timedelta(seconds=15)),
+                                     ("decide every 2 min (cron)", timedelta(minutes=2)))
+             for prefix, module in replays]
+    baseline = math.inf
+    took = [math.inf] * len(cases)
+    for _ in range(args.repeat):   # turn about, best of --repeat: the machine is shared
+        baseline = min(baseline, timed(lambda: touch_every_value(rec)))
+        for k, (_, interval, _, module) in enumerate(cases):
+            took[k] = min(took[k], timed(lambda m=module, i=interval: m.simulate(
+                rec, settings, m.Options(i))))
     print(f"simulate: {args.days:g} days at 15 s = {steps:,} samples × 5 metrics "
           f"(best of {args.repeat}, {'CPU' if args.cpu else 'wall'} time)")
-    print(f"{'case':<34} {'seconds':>9} {'× baseline':>11} {'decisions/s':>12}")
-    print(f"{'baseline: touch every value':<34} {baseline:>9.3f} {1:>11.1f} {'':>12}")
-    for label, interval in (("decide every 15 s (every sample)", timedelta(seconds=15)),
-                            ("decide every 2 min (cron)", timedelta(minutes=2))):
+    print(f"{'case':<43} {'seconds':>9} {'× baseline':>11} {'decisions/s':>12}")
+    print(f"{'baseline: touch every value':<43} {baseline:>9.3f} {1:>11.1f} {'':>12}")
+    for k, (label, interval, prefix, _) in enumerate(cases):
         decisions = math.ceil(steps * STEP / interval)
-        took = best_of(args.repeat, lambda i=interval: simulate(rec, settings, Options(i)))
-        print(f"{label:<34} {took:>9.3f} {took / baseline:>11.1f} {decisions / took:>12,.0f}")
+        line = (f"{prefix + label:<43} {took[k]:>9.3f} {took[k] / baseline:>11.1f} "
+                f"{decisions / took[k]:>12,.0f}")
+        if prefix:
+            line += f"   today {took[k] / took[k - 1]:.2f}× faster"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ follows `pkg/controller/podautoscaler` of Kubernetes:
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
+from math import ceil, floor
 from typing import TypeVar
 
 from devtrip_scale.scaling.models import (
@@ -58,11 +58,11 @@ def propose(reading: MetricReading, current: int, spec: PolicySpec, *,
     """One metric's replica proposal, as the HPA's replica calculator makes it."""
     timing = spec.timing
     return _propose(reading, current, current if ready is None else ready, unready,
-                    timing.up_tolerance, timing.down_tolerance)
+                    1.0 - timing.down_tolerance, 1.0 + timing.up_tolerance)
 
 
-def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_tol: float,
-             down_tol: float) -> Proposal:
+def _propose(reading: MetricReading, current: int, ready: int, unready: int, low: float,
+             high: float) -> Proposal:
     """`replica_calculator.go`, with a Deployment's aggregate reading in place of pod metrics.
 
     Utilization follows `GetResourceReplicas`: the ratio is multiplied by the ready pods; when
@@ -77,8 +77,10 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
     ratio × ready pods. With 0 current replicas every type proposes ceil(ratio), tolerance
     ignored: the scale-from-zero rule.
 
+    `low`/`high` bound the tolerance band of the usage ratio (1 − down / 1 + up tolerance).
     Called for every metric of every decision (a month's replay makes a million calls): the
-    reading is unpacked once and the result built without NamedTuple's keyword layer.
+    reading is unpacked once, the band comes computed, and the result is built without
+    NamedTuple's keyword layer.
     """
     name, kind, target, value, error, sampled = reading
     if value is None:
@@ -96,23 +98,23 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
             if missing:
                 # calcPlainMetricReplicas on the sampled pods' average (GetMetricUsageRatio)
                 return _recount(reading, current, total / (ready - missing), per_pod, per_pod,
-                                ready - missing, missing, unready, up_tol, down_tol)
+                                ready - missing, missing, unready, low, high)
             ratio = total / (per_pod * current)
-            if 1.0 - down_tol <= ratio <= 1.0 + up_tol:
+            if low <= ratio <= high:
                 return _new(Proposal, (name, kind, target, value, current, True, None))
-        replicas = math.ceil(total / per_pod)
+        replicas = ceil(total / per_pod)
         return _new(Proposal, (name, kind, target, value,
                                replicas if replicas < INT32_MAX else INT32_MAX, False, None))
     if kind == "Utilization":
         # The HPA truncates utilisation to whole percent (metrics/utilization.go).
-        ratio = math.floor(value) / target
+        ratio = floor(value) / target
     else:
         ratio = round(value * 1000) / round(target * 1000)
     if current == 0:
-        replicas = math.ceil(ratio)
+        replicas = ceil(ratio)
         return _new(Proposal, (name, kind, target, value,
                                replicas if replicas < INT32_MAX else INT32_MAX, False, None))
-    within = 1.0 - down_tol <= ratio <= 1.0 + up_tol
+    within = low <= ratio <= high
     if kind == "Value":
         if within:
             return _new(Proposal, (name, kind, target, value, current, True, None))
@@ -121,14 +123,14 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
     elif ready:
         # Missing pods, or a scale-up with unready pods: count them, then the ratio again.
         return _recount(reading, current, value, target, max(100.0, target), ready - missing,
-                        missing, unready, up_tol, down_tol)
+                        missing, unready, low, high)
     if ready == 0:
         return _new(Proposal, (name, kind, target, value, None, False,
                                "no ready pods to weigh the reading against (the HPA: \"did "
                                "not receive metrics for any ready pods\")"))
     if within:
         return _new(Proposal, (name, kind, target, value, current, True, None))
-    replicas = math.ceil(ratio * ready)
+    replicas = ceil(ratio * ready)
     # A load above target never proposes fewer replicas, one below it never more. The HPA
     # applies this after counting unready pods ("the change of metrics length would cause a
     # change in scale direction"); devscale applies it to every ready-pod product, so a
@@ -140,8 +142,8 @@ def _propose(reading: MetricReading, current: int, ready: int, unready: int, up_
 
 
 def _recount(reading: MetricReading, current: int, average: float, target: float,
-             fallback: float, sampled: int, missing: int, unready: int, up_tol: float,
-             down_tol: float) -> Proposal:
+             fallback: float, sampled: int, missing: int, unready: int, low: float,
+             high: float) -> Proposal:
     """The second half of `GetResourceReplicas` / `calcPlainMetricReplicas`.
 
     `average` is the sampled pods' average against `target` in the same unit (whole percent of
@@ -152,7 +154,7 @@ def _recount(reading: MetricReading, current: int, average: float, target: float
     the pods counted; a new ratio within tolerance or across 1 keeps the current count, and so
     does a result that moves against it.
     """
-    ratio = math.floor(average) / target
+    ratio = floor(average) / target
     up_with_unready = unready > 0 and ratio > 1.0
     counted, used = sampled, average * sampled
     if missing:
@@ -163,12 +165,12 @@ def _recount(reading: MetricReading, current: int, average: float, target: float
             counted += missing
     if up_with_unready:
         counted += unready
-    new_ratio = math.floor(used / counted) / target
+    new_ratio = floor(used / counted) / target
     value = reading.value
-    if ((1.0 - down_tol) <= new_ratio <= (1.0 + up_tol) or (ratio < 1.0 < new_ratio)
+    if (low <= new_ratio <= high or (ratio < 1.0 < new_ratio)
             or (new_ratio < 1.0 < ratio)):
         return Proposal(reading.name, reading.type, reading.target, value, current, True)
-    replicas = math.ceil(new_ratio * counted)
+    replicas = ceil(new_ratio * counted)
     if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
         replicas = current
     return Proposal(reading.name, reading.type, reading.target, value,
@@ -184,13 +186,15 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
     recommendation, every metric's proposal and the rule that limited the result, named as the
     HPA names its conditions (`ScaleUpLimit`, `TooFewReplicas`, `ScaleDownStabilized`, …).
     """
-    current = obs.current_replicas
+    _, current, readings, ready, unready, unschedulable = obs
     timing = spec.timing
-    up_tol, down_tol = timing.up_tolerance, timing.down_tolerance
-    ready = current if obs.ready_pods is None else obs.ready_pods
-    unready = obs.unready_pods
-    proposals = tuple([_propose(r, current, ready, unready, up_tol, down_tol)
-                       for r in obs.readings])
+    low, high = 1.0 - timing.down_tolerance, 1.0 + timing.up_tolerance
+    if ready is None:
+        ready = current
+    made = []  # a plain loop: a comprehension costs a frame per call in CPython 3.11
+    for r in readings:
+        made.append(_propose(r, current, ready, unready, low, high))
+    proposals = tuple(made)
 
     if current == 0 and spec.min_replicas != 0:
         return _verdict(obs, proposals, 0, "ScalingDisabled",
@@ -222,11 +226,14 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
                         f"no reading for {', '.join(missing)}: not scaling down on partial "
                         "data", deciding_metric=best.name)
 
-    limits: list[str] = []
-    recs = history.recommendations
-    events = history.scale_events
-    stabilized, held_until = _stabilize(current, wanted, spec, recs, now)
-    reason: Reason = "WithinTolerance" if best.within_tolerance else "DesiredWithinRange"
+    limits: tuple[str, ...] = ()   # grown only when a rule limits: most decisions have none
+    recs, events, _ = history
+    if wanted == current:   # nothing for a window to hold
+        stabilized, held_until = wanted, None
+    else:
+        stabilized, held_until = _stabilize(current, wanted, spec, recs, now)
+    name = best[0]
+    reason: Reason = "WithinTolerance" if best[5] else "DesiredWithinRange"
     value, message = stabilized, ""
     if stabilized != wanted:
         up = wanted >= current
@@ -235,21 +242,21 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         message = (f"{window.stabilization_window_seconds}s "
                    f"{'scale-up' if up else 'scale-down'} "
                    f"stabilization window holds {stabilized}")
-        limits.append(reason)
+        limits = (reason,)
 
     if events and value != current:
         value, cooled = _cooldown(current, value, spec, events, now)
         if cooled:
             reason, message = cooled
-            limits.append(reason)
+            limits += (reason,)
             held_until = None
 
-    if value > current and obs.unschedulable is not None:
+    if value > current and unschedulable is not None:
         # devscale's extra: no more pods asked of a cluster that cannot place those it has
         value, reason = current, "ScaleUpUnschedulable"
-        message = (f"{obs.unschedulable.text(now)}; not scaling up into a cluster that cannot "
+        message = (f"{unschedulable.text(now)}; not scaling up into a cluster that cannot "
                    "place the pods it already has")
-        limits.append(reason)
+        limits += (reason,)
         held_until = None
 
     final = value
@@ -257,12 +264,13 @@ def decide(obs: Observation, spec: PolicySpec, history: History, now: datetime) 
         final, rate_reason, rate_message = _rate_limit(current, value, spec, events, now)
         if final != value:
             reason, message = rate_reason, rate_message
-            limits.append(rate_reason)
+            limits += (rate_reason,)
     if not message:
-        message = (f"{best.name} is within the tolerance of its target"
-                   if reason == "WithinTolerance" else f"{best.name} asks for {wanted}")
-    return _verdict(obs, proposals, final, reason, message, wanted, best.name,
-                    held_until if reason.endswith("Stabilized") else None, tuple(limits))
+        message = (f"{name} is within the tolerance of its target"
+                   if reason == "WithinTolerance" else f"{name} asks for {wanted}")
+    return _verdict(obs, proposals, final, reason, message, wanted, name,
+                    held_until if held_until is not None and reason.endswith("Stabilized")
+                    else None, limits)
 
 
 def _verdict(obs: Observation, proposals: tuple[Proposal, ...], desired: int, reason: Reason,
@@ -290,26 +298,29 @@ def remember(history: History, decision: Decision, spec: PolicySpec, now: dateti
     older than the longest window, period or cooldown are dropped, so the history stays bounded;
     the newest recommendation is always kept.
     """
-    recs = history.recommendations
-    events = history.scale_events
-    last_written = history.last_written
+    recs, events, last_written = history
     current = decision.current_replicas
-    if decision.recommendation is not None:
-        if recs:
-            recs = (*recs, _new(Recommendation, (now, decision.recommendation)))
-        else:  # the first sync's seed, then this run's
-            recs = (_new(Recommendation, (now, current)),
-                    _new(Recommendation, (now, decision.recommendation)))
+    recommendation = decision.recommendation
+    cutoff = now - spec.timing.memory
+    # Entries are in time order: only a prefix can have aged out (the newest rec always stays).
+    if recommendation is not None:
+        new = _new(Recommendation, (now, recommendation))
+        if recs:  # every earlier entry may age out: this run's is the newest
+            start, n = 0, len(recs)
+            while start < n and recs[start][0] <= cutoff:
+                start += 1
+            recs = (*recs[start:], new) if start else (*recs, new)
+        else:  # the first sync's seed, then this run's (the seed ages out at once when the
+            # spec remembers nothing: no window, period or cooldown)
+            recs = (new,) if now <= cutoff else (_new(Recommendation, (now, current)), new)
+    elif recs and recs[0][0] <= cutoff:
+        recs = _newer(recs, cutoff, keep_last=True)
     if written is not None and written != current:
         events = (*events, _new(ScaleEvent, (now, current, written)))
         last_written = written
-    cutoff = now - spec.timing.memory
-    # Entries are in time order: only a prefix can have aged out (the newest rec always stays).
-    if recs and recs[0].at <= cutoff:
-        recs = _newer(recs, cutoff, keep_last=True)
-    if events and events[0].at <= cutoff:
+    if events and events[0][0] <= cutoff:
         events = _newer(events, cutoff)
-    return History(recs, events, last_written)
+    return _new(History, (recs, events, last_written))
 
 
 def _newer(entries: tuple[_Timed, ...], cutoff: datetime, *, keep_last: bool = False
@@ -420,7 +431,7 @@ def scale_up_limit(current: int, rules: ScalingRules, events: tuple[ScaleEvent, 
         if p.type == "Pods":
             proposals.append(start + p.value)
         else:
-            proposals.append(math.ceil(start * (1 + p.value / 100)))
+            proposals.append(ceil(start * (1 + p.value / 100)))
     if not proposals:
         return INT32_MAX
     return min(proposals) if rules.select_policy == "Min" else max(proposals)

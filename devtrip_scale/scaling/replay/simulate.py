@@ -26,7 +26,13 @@ from typing import NamedTuple, cast
 
 from devtrip_scale.scaling import policy
 from devtrip_scale.scaling.config import MetricModel, Settings
-from devtrip_scale.scaling.models import History, MetricReading, Observation, PolicySpec
+from devtrip_scale.scaling.models import (
+    History,
+    MetricReading,
+    MetricType,
+    Observation,
+    PolicySpec,
+)
 from devtrip_scale.scaling.replay.recording import Recording, Series
 
 LOOKBACK = timedelta(minutes=5)   # Prometheus's staleness: an older sample is no reading
@@ -84,6 +90,12 @@ def spec_for(settings: Settings, deployment: str) -> PolicySpec:
 
 
 def replay(name: str, series: Series, settings: Settings, options: Options) -> Outcome:
+    """One Deployment's replay: a decision every `options.interval`, then the outcome measured.
+
+    A step's readings, its load (the highest reading/target ratio as `check` sees it with these
+    pods, 1.0 on target) and its demand (as `demand` computes it) are made in one pass over the
+    metrics.
+    """
     spec = spec_for(settings, name)
     metrics = settings.metrics
     times = series.times
@@ -93,70 +105,63 @@ def replay(name: str, series: Series, settings: Settings, options: Options) -> O
     timeline = _Timeline(times[0], replicas, options.ready_delay)
     outcome = Outcome(name, max_replicas=spec.max_replicas)
     history = History()
-    decide, remember, steps = policy.decide, policy.remember, outcome.steps
+    decide, remember, step = policy.decide, policy.remember, outcome.steps.append
     columns = [(m.name, m.target.type, m.target.value, series.values[m.name],
-                m.target.type == "Utilization" and recorded is not None) for m in metrics]
+                m.target.type == "Utilization" and recorded is not None,
+                m.target.type == "AverageValue") for m in metrics]
     stale = tuple(_new(MetricReading, (m.name, m.target.type, m.target.value, None,
                                        "no sample within 5 minutes", None)) for m in metrics)
-    at, end, i, n = times[0], times[-1], 0, len(times)
+    at, end, interval, i, n = times[0], times[-1], options.interval, 0, len(times)
+    ups = downs = 0
+    advance = 1   # samples per decision last time: right again for a regular recording
     while at <= end:
         if i + 1 < n and times[i + 1] <= at:   # the last sample at or before `at`
-            i = bisect_right(times, at, i + 1) - 1
+            j = i + advance
+            if j < n and times[j] <= at and (j + 1 == n or times[j + 1] > at):
+                i = j
+            else:
+                j = bisect_right(times, at, i + 1) - 1
+                advance, i = j - i, j
+        load = need = None
         if at - times[i] <= LOOKBACK:
             made = recorded[i] if recorded is not None else None
-            readings = tuple([
-                _new(MetricReading, (name, kind, target,
-                                     v * made / replicas  # read on `made` pods, here on these
-                                     if rescale and (v := column[i]) is not None and made
-                                     and replicas else column[i], None, None))
-                for name, kind, target, column, rescale in columns])
+            built = []
+            for metric, kind, target, column, rescale, total in columns:
+                value = column[i]
+                if value is not None:
+                    if rescale and made and replicas:
+                        value = value * made / replicas  # read on `made` pods, here on these
+                    if total:
+                        ratio = value / (target * (replicas or 1))
+                        wants = value / target
+                    else:
+                        ratio = value / target
+                        wants = ratio * replicas
+                    if load is None or ratio > load:
+                        load = ratio
+                    if need is None or wants > need:
+                        need = wants
+                built.append(_new(MetricReading, (metric, kind, target, value, None, None)))
+            readings = tuple(built)
         else:
             readings = stale
         decision = decide(_new(Observation, (name, replicas, readings, None, 0, None)), spec,
                           history, at)
-        desired = decision.desired_replicas
+        desired = decision[2]   # desired_replicas
         written = desired if desired != replicas else None
         history = remember(history, decision, spec, at, written=written)
-        load, need = _load_and_demand(readings, replicas)
-        steps.append(_new(Step, (at, replicas, desired, decision.recommendation,
-                                 decision.reason, load, need)))
+        step(_new(Step, (at, replicas, desired, decision[3], decision[5], load, need)))
         if written is not None:
             if written > replicas:
-                outcome.scale_ups += 1
+                ups += 1
             else:
-                outcome.scale_downs += 1
+                downs += 1
             replicas = written
             timeline.set(at, replicas)
-        at += options.interval
-    outcome.gaps = gaps(times, options.max_gap)
+        at += interval
+    outcome.scale_ups, outcome.scale_downs = ups, downs
     _measure(outcome, series, metrics, spec, timeline, options)
     return outcome
-
-
-def gaps(times: list[datetime], longest: timedelta) -> list[tuple[datetime, datetime]]:
-    """Each pair of consecutive samples further apart than `longest`."""
-    return [(a, b) for a, b in pairwise(times) if b - a > longest]
-
-
-def _load_and_demand(readings: tuple[MetricReading, ...], pods: int
-                     ) -> tuple[float | None, float | None]:
-    """The highest reading/target ratio as `check` sees it with `pods` pods (1.0: on target),
-    and `demand`, in one pass over the step's readings."""
-    load = need = None
-    for _, kind, target, value, _, _ in readings:
-        if value is None:
-            continue
-        if kind == "AverageValue":
-            ratio = value / (target * (pods or 1))
-            wants = value / target
-        else:
-            ratio = value / target
-            wants = value / target * pods
-        if load is None or ratio > load:
-            load = ratio
-        if need is None or wants > need:
-            need = wants
-    return load, need
 
 
 def demand(metrics: tuple[MetricModel, ...], readings: tuple[MetricReading, ...],
@@ -174,54 +179,125 @@ def demand(metrics: tuple[MetricModel, ...], readings: tuple[MetricReading, ...]
 
 def _measure(outcome: Outcome, series: Series, metrics: tuple[MetricModel, ...],
              spec: PolicySpec, timeline: _Timeline, options: Options) -> None:
-    """Cost and fit, sample by sample of the recording, against the simulated replicas.
+    """Cost and fit, sample by sample of the recording, against the simulated replicas; the gaps.
 
     A sample stands for the time to the next one, at most `max_gap`: the rest is unmeasured.
     The replicas and ready pods are constant between two changes of the timeline, so the
-    samples are taken a stretch at a time, a metric's column at once (the same arithmetic, in
-    the same order, as one sample at a time).
+    samples are taken a stretch at a time, a metric's column at once, in C-level passes. What a
+    sample needs rises with its reading, so a stretch's largest need is the need of its largest
+    reading (the largest reading × replicas read on, for a rescaled Utilization), and only a
+    stretch that sets a new largest gap is walked a sample at a time, to find where. A column
+    with a hole (or a replica count missing where it is rescaled) is measured by `_fit`. Sums
+    run in the order the sample-at-a-time measure takes, so the figures are the same to the bit;
+    a stretch whose largest reading is not over target adds nothing, without a pass.
     """
     times = series.times
     n = len(times)
-    last_step = (times[-1] - times[-2]).total_seconds() if n > 1 else \
-        options.interval.total_seconds()
     longest = options.max_gap.total_seconds()
-    dts = list(map(timedelta.total_seconds, map(sub, times[1:], times)))  # C all the way
-    dts.append(last_step)
+    spans = list(map(sub, times[1:], times))   # C all the way
+    if spans and spans.count(spans[0]) == len(spans):   # a regular recording: one span
+        dts = [spans[0].total_seconds()] * len(spans)
+    else:
+        dts = list(map(timedelta.total_seconds, spans))
+    dts.append(dts[-1] if dts else options.interval.total_seconds())
     unmeasured = 0.0
     if max(dts) > longest:
+        outcome.gaps = [(times[k], times[k + 1])
+                        for k in compress(range(n - 1), map(gt, dts, repeat(longest)))]
         unmeasured = sum(dt - longest for dt in dts if dt > longest)
         dts = [longest if dt > longest else dt for dt in dts]
     made_with = series.replicas
-    columns = [(m.name, series.values[m.name], m.target.type, m.target.value,
-                m.target.type == "Utilization" and made_with is not None)
-               for m in metrics]
+    steady = made_with is not None and all(made_with)   # no count missing, none 0
     over = dict.fromkeys((m.name for m in metrics), 0.0)
+    columns: list[_Column] = []
+    for m in metrics:
+        column, kind, target = series.values[m.name], m.target.type, m.target.value
+        rescale = kind == "Utilization" and made_with is not None
+        if (rescale and not steady) or _has_hole(column):
+            columns.append(_new(_Column, (m.name, column, kind, target, rescale, None)))
+        else:
+            full = cast("list[float]", column)
+            columns.append(_new(_Column, (m.name, column, kind, target, rescale, list(map(
+                mul, full, cast("list[int]", made_with))) if rescale else full)))
     hours = at_max = 0.0
     gap, gap_at = 0, None
     top = spec.max_replicas
     for a, b, replicas, ready in timeline.stretches(times):
         span = dts[a:b]
-        seconds = fsum(span) if len(span) > 1 else (span[0] if span else 0.0)
+        seconds = fsum(span) if len(span) > 1 else span[0]
         hours += replicas * seconds
         if replicas >= top:
             at_max += seconds
-        needed: list[int] | None = None
-        for name, column, kind, target, rescale in columns:
-            values = column[a:b]
-            made = made_with[a:b] if rescale and made_with is not None else None
-            wanted, seconds_over = _fit(values, span, made, kind, target, ready)
-            over[name] += seconds_over
-            needed = wanted if needed is None else list(map(max, needed, wanted))
-        if needed:
-            most = max(needed)
-            if most - ready > gap:
-                gap, gap_at = most - ready, times[a + needed.index(most)]
+        most = 0
+        for name, column, kind, target, rescale, flat in columns:
+            if flat is None:   # a hole in the stretch's readings or replicas: as one piece
+                made = made_with[a:b] if rescale and made_with is not None else None
+                wanted, seconds_over = _fit(column[a:b], span, made, kind, target, ready)
+                over[name] += seconds_over
+                high = max(wanted)
+            elif kind == "AverageValue":
+                values = flat[a:b]
+                top_value = max(values)
+                if top_value / (ready or 1) > target:   # else no sample's share is over target
+                    over[name] += sum(compress(span, map(gt, map(
+                        truediv, values, repeat(ready or 1)), repeat(target))))
+                high = ceil(top_value / target)
+            elif rescale and ready:   # v × made / ready, the largest need of the largest v × made
+                products = flat[a:b]
+                top_value = max(products) / ready
+                if top_value > target:
+                    share = map(truediv, products, repeat(ready))
+                    over[name] += sum(compress(span, map(gt, share, repeat(target))))
+                high = ceil(top_value / target * ready)
+            else:   # Value, Utilization as read (no replicas recorded, or no pod ready)
+                values = cast("list[float]", column)[a:b] if rescale else flat[a:b]
+                top_value = max(values)
+                if top_value > target:
+                    over[name] += sum(compress(span, map(gt, values, repeat(target))))
+                high = ceil(top_value / target * ready)
+            if high > most:
+                most = high
+        if columns and most - ready > gap:
+            gap, gap_at = most - ready, times[a + _first_need(columns, made_with, a, b, span,
+                                                                   ready).index(most)]
     outcome.replica_hours = hours / 3600
     outcome.seconds_at_max = at_max
     outcome.largest_gap, outcome.largest_gap_at = gap, gap_at
     outcome.seconds_over_target = over
     outcome.seconds_unmeasured = unmeasured
+
+
+def _has_hole(column: list[float | None]) -> bool:
+    """Whether a column of readings lacks one: a single C-level pass of `sum`, which a None
+    stops, where `None in column` would compare every float with None the slow way."""
+    try:
+        sum(cast("list[float]", column))
+    except TypeError:
+        return True
+    return False
+
+
+class _Column(NamedTuple):
+    """A metric's recorded column as `_measure` takes it: `flat` is None when it has a hole,
+    else the readings (× the replicas read on, for a rescaled Utilization)."""
+
+    name: str
+    column: list[float | None]
+    kind: MetricType
+    target: float
+    rescale: bool
+    flat: list[float] | None
+
+
+def _first_need(columns: list[_Column], made_with: list[int | None] | None, a: int, b: int,
+                span: list[float], ready: int) -> list[int]:
+    """Each sample's need over the stretch [a, b): the most replicas any metric asks for."""
+    needed: list[int] | None = None
+    for _, column, kind, target, rescale, _ in columns:
+        made = made_with[a:b] if rescale and made_with is not None else None
+        wanted, _ = _fit(column[a:b], span, made, kind, target, ready)
+        needed = wanted if needed is None else list(map(max, needed, wanted))
+    return needed or []
 
 
 def _fit(values: list[float | None], dts: list[float], made: list[int | None] | None,
