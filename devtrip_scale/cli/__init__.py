@@ -10,6 +10,7 @@ alone); `app`, every command, is built on first use.
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from typing import Annotated
 
 import typer
@@ -18,8 +19,8 @@ from devtrip_scale import __version__
 from devtrip_scale.cli._common import Group, example, set_root_debug
 
 # The single commands, then the command groups, in the order `devscale --help` lists them.
-NAMES = ("check", "run", "simulate", "status",
-         "config", "notify", "cron", "manifests", "workers", "pipeline")
+GROUPS = ("config", "notify", "cron", "manifests", "workers", "pipeline")
+NAMES = ("check", "run", "simulate", "status", *GROUPS)
 
 
 def _version(value: bool) -> None:
@@ -55,38 +56,13 @@ def build_app(only: str | None = None) -> typer.Typer:
     app.callback(epilog=example("devscale config init devscale.yaml && devscale check -c "
                                 "devscale.yaml --dry-run"))(_root)
     for name in NAMES if only is None else (only,):
-        if name == "check":
-            from devtrip_scale.cli import check
-            app.command(epilog=check.EPILOG)(check.check)
-        elif name == "run":
-            from devtrip_scale.cli import run
-            app.command(epilog=run.EPILOG)(run.run)
-        elif name == "simulate":
-            from devtrip_scale.cli import simulate
-            app.command(epilog=simulate.EPILOG)(simulate.simulate)
-        elif name == "status":
-            from devtrip_scale.cli import status
-            app.command(epilog=status.EPILOG)(status.status)
-        elif name == "config":
-            from devtrip_scale.cli import config
-            app.add_typer(config.app, name=name, cls=Group)
-        elif name == "notify":
-            from devtrip_scale.cli import notify
-            app.add_typer(notify.app, name=name, cls=Group)
-        elif name == "cron":
-            from devtrip_scale.cli import cron
-            app.add_typer(cron.app, name=name, cls=Group)
-        elif name == "manifests":
-            from devtrip_scale.cli import manifests
-            app.add_typer(manifests.app, name=name, cls=Group)
-        elif name == "workers":
-            from devtrip_scale.cli import workers
-            app.add_typer(workers.app, name=name, cls=Group)
-        elif name == "pipeline":
-            from devtrip_scale.cli import pipeline
-            app.add_typer(pipeline.app, name=name, cls=Group)
-        else:
+        if name not in NAMES:
             raise ValueError(f"devscale has no command {name!r}")
+        module = import_module(f"devtrip_scale.cli.{name}")
+        if name in GROUPS:
+            app.add_typer(module.app, name=name, cls=Group)
+        else:
+            app.command(epilog=module.EPILOG)(getattr(module, name))
     return app
 
 
