@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,11 @@ from testbed.prometheus import Prometheus
 from testbed.redis import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
+# A test suite started in the background of a non-interactive shell (`cmd &`, nohup) inherits
+# SIGINT ignored, and so would every process it starts: the tests that press Ctrl-C on a real
+# `devscale` (or a sandbox) would wait for ever. Ctrl-C means what it means at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 # Rate window the tests use: short, so a new series reads right after a few scrapes.
 TEST_WINDOW = "5s"
