@@ -219,17 +219,12 @@ class ConfigMapHistory:
             self._exists = True
             self._resource_version = _stored(answer).resource_version
             return
-        # A JSON merge patch (null deletes a key), the resourceVersion read as its precondition;
-        # the answer read as JSON for its new resourceVersion only.
+        # A patch of the changed keys (null deletes one), the resourceVersion read as its
+        # precondition; the answer read as JSON for its new resourceVersion only.
         patch = {"metadata": {"resourceVersion": self._resource_version}, "data": dict(encoded)}
         answer = _json(request(
             self._trace, "patch", "configmaps", self._ns, self._name,
-            lambda: self._core.api_client.call_api(
-                "/api/v1/namespaces/{namespace}/configmaps/{name}", "PATCH",
-                path_params={"namespace": self._ns, "name": self._name},
-                query_params=[("fieldManager", FIELD_MANAGER)],
-                header_params={"Accept": "application/json",
-                               "Content-Type": "application/merge-patch+json"},
-                body=patch, auth_settings=["BearerToken"], _return_http_data_only=True,
-                _preload_content=False, _request_timeout=TIMEOUT)))
+            lambda: self._core.patch_namespaced_config_map(
+                self._name, self._ns, patch, field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT, _preload_content=False)))
         self._resource_version = _stored(answer).resource_version
