@@ -28,6 +28,7 @@ from devtrip_scale.core.yamlfile import (
 from devtrip_scale.notify.settings import NotifyModel
 from devtrip_scale.scaling import models
 from devtrip_scale.scaling.presets import PLACEHOLDERS, PRESETS, render
+from devtrip_scale.scaling.selectors import check_selector
 
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
 # `{name}` in a query: a placeholder (PromQL's own braces never hold a bare identifier).
@@ -50,97 +51,6 @@ def check_url(url: str) -> str:
     except ValueError:
         raise ValueError(f"{url!r} has an invalid port ({example})") from None
     return url
-
-
-_SELECTOR_TOKEN = re.compile(r"\s*(?:(==|!=|=|<|>|!|\(|\)|,)|([^\s!=<>(),]+))")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def check_selector(text: str) -> str:
-    """A Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`), checked as the API server would.
-
-    Raises ValueError naming the first problem.
-    """
-    tokens: list[tuple[str, str]] = []  # (kind, text): kind "op" or "word"
-    pos, text_ = 0, text.rstrip()
-    while pos < len(text_):
-        m = _SELECTOR_TOKEN.match(text_, pos)
-        if m is None:  # pragma: no cover - the two alternatives match any non-space
-            break
-        tokens.append(("op", m.group(1)) if m.group(1) else ("word", m.group(2)))
-        pos = m.end()
-
-    def fail(why: str) -> ValueError:
-        return ValueError(f"{text!r} is not a label selector: {why}")
-
-    def word(i: int, what: str) -> str:
-        if i >= len(tokens) or tokens[i][0] != "word":
-            found = f"{tokens[i][1]!r}" if i < len(tokens) else "the end"
-            raise fail(f"expected {what}, found {found}")
-        return tokens[i][1]
-
-    def key(name: str) -> None:
-        prefix, _, label = name.rpartition("/")
-        if "/" in name and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-            raise fail(f"{name!r}: the prefix before '/' must be a DNS subdomain")
-        if len(label) > 63 or not _LABEL_NAME.match(label):
-            raise fail(f"{name!r} is not a label key (letters, digits, '-', '_', '.'; "
-                       "at most 63 characters, starting and ending alphanumeric)")
-
-    def value(v: str) -> None:
-        if v and (len(v) > 63 or not _LABEL_NAME.match(v)):
-            raise fail(f"{v!r} is not a label value")
-
-    if not tokens:
-        raise fail("it is empty")
-    i = 0
-    while True:
-        negated = tokens[i] == ("op", "!")
-        i += negated
-        name = word(i, "a label key")
-        key(name)
-        i += 1
-        nxt = tokens[i] if i < len(tokens) else None
-        if negated or nxt is None or nxt == ("op", ","):
-            pass  # `key` or `!key`
-        elif nxt[1] in ("=", "==", "!=", "<", ">"):
-            i += 1
-            v = tokens[i][1] if i < len(tokens) and tokens[i][0] == "word" else ""
-            i += bool(v)
-            if nxt[1] in ("<", ">") and not re.fullmatch(r"-?[0-9]+", v):
-                raise fail(f"{name}{nxt[1]} needs a whole number")
-            value(v)
-        elif nxt in (("word", "in"), ("word", "notin")):
-            i += 1
-            if i >= len(tokens) or tokens[i] != ("op", "("):
-                raise fail(f"expected '(' after {name} {nxt[1]}")
-            values = 0
-            i += 1
-            while True:
-                if i < len(tokens) and tokens[i][0] == "word":
-                    value(tokens[i][1])
-                    values += 1
-                    i += 1
-                if i < len(tokens) and tokens[i] == ("op", ","):
-                    i += 1
-                    continue
-                if i < len(tokens) and tokens[i] == ("op", ")"):
-                    i += 1
-                    break
-                raise fail(f"missing ')' after the values of {name} {nxt[1]}")
-            if not values:
-                raise fail(f"{name} {nxt[1]} () needs at least one value")
-        else:
-            raise fail(f"expected an operator (=, ==, !=, in, notin) after {name!r}, "
-                       f"found {nxt[1]!r}")
-        if i >= len(tokens):
-            return text
-        if tokens[i] != ("op", ","):
-            raise fail(f"expected ',' before {tokens[i][1]!r}")
-        i += 1
-        if i >= len(tokens):
-            raise fail("it ends with ','")
 
 
 _PARSER_READY = False
