@@ -34,6 +34,8 @@ from devtrip_scale.scaling.ports import (
 )
 from devtrip_scale.scaling.presets import render
 from devtrip_scale.scaling.report import CheckReport, TargetResult
+from devtrip_scale.scaling.selectors import matches, parse_selector
+from devtrip_scale.scaling.sources import fetch_in_background
 from devtrip_scale.scaling.tell import notices_for
 
 WRITE_RETRIES = 3
@@ -68,7 +70,8 @@ def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collec
     """The Deployments the config names, each with the config entry that selected it.
 
     Named Deployments that do not exist, and `only` names that are not targets, come back as
-    failed results. The third value is every Deployment of the namespace (one list call).
+    failed results. The third value is every Deployment of the namespace: one list call, its
+    labels matched against each target's selector here (as the API server would match them).
     """
     found: dict[str, tuple[Workload, TargetModel]] = {}
     missing: list[TargetResult] = []
@@ -84,8 +87,10 @@ def resolve_targets(settings: Settings, deployments: ReplicaTarget, only: Collec
                     f"deployment {name} not found in namespace {settings.namespace}")))
     for t in settings.targets:
         if t.selector:
-            for w in deployments.list(t.selector):
-                found.setdefault(w.name, (w, t))
+            wanted = parse_selector(t.selector)
+            for w in everything:
+                if matches(wanted, w.labels):
+                    found.setdefault(w.name, (w, t))
     if only:
         for name in only:
             if name not in found and all(m.deployment != name for m in missing):
@@ -166,11 +171,12 @@ def run_check(
     before every write: a reason (the Lease was lost) stops all writes of the run.
     """
     report = CheckReport(settings.namespace, dry_run, now, trace=trace or Trace())
+    report.queries = metric_queries(settings)
+    answers = fetch_in_background(source, report.queries)   # while the cluster is read
     targets, missing, everything = resolve_targets(settings, deployments, only)
     scalers = _or_warn(deployments.other_scalers, report, OTHER_SCALERS) if targets else {}
     stuck = _or_warn(deployments.unschedulable, report, WAITING_PODS) if targets else {}
-    report.queries = metric_queries(settings)
-    results = source.fetch(report.queries)
+    results = answers()
     report.metric_errors = {r.name: r.error for r in results if r.error is not None}
     report.metric_errors.update(invalid_readings([w for w, _ in targets], results))
     histories, problems = history.load()

@@ -4,6 +4,8 @@ notifications that follow the scaling without changing it."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -12,7 +14,7 @@ from devtrip_scale.core.errors import ExitCode, KubeError, KubeForbidden
 from devtrip_scale.notify import Notice
 from devtrip_scale.scaling.config import Settings
 from devtrip_scale.scaling.models import History, Unschedulable
-from devtrip_scale.scaling.ports import MetricResult
+from devtrip_scale.scaling.ports import MetricQuery, MetricResult, Workload
 from devtrip_scale.scaling.reconcile import run_check
 from tests.conftest import NOW
 from tests.fakes import FakeDeployments, MemoryHistory, RecordingNotifier, StaticSource
@@ -266,3 +268,57 @@ def test_pods_that_cannot_be_scheduled_are_said_and_stop_further_scale_ups() -> 
     assert api.decision is not None and api.decision.reason == "ScaleUpUnschedulable"
     assert kube.replicas["api"] == 5
     assert "unschedulable:api" in [n.key for n in told.messages[0]]
+
+
+class _ListingGate(FakeDeployments):
+    """Lists only once the metrics are being asked for: a pass that waited for the list
+    before asking Prometheus would never get its answer."""
+
+    def __init__(self, asked: threading.Event) -> None:
+        super().__init__({"api": 2, "web": 4, "worker": 1},
+                         labels={"api": {"tier": "api"}, "web": {"tier": "api"}})
+        self._asked = asked
+
+    def list(self, selector: str | None) -> list[Workload]:
+        assert self._asked.wait(10), "the metrics were not asked for while the list ran"
+        return super().list(selector)
+
+
+def test_prometheus_is_asked_while_the_cluster_is_read() -> None:
+    asked = threading.Event()
+
+    class Asking(StaticSource):
+        def fetch(self, queries: Sequence[MetricQuery]) -> list[MetricResult]:
+            asked.set()
+            return super().fetch(queries)
+
+    source = Asking({"cpu": MetricResult("cpu", values={"api": 140, "web": 70}),
+                     "jobs": MetricResult("jobs", shared=5)})
+    kube = _ListingGate(asked)
+    report = run_check(settings(), source, kube, MemoryHistory(), NOW)
+    assert kube.replicas == {"api": 5, "web": 5, "worker": 3}
+    assert report.exit_code == ExitCode.OK
+
+
+def test_a_fetch_that_raises_raises_in_the_pass() -> None:
+    class Broken(StaticSource):
+        def fetch(self, queries: Sequence[MetricQuery]) -> list[MetricResult]:
+            raise RuntimeError("adapter bug")
+
+    with pytest.raises(RuntimeError, match="adapter bug"):
+        run_check(settings(), Broken({}), deployments(), MemoryHistory(), NOW)
+
+
+def test_a_selector_target_is_matched_on_the_one_list() -> None:
+    kube = FakeDeployments({"api": 2, "web": 4, "worker": 1, "batch": 1},
+                           labels={"api": {"tier": "api"}, "web": {"tier": "api", "canary": "1"},
+                                   "batch": {"tier": "jobs"}})
+    lists: list[str | None] = []
+    original = kube.list
+    kube.list = lambda selector: lists.append(selector) or original(selector)  # type: ignore[method-assign]
+    config = settings().model_copy(update={"targets": settings().targets[:1]})
+    source = StaticSource({"cpu": MetricResult("cpu", values={"api": 70, "web": 70}),
+                           "jobs": MetricResult("jobs", shared=1)})
+    report = run_check(config, source, kube, MemoryHistory(), NOW, dry_run=True)
+    assert [r.deployment for r in report.results] == ["api", "web"]
+    assert lists == [None]

@@ -63,3 +63,29 @@ def fetch_concurrently(queries: Sequence[MetricQuery],
     return [done.get(i) or MetricResult(
         q.name, error=f"no answer within the run's deadline of {deadline_seconds:g}s")
         for i, q in enumerate(queries)]
+
+
+def fetch_in_background(source: MetricsSource, queries: Sequence[MetricQuery]
+                        ) -> Callable[[], list[MetricResult]]:
+    """Start `source.fetch(queries)` in a daemon thread; the returned call waits for its
+    answer (and raises what the fetch raised). A pass asks Prometheus while it reads the
+    cluster: the two do not depend on each other, so the slower one bounds the wait."""
+    outcome: list[list[MetricResult] | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(source.fetch(queries))
+        except BaseException as e:   # handed to the waiter, raised there
+            outcome.append(e)
+
+    thread = threading.Thread(target=work, daemon=True, name="devscale-metrics")
+    thread.start()
+
+    def wait() -> list[MetricResult]:
+        thread.join()
+        answer = outcome[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    return wait
