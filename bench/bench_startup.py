@@ -13,7 +13,10 @@ on its command (Typer 0.29 coerces the group's unset options through pydantic, w
 on the first subcommand, whatever the command does), and the same with devscale's own group
 class (`cli._common.Group`, whose unset `--help` and completion flags need no pydantic). One
 more is the floor of `config validate`: a minimal Typer command that reads a one-key YAML file
-into a one-field pydantic model — Typer, PyYAML and pydantic's first model, and nothing else.
+into a one-field pydantic model — Typer, PyYAML and pydantic's first model, and nothing else —
+and the same command validating `config/devtrip.yaml` with devscale's own config models
+(`scaling.config.Settings`): what validating devscale's schema with pydantic costs, before any
+of the command's own work.
 
 `--steps` adds the floor's parts one by one (`python -c`: import typer; then pydantic's
 BaseModel and TypeAdapter; then yaml; then one model defined and validated).
@@ -34,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MINIMAL_TYPER = '''
 import typer
@@ -70,6 +75,12 @@ def validate(config: Path = Path("minimal.yaml")) -> None:
     print(Config.model_validate(yaml.safe_load(config.read_text())))
 app(prog_name="minimal")
 '''
+
+# The same command, validating devscale's schema: the config models `config validate` builds.
+SCHEMA_LOAD = MINIMAL_LOAD.replace(
+    "from pydantic import BaseModel\n", "from devtrip_scale.scaling.config import Settings\n"
+).replace("class Config(BaseModel):\n    namespace: str\n", "").replace(
+    "print(Config.model_validate(", "print(Settings.model_validate(")
 
 
 DEVSCALE = {
@@ -108,6 +119,9 @@ def cases(scripts: Path, before: Path | None, steps: bool = False
         "same, devscale's Group": ([python, group_app, "sub", "--help"], {}),
         "floor: Typer+YAML+1 model": ([python, str(scripts / "minimal_load.py"), "validate",
                                        "--config", str(scripts / "minimal.yaml")], {}),
+        "floor: Typer+YAML+devscale's models": (
+            [python, str(scripts / "schema_load.py"), "validate", "--config",
+             str(ROOT / "config" / "devtrip.yaml")], {}),
     }
     if steps:
         rows |= {label: ([python, "-c", code], {}) for label, code in STEPS.items()}
@@ -163,6 +177,7 @@ def main() -> None:
         (scripts / "minimal_typer.py").write_text(MINIMAL_TYPER)
         (scripts / "minimal_group.py").write_text(MINIMAL_GROUP)
         (scripts / "minimal_load.py").write_text(MINIMAL_LOAD)
+        (scripts / "schema_load.py").write_text(SCHEMA_LOAD)
         (scripts / "minimal.yaml").write_text("namespace: devtrip\n")
         found = medians(cases(scripts, args.before, args.steps), args.repeat, env)
     wall0, cpu0 = found["python -c pass (baseline)"]
