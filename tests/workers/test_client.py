@@ -835,3 +835,34 @@ def test_several_servers_a_broken_stream_resumes_on_the_next_and_calls_skip_a_de
         if a_open:
             a.close()
         b.close()
+
+
+def test_two_streams_broken_by_one_replica_each_resume_on_the_other_without_sending_the_other_back(
+        servicer: Scripted, tls: Tls) -> None:
+    """`pipeline run`'s progress and log streams both on A when A goes away: each moves on in
+    its own place in the address list (they once shared one, so the second to break sent both
+    back to the dead A)."""
+    other = Scripted()
+    a, b = Loopback(servicer, tls), Loopback(other, tls)
+    try:
+        messages = build(5)
+        gone = Abort(grpc.StatusCode.UNAVAILABLE, "this replica is shutting down")
+        servicer.executions.append([*messages[:2], gone])
+        servicer.logs.append([entry(1, "lint", "one"), gone])
+        other.executions.append(messages[2:])
+        other.logs.append([entry(2, "lint", "two")])
+        with ApiClient(f"{a.address},{b.address}", ca_file=tls.ca_file, token=TOKEN,
+                       timeout=10, patience=2, backoff=0.05) as client:
+            progress_stream = client.execute("stages: []", "ci.yaml", BUILD)
+            following = iter(progress_stream)
+            got = [next(following).sequence, next(following).sequence]    # open on A
+            logs = client.build_logs(BUILD, follow=True)
+            assert [r.line.text for r in logs] == ["one", "two"]           # A, then B
+            got += sequences(list(following))                               # A breaks: B
+            assert got == [1, 2, 3, 4, 5]
+        assert (logs.resumed, progress_stream.resumed) == (1, 1)
+        assert [(m, r.after_sequence) for m, r, _ in other.requests] == [
+            ("StreamBuildLogs", 1), ("ExecutePipeline", 2)]
+    finally:
+        a.close()
+        b.close()
