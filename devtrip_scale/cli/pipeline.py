@@ -48,7 +48,8 @@ ServerOption = Annotated[list[str], typer.Option(
     "--server", envvar="DEVSCALE_SERVER", metavar="<host:port>",
     help="The gRPC API of `devscale workers serve` (TLS). Several replicas: repeat it "
     "(--server a:50051 --server b:50051) or separate them with commas (a:50051,b:50051); a "
-    "call or stream that finds one gone goes on on the next.")]
+    "call or stream that finds one gone goes on on the next; a broken stream gives up only "
+    "after 60s without a new message.")]
 CaOption = Annotated[Path | None, typer.Option(
     "--ca", metavar="<file>", dir_okay=False,
     help="PEM file of the CA that signed the server's certificate (default: the system's "

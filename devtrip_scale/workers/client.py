@@ -7,7 +7,10 @@ server may be several addresses (`--server a:50051 --server b:50051` or `a:50051
 see server_addresses; a DNS name with several addresses is gRPC's resolver's to spread): any
 replica serves any build, so a call that finds one UNAVAILABLE goes to the next. A stream that
 breaks mid-build (UNAVAILABLE, a reset connection, an early end) is called again on the next
-address with the build id and the last sequence seen, a bounded number of times with backoff;
+address with the build id and the last sequence seen: at once while an address of this round is
+untried, with jittered backoff after a round that all failed, and given up only once `patience`
+seconds passed without progress (Patience). Each stream keeps its own place in the address list
+(a progress and a log stream breaking together never send each other back to a dead replica);
 sequences are checked by live.Continuity, so nothing is lost or repeated without the user being
 told.
 """
@@ -34,6 +37,8 @@ from devtrip_scale.workers.progress import (
 
 TOKEN_ENV = "DEVSCALE_API_TOKEN"
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+PATIENCE = 60.0      # seconds a broken stream keeps trying without progress before giving up
+JITTER = 0.25        # streams that broke together do not retry in lockstep
 T = TypeVar("T", Progress, LogRecord)
 
 
@@ -74,12 +79,48 @@ def _answered(e: grpc.RpcError) -> bool:
         not any(words in details for words in _TRANSPORT)
 
 
+class Patience:
+    """When a broken stream calls again, and when it gives up: the next address at once while
+    this round of addresses has one untried, the backoff's delay after a round in which every
+    address failed; give up (None) once `budget` seconds passed since the last progress (or
+    the start) and at least one whole round failed. A failure is cheap to count (a dead
+    address refuses at once); only time without progress is the verdict. Pure: the clock is
+    passed in."""
+
+    def __init__(self, addresses: int, budget: float, backoff: Backoff, now: float) -> None:
+        self.addresses = max(1, addresses)
+        self.budget = budget
+        self.backoff = backoff
+        self.since = now            # the last progress (or the start)
+        self.failures = 0           # in a row, since the last progress
+        self._round = 0             # failures in this round of addresses
+
+    def progress(self, now: float) -> None:
+        """Something new arrived: the budget and the backoff start over."""
+        self.since = now
+        self.failures = self._round = 0
+        self.backoff.reset()
+
+    def failed(self, now: float) -> float | None:
+        """A call failed (or ended early) at `now`: the delay before the next call, or None to
+        give up."""
+        self.failures += 1
+        self._round += 1
+        if self._round < self.addresses:
+            return 0.0                  # another address of this round first, at once
+        self._round = 0
+        left = self.budget - (now - self.since)
+        if left <= 0:
+            return None
+        return min(self.backoff.next(), left)
+
+
 class Stream(Generic[T]):
     """A server stream that resumes after a break; iterate it once. `cancel()` (from any
     thread) ends the iteration quietly."""
 
     def __init__(self, client: ApiClient, what: str,
-                 call: Callable[[int], Any], convert: Callable[[Any], T],
+                 call: Callable[[_Stubs, int], Any], convert: Callable[[Any], T],
                  continuity: Continuity, *, key: str = "",
                  finished: Callable[[T | None], bool],
                  on_warning: Callable[[str], None] | None = None,
@@ -90,7 +131,8 @@ class Stream(Generic[T]):
         # that breaks is resumed, never taken for the end
         self._complete_on_end = complete_on_end
         self._what = what
-        self._call_at = call            # after_sequence → the call (an iterator of messages)
+        self._call_at = call            # (stubs, after_sequence) → the call (its messages)
+        self.server = client.server     # this stream's address now (its own place in the list)
         self._convert: Callable[[Any], T] = convert
         self.continuity = continuity
         self.key = key                  # the build id once known: resuming needs it
@@ -115,10 +157,15 @@ class Stream(Generic[T]):
         if self._on_warning is not None:
             self._on_warning(text)
 
+    def _next_server(self) -> None:
+        servers = self._client.servers
+        self.server = servers[(servers.index(self.server) + 1) % len(servers)]
+
     def __iter__(self) -> Iterator[T]:
         client = self._client
-        failures = 0
-        backoff = Backoff(client.backoff, client.max_backoff)
+        patience = Patience(len(client.servers), client.patience,
+                            Backoff(client.backoff, client.max_backoff, jitter=JITTER),
+                            time.monotonic())
         last: T | None = None
         # a call that fails before its first message is no break to resume, unless another
         # address is left to try: once every address has failed so, the failure is the answer
@@ -127,7 +174,8 @@ class Stream(Generic[T]):
             with self._lock:
                 if self._cancelled:
                     return
-                self._call = call = self._call_at(self.continuity.last)
+                self._call = call = self._call_at(client.stubs(self.server),
+                                                  self.continuity.last)
             cause = "it ended before the build did"
             clean = True
             try:
@@ -138,8 +186,8 @@ class Stream(Generic[T]):
                     unanswered.clear()
                     if not keep:
                         continue
-                    failures = 0
-                    backoff.reset()
+                    patience.progress(time.monotonic())
+                    client.use(self.server)     # later calls start where this one works
                     if warning:
                         self._warn(warning)
                     if isinstance(item, Progress) and item.event.build_id:
@@ -153,22 +201,25 @@ class Stream(Generic[T]):
                 if not received and _answered(e):
                     received = True   # the server itself ended the call (e.g. shutting down)
                 elif not received:
-                    unanswered.add(client.server)
+                    unanswered.add(self.server)
                 if e.code() not in RESUMABLE or not self.key or \
                         (not received and unanswered >= set(client.servers)):
-                    raise client.error(e, self._what, bad_input=self._bad_input) from None
+                    raise client.error(e, self._what, bad_input=self._bad_input,
+                                       server=self.server) from None
                 cause = f"{e.code().name}: {client.scrub(e.details() or '')}"
                 clean = False
             if self._cancelled or self._finished(last) or (clean and self._complete_on_end):
                 return
-            client.next_server()
-            failures += 1
-            if failures > client.retries:
+            delay = patience.failed(time.monotonic())
+            if delay is None:
                 raise ApiError(
-                    f"{self._what}: the stream from {client.server} broke {failures} times in a "
-                    f"row without progress (last: {cause}); build {self.key} may still be "
-                    f"running: see `devscale pipeline status {self.key}`")
-            time.sleep(backoff.next())
+                    f"{self._what}: the stream from {self.server} broke {patience.failures} "
+                    f"times in a row without progress for {client.patience:g}s (last: {cause}); "
+                    f"build {self.key} may still be running: see `devscale pipeline status "
+                    f"{self.key}`")
+            self._next_server()
+            if delay:
+                time.sleep(delay)
             self.resumed += 1
 
 
@@ -191,13 +242,25 @@ def server_addresses(given: str | Sequence[str]) -> list[str]:
     return addresses
 
 
+class _Stubs:
+    """The API's stubs on one address's channel."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.pipelines = pb_grpc.OttoscalerServiceStub(  # type: ignore[no-untyped-call]
+            channel)
+        self.logs = pb_grpc.LogStreamingServiceStub(  # type: ignore[no-untyped-call]
+            channel)
+
+
 class ApiClient:
-    """One TLS channel to `devscale workers serve`'s gRPC API."""
+    """TLS channels to `devscale workers serve`'s gRPC API, one per address (opened when
+    first used). `patience`: the seconds a broken stream keeps calling again without progress
+    before it gives up (see Patience)."""
 
     def __init__(self, server: str | Sequence[str], *, ca_file: Path | None = None,
                  token: str | None = None, cert_file: Path | None = None,
                  key_file: Path | None = None, timeout: float = 30.0,
-                 token_env: str = TOKEN_ENV, retries: int = 5,
+                 token_env: str = TOKEN_ENV, patience: float = PATIENCE,
                  backoff: float = 0.5, max_backoff: float = 5.0) -> None:
         self.servers = server_addresses(server)
         if (cert_file is None) != (key_file is None):
@@ -205,7 +268,9 @@ class ApiClient:
         self.ca_file = ca_file
         self.timeout = timeout
         self.token_env = token_env
-        self.retries = retries
+        if patience < 0:
+            raise ConfigError(f"patience {patience:g}: seconds, 0 or more")
+        self.patience = patience
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._token = token or None
@@ -215,6 +280,7 @@ class ApiClient:
             private_key=_read(key_file, "--key"),
             certificate_chain=_read(cert_file, "--cert"))
         self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, _Stubs] = {}
         self._at = 0
         self._connect()
 
@@ -223,16 +289,23 @@ class ApiClient:
         """The address calls go to now."""
         return self.servers[self._at]
 
+    def stubs(self, address: str) -> _Stubs:
+        """The stubs on `address`'s channel (opened on first use, then kept)."""
+        stubs = self._stubs.get(address)
+        if stubs is None:
+            channel = self._channels[address] = grpc.secure_channel(address, self._credentials)
+            stubs = self._stubs[address] = _Stubs(channel)
+        return stubs
+
     def _connect(self) -> None:
-        channel = self._channels.get(self.server)
-        if channel is None:
-            channel = self._channels[self.server] = grpc.secure_channel(self.server,
-                                                                        self._credentials)
-        self._channel = channel
-        self._pipelines = pb_grpc.OttoscalerServiceStub(  # type: ignore[no-untyped-call]
-            channel)
-        self._logs = pb_grpc.LogStreamingServiceStub(  # type: ignore[no-untyped-call]
-            channel)
+        stubs = self.stubs(self.server)
+        self._pipelines, self._logs = stubs.pipelines, stubs.logs
+
+    def use(self, address: str) -> None:
+        """Calls go to `address` from now on (a stream found it working)."""
+        if address != self.server:
+            self._at = self.servers.index(address)
+            self._connect()
 
     def next_server(self) -> None:
         """Calls go to the next address from now on (the one now was unavailable)."""
@@ -259,15 +332,17 @@ class ApiClient:
         here)."""
         return text.replace(self._token, "<token>") if self._token else text
 
-    def error(self, e: grpc.RpcError, what: str, *, bad_input: bool = False) -> DevscaleError:
+    def error(self, e: grpc.RpcError, what: str, *, bad_input: bool = False,
+              server: str | None = None) -> DevscaleError:
         """A gRPC failure as devscale's error: the status code, the server's message, advice.
         With `bad_input`, INVALID_ARGUMENT is the user's input (the server's file:line text):
-        a ConfigError."""
+        a ConfigError. `server`: the address that failed (default: the one calls go to now)."""
+        where = server or self.server
         code: grpc.StatusCode = e.code()
         details = self.scrub(e.details() or "")
         if code is grpc.StatusCode.INVALID_ARGUMENT and bad_input:
             return ConfigError(details or f"{what}: the server refused the pipeline")
-        text = f"{what}: {self.server} answered {code.name}: {details}"
+        text = f"{what}: {where} answered {code.name}: {details}"
         if code is grpc.StatusCode.UNAUTHENTICATED:
             if self._token:
                 text += f"; the token in ${self.token_env} was refused: set it to the " \
@@ -280,41 +355,41 @@ class ApiClient:
         elif code is grpc.StatusCode.PERMISSION_DENIED:
             text += "; this identity may not do that"
         elif code is grpc.StatusCode.UNAVAILABLE:
-            return ApiError(self._unreachable(what, details))
+            return ApiError(self._unreachable(what, details, where))
         elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
             text += f" (no answer within {self.timeout:g}s)"
         elif code is grpc.StatusCode.UNIMPLEMENTED:
             text += "; the server does not offer this method (an older devscale?)"
         return ApiError(text)
 
-    def _unreachable(self, what: str, details: str) -> str:
+    def _unreachable(self, what: str, details: str, where: str) -> str:
         """One line on why the server could not be reached: an untrusted certificate, a name
         the certificate does not carry, a refused connection, or gRPC's own words."""
         trust = f"--ca {self.ca_file}" if self.ca_file is not None else \
             "the system's trust store (give --ca FILE, the CA that signed it)"
         if "CERTIFICATE_VERIFY_FAILED" in details:
-            return (f"{what}: the server's certificate at {self.server} did not verify against "
+            return (f"{what}: the server's certificate at {where} did not verify against "
                     f"{trust} (CERTIFICATE_VERIFY_FAILED)")
         if "Hostname Verification" in details or "not in peer certificate" in details:
-            host = self.server.rpartition(":")[0] or self.server
-            return (f"{what}: the server's certificate at {self.server} is not for the name "
+            host = where.rpartition(":")[0] or where
+            return (f"{what}: the server's certificate at {where} is not for the name "
                     f"{host}: use the name the certificate carries in --server")
         if "WRONG_VERSION_NUMBER" in details:
-            return (f"{what}: the server at {self.server} does not speak TLS there "
+            return (f"{what}: the server at {where} does not speak TLS there "
                     "(WRONG_VERSION_NUMBER): is that the gRPC API's port (api.listen)?")
         if details.endswith("Socket closed"):
-            return (f"{what}: the server at {self.server} closed the connection during the TLS "
+            return (f"{what}: the server at {where} closed the connection during the TLS "
                     "handshake: most likely it wants a client certificate (--cert and --key) "
                     "signed by its client CA")
         if "Connection refused" in details:
-            return (f"{what}: nothing accepted a connection at {self.server} (connection "
+            return (f"{what}: nothing accepted a connection at {where} (connection "
                     "refused): is `devscale workers serve` running with its API there?")
         if "handshake failed" in details.lower():
             last = details.rpartition("last error: ")[2] or details
-            return (f"{what}: the TLS handshake with {self.server} failed ({last}); the server "
+            return (f"{what}: the TLS handshake with {where} failed ({last}); the server "
                     "may want a client certificate (--cert and --key)")
-        return (f"{what}: {self.server} answered UNAVAILABLE: {details}; check the address "
-                f"{self.server} and that TLS matches: the server must serve TLS with a "
+        return (f"{what}: {where} answered UNAVAILABLE: {details}; check the address "
+                f"{where} and that TLS matches: the server must serve TLS with a "
                 "certificate for that name, signed by the CA in --ca (or one the system trusts)")
 
     def _unary(self, method: Callable[[Any], Callable[..., Any]], request: Any,
@@ -335,13 +410,13 @@ class ApiClient:
                 on_warning: Callable[[str], None] | None = None) -> Stream[Progress]:
         """Run a pipeline (or attach to `build_id` if that build exists); its progress."""
 
-        def call(after: int) -> Any:
+        def call(stubs: _Stubs, after: int) -> Any:
             if after == 0:   # (again, with the build id: an existing build is attached to)
                 request = pb.ExecutePipelineRequest(pipeline_yaml=pipeline_yaml,
                                                     file_name=file_name, build_id=stream.key)
             else:   # resuming: attach to the build the first call started
                 request = pb.ExecutePipelineRequest(build_id=stream.key, after_sequence=after)
-            return self._pipelines.ExecutePipeline(request, metadata=self._metadata)
+            return stubs.pipelines.ExecutePipeline(request, metadata=self._metadata)
 
         stream = self._progress(call, f"run {file_name}", build_id, on_warning, bad_input=True)
         return stream
@@ -350,14 +425,14 @@ class ApiClient:
                on_warning: Callable[[str], None] | None = None) -> Stream[Progress]:
         """The progress of a build already running (or ended), after `after_sequence`."""
 
-        def call(after: int) -> Any:
+        def call(stubs: _Stubs, after: int) -> Any:
             request = pb.ExecutePipelineRequest(build_id=build_id, after_sequence=after)
-            return self._pipelines.ExecutePipeline(request, metadata=self._metadata)
+            return stubs.pipelines.ExecutePipeline(request, metadata=self._metadata)
 
         return self._progress(call, f"follow build {build_id}", build_id, on_warning,
                               after_sequence)
 
-    def _progress(self, call: Callable[[int], Any], what: str, build_id: str,
+    def _progress(self, call: Callable[[_Stubs, int], Any], what: str, build_id: str,
                   on_warning: Callable[[str], None] | None, after: int = 0, *,
                   bad_input: bool = False) -> Stream[Progress]:
         def finished(last: Progress | None) -> bool:
@@ -387,10 +462,10 @@ class ApiClient:
         """A build's log lines (merged by time across its pods); with `follow`, live until the
         build ends. A broken stream resumes only when following (otherwise it ends)."""
 
-        def call(after: int) -> Any:
+        def call(stubs: _Stubs, after: int) -> Any:
             request = pb.BuildLogsRequest(build_id=build_id, follow=follow,
                                           after_sequence=after, stages=list(stages))
-            return self._logs.StreamBuildLogs(request, metadata=self._metadata)
+            return stubs.logs.StreamBuildLogs(request, metadata=self._metadata)
 
         # a stage filter leaves gaps in the build's numbering: only `missed` can tell a loss
         return Stream(self, f"logs of build {build_id}", call, log_of,

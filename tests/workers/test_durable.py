@@ -136,8 +136,9 @@ def wait_stage_running(fleet: Fleet, build_id: str, stage_name: str, timeout: fl
     return running()[0]
 
 
-def three_stages(tmp_path: Path, name: str, slow_ready: bool = False) -> Path:
-    middle = stage("s2", 6, ("s1",))
+def three_stages(tmp_path: Path, name: str, slow_ready: bool = False,
+                 middle_seconds: float = 6) -> Path:
+    middle = stage("s2", middle_seconds, ("s1",))
     if slow_ready:
         middle["annotations"][kwok.READY_SECONDS] = "2"
     return pipeline_file(tmp_path / f"{name}.yaml", [stage("s1", 2), middle,
@@ -192,7 +193,8 @@ def test_a_3_stage_build_survives_its_owners_sigkill(fleet: Fleet, tmp_path: Pat
 def test_a_rollout_cancels_nothing_and_the_client_sees_no_error(fleet: Fleet,
                                                                  tmp_path: Path) -> None:
     fleet.start("a")
-    path = three_stages(tmp_path, "roll")
+    # s2 outlasts C's start even on a loaded machine (~10 s at load 14): A still drives it
+    path = three_stages(tmp_path, "roll", middle_seconds=20)
     seen: set[str] = set()
     stop = threading.Event()
     watcher = threading.Thread(target=stage_pods_seen, args=(fleet, "roll-1", seen, stop),
