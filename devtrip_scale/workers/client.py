@@ -157,10 +157,6 @@ class Stream(Generic[T]):
         if self._on_warning is not None:
             self._on_warning(text)
 
-    def _next_server(self) -> None:
-        servers = self._client.servers
-        self.server = servers[(servers.index(self.server) + 1) % len(servers)]
-
     def __iter__(self) -> Iterator[T]:
         client = self._client
         patience = Patience(len(client.servers), client.patience,
@@ -217,7 +213,7 @@ class Stream(Generic[T]):
                     f"times in a row without progress for {client.patience:g}s (last: {cause}); "
                     f"build {self.key} may still be running: see `devscale pipeline status "
                     f"{self.key}`")
-            self._next_server()
+            self.server = client.following(self.server)
             if delay:
                 time.sleep(delay)
             self.resumed += 1
@@ -243,9 +239,10 @@ def server_addresses(given: str | Sequence[str]) -> list[str]:
 
 
 class _Stubs:
-    """The API's stubs on one address's channel."""
+    """One address's channel and the API's stubs on it."""
 
     def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
         self.pipelines = pb_grpc.OttoscalerServiceStub(  # type: ignore[no-untyped-call]
             channel)
         self.logs = pb_grpc.LogStreamingServiceStub(  # type: ignore[no-untyped-call]
@@ -279,10 +276,8 @@ class ApiClient:
             root_certificates=_read(ca_file, "--ca"),
             private_key=_read(key_file, "--key"),
             certificate_chain=_read(cert_file, "--cert"))
-        self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, _Stubs] = {}
         self._at = 0
-        self._connect()
 
     @property
     def server(self) -> str:
@@ -293,29 +288,33 @@ class ApiClient:
         """The stubs on `address`'s channel (opened on first use, then kept)."""
         stubs = self._stubs.get(address)
         if stubs is None:
-            channel = self._channels[address] = grpc.secure_channel(address, self._credentials)
-            stubs = self._stubs[address] = _Stubs(channel)
+            stubs = self._stubs[address] = _Stubs(grpc.secure_channel(address,
+                                                                      self._credentials))
         return stubs
 
-    def _connect(self) -> None:
-        stubs = self.stubs(self.server)
-        self._pipelines, self._logs = stubs.pipelines, stubs.logs
+    @property
+    def _pipelines(self) -> Any:
+        return self.stubs(self.server).pipelines
+
+    @property
+    def _logs(self) -> Any:
+        return self.stubs(self.server).logs
+
+    def following(self, address: str) -> str:
+        """The address after `address` in the list (the first after the last)."""
+        return self.servers[(self.servers.index(address) + 1) % len(self.servers)]
 
     def use(self, address: str) -> None:
         """Calls go to `address` from now on (a stream found it working)."""
-        if address != self.server:
-            self._at = self.servers.index(address)
-            self._connect()
+        self._at = self.servers.index(address)
 
     def next_server(self) -> None:
         """Calls go to the next address from now on (the one now was unavailable)."""
-        if len(self.servers) > 1:
-            self._at = (self._at + 1) % len(self.servers)
-            self._connect()
+        self.use(self.following(self.server))
 
     def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
+        for stubs in self._stubs.values():
+            stubs.channel.close()
 
     def __enter__(self) -> ApiClient:
         return self
